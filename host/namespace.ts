@@ -1,0 +1,57 @@
+/**
+ * The namespace: the host's mount table (DESIGN §3). /nodes/<name> routes to
+ * that node's remote tree; /.herds holds the catalog (and, later, control).
+ */
+import { catalogDir } from '../catalog/tree.js'
+import { HerdsError } from '../tree/errno.js'
+import { subtree } from '../tree/bind.js'
+import { jsonFile, SyntheticTree, textFile, type SynthDir } from '../tree/synthetic.js'
+import type { Tree } from '../tree/tree.js'
+import { nodeStatus } from './status.js'
+import type { NodeEntry, Registry } from './registry.js'
+import { ROOT_README } from './readme.js'
+
+/** Names the host answers itself for every node, online or not. */
+const HOST_FILES = ['info.json', 'status.json']
+
+/** Builds the namespace tree the host serves to mounts. */
+export function namespaceTree (registry: Registry): Tree {
+  return new SyntheticTree({
+    kind: 'dir',
+    entries: {
+      'README.md': textFile(ROOT_README),
+      nodes: {
+        kind: 'dir',
+        list: () => registry.names(),
+        lookup: (name) => {
+          const entry = registry.get(name)
+          return entry && nodeDir(entry)
+        },
+      },
+      '.herds': {
+        kind: 'dir',
+        entries: { catalog: catalogDir(registry) },
+      },
+    },
+  })
+}
+
+/** /nodes/<name>: info.json and status.json from the host, the rest from the node. */
+function nodeDir (entry: NodeEntry): SynthDir {
+  return {
+    kind: 'dir',
+    entries: {
+      'info.json': jsonFile(() => entry.info),
+      'status.json': jsonFile(() => nodeStatus(entry)),
+    },
+    list: async () => {
+      if (!entry.remote) return []
+      const names = await entry.remote.readdir('/')
+      return names.filter((name) => !HOST_FILES.includes(name))
+    },
+    lookup: (name) => {
+      if (!entry.remote) throw new HerdsError('EHOSTDOWN', `node "${entry.name}" is offline (last seen ${entry.lastSeen})`)
+      return { kind: 'tree', tree: subtree(entry.remote, '/' + name) }
+    },
+  }
+}

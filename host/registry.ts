@@ -1,0 +1,60 @@
+/**
+ * The node registry: every node the host knows, online or not, with the remote
+ * tree of its live connection.
+ */
+import { HerdsError } from '../tree/errno.js'
+import type { Peer } from '../tree/peer.js'
+import { remoteTree } from '../tree/peer.js'
+import type { Tree } from '../tree/tree.js'
+import type { NodeInfo } from '../tree/wire.js'
+
+export interface NodeEntry {
+  name: string
+  info: NodeInfo
+  /** The live connection; absent while the node is offline. */
+  peer: Peer | undefined
+  remote: Tree | undefined
+  connectedAt: string | null
+  lastSeen: string
+}
+
+export class Registry {
+  private readonly nodes = new Map<string, NodeEntry>()
+
+  names (): string[] {
+    return [...this.nodes.keys()].sort()
+  }
+
+  get (name: string): NodeEntry | undefined {
+    return this.nodes.get(name)
+  }
+
+  all (): NodeEntry[] {
+    return this.names().map((name) => this.nodes.get(name)!)
+  }
+
+  /** Registers a node's connection; a second live connection under one name is refused. */
+  connect (name: string, info: NodeInfo, peer: Peer): NodeEntry {
+    const known = this.nodes.get(name)
+    if (known?.peer && !known.peer.closed) {
+      throw new HerdsError('EEXIST', `a node named "${name}" is already connected (from ${known.info.hostname}); start this one with another name (--name)`)
+    }
+    const now = new Date().toISOString()
+    const entry: NodeEntry = { name, info, peer, remote: remoteTree(peer), connectedAt: now, lastSeen: now }
+    this.nodes.set(name, entry)
+    peer.on('close', () => {
+      if (entry.peer !== peer) return
+      entry.peer = undefined
+      entry.remote = undefined
+      entry.lastSeen = new Date().toISOString()
+    })
+    return entry
+  }
+
+  /** Notes that a node answered a heartbeat. */
+  seen (peer: Peer): void {
+    for (const entry of this.nodes.values()) {
+      if (entry.peer === peer) entry.lastSeen = new Date().toISOString()
+    }
+  }
+}

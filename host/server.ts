@@ -1,0 +1,111 @@
+/**
+ * The host: a WebSocket server that nodes dial into and mounts connect to. It
+ * composes the namespace from the nodes' trees and serves it to every mount.
+ */
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { WebSocketServer, type WebSocket } from 'ws'
+import { HerdsError, toHerdsError } from '../tree/errno.js'
+import { HEARTBEAT_MS } from '../tree/dial.js'
+import { Peer } from '../tree/peer.js'
+import type { Tree } from '../tree/tree.js'
+import { PROTOCOL_VERSION, type Frame } from '../tree/wire.js'
+import { namespaceTree } from './namespace.js'
+import { Registry } from './registry.js'
+
+export interface HostOptions {
+  /** Port to listen on; 0 picks a free one. */
+  port: number
+  /** Address to listen on; 127.0.0.1 until tokens exist. */
+  address?: string
+  log?: (line: string) => void
+}
+
+export interface RunningHost {
+  url: string
+  port: number
+  registry: Registry
+  namespace: Tree
+  /** Connected mounts, for health. */
+  mounts (): number
+  stop (): Promise<void>
+}
+
+/** A peer that has not said hello by then is dropped. */
+const HELLO_TIMEOUT_MS = 10_000
+
+export async function startHost (opts: HostOptions): Promise<RunningHost> {
+  const log = opts.log ?? (() => {})
+  const registry = new Registry()
+  const namespace = namespaceTree(registry)
+  const mounts = new Set<Peer>()
+  const http: Server = createServer((_req, res) => {
+    res.writeHead(426, { 'content-type': 'text/plain' }).end('Herds host: connect with a WebSocket (herds node, herds mount)\n')
+  })
+  const wss = new WebSocketServer({ server: http, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 })
+  const alive = new WeakMap<WebSocket, boolean>()
+
+  wss.on('connection', (socket) => {
+    const peer = new Peer(socket)
+    alive.set(socket, true)
+    socket.on('pong', () => { alive.set(socket, true); registry.seen(peer) })
+    const helloTimer = setTimeout(() => peer.bye(new HerdsError('ETIMEDOUT', 'no hello in time')), HELLO_TIMEOUT_MS)
+    peer.on('close', () => clearTimeout(helloTimer))
+    peer.once('frame', (frame: Frame) => {
+      clearTimeout(helloTimer)
+      try {
+        welcome(peer, frame)
+      } catch (err) {
+        const error = toHerdsError(err)
+        log(`refused a peer: ${error.message}`)
+        peer.bye(error, 4000)
+      }
+    })
+  })
+
+  function welcome (peer: Peer, frame: Frame): void {
+    if (frame.t !== 'hello') throw new HerdsError('EPROTO', 'the first frame must be hello')
+    if (frame.protocol !== PROTOCOL_VERSION) throw new HerdsError('EPROTO', `protocol ${frame.protocol} is not spoken here (host speaks ${PROTOCOL_VERSION})`)
+    if (frame.role === 'node') {
+      registry.connect(frame.name, frame.info, peer)
+      log(`node ${frame.name} connected (${frame.info.hostname}, ${frame.info.os}/${frame.info.arch})`)
+      peer.on('close', () => log(`node ${frame.name} disconnected`))
+    } else {
+      peer.serve(namespace)
+      mounts.add(peer)
+      peer.on('close', () => mounts.delete(peer))
+    }
+    peer.send({ t: 'welcome', protocol: PROTOCOL_VERSION, host: 'herds' })
+  }
+
+  // Heartbeats: a peer that missed a ping round is cut off, so nodes go offline
+  // promptly and calls to them fail fast instead of hanging.
+  const heartbeat = setInterval(() => {
+    for (const socket of wss.clients) {
+      if (!alive.get(socket)) { socket.terminate(); continue }
+      alive.set(socket, false)
+      socket.ping()
+    }
+  }, HEARTBEAT_MS)
+  heartbeat.unref()
+
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject)
+    http.listen(opts.port, opts.address ?? '127.0.0.1', () => resolve())
+  })
+  const { port, address } = http.address() as AddressInfo
+  const host = address.includes(':') ? `[${address}]` : address
+  return {
+    url: `ws://${host}:${port}`,
+    port,
+    registry,
+    namespace,
+    mounts: () => mounts.size,
+    stop: async () => {
+      clearInterval(heartbeat)
+      for (const socket of wss.clients) socket.terminate()
+      await new Promise<void>((resolve) => wss.close(() => resolve()))
+      await new Promise<void>((resolve) => http.close(() => resolve()))
+    },
+  }
+}

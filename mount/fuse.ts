@@ -1,0 +1,130 @@
+/**
+ * The FUSE adapter: shows a Tree as a real directory through fuse-native
+ * (libfuse 2 on Linux, macFUSE on macOS). Errors become the platform's errno
+ * numbers here, at the edge, and nowhere else.
+ */
+import { execFile } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdir, stat } from 'node:fs/promises'
+import { createRequire } from 'node:module'
+import { promisify } from 'node:util'
+import { errnoNumber, HerdsError, toHerdsError } from '../tree/errno.js'
+import type { Stat, Tree } from '../tree/tree.js'
+
+const require = createRequire(import.meta.url)
+
+/**
+ * Options fuse-native cannot pass itself (DESIGN §9): direct_io so files of
+ * unknown size stream and reads are never cut at a stale size; big_writes so
+ * writes arrive in 128 KiB pieces, not 4 KiB.
+ */
+export const EXTRA_FUSE_OPTIONS = ['direct_io', 'big_writes', 'fsname=herds', 'subtype=herds']
+
+export interface Mounted {
+  mountpoint: string
+  unmount (): Promise<void>
+}
+
+type FuseClass = typeof import('fuse-native')
+
+/** Loads fuse-native, or says in one line what to install. */
+function loadFuse (): FuseClass {
+  if (process.platform === 'linux' && !existsSync('/dev/fuse')) {
+    throw new HerdsError('ENOSYS', 'FUSE is not available: /dev/fuse is missing (load the fuse module, or give the container --device /dev/fuse)')
+  }
+  try {
+    return require('fuse-native') as FuseClass
+  } catch (err) {
+    const hint = process.platform === 'darwin'
+      ? 'install macFUSE (https://osxfuse.github.io) and allow its system extension'
+      : 'install libfuse 2: sudo apt-get install fuse libfuse2'
+    throw new HerdsError('ENOSYS', `cannot load FUSE (${(err as Error).message.split('\n')[0]}): ${hint}`)
+  }
+}
+
+/** Unmounts a mountpoint left behind by a crashed mount (ENOTCONN). */
+export async function unmountStale (mountpoint: string): Promise<void> {
+  const [cmd, args] = process.platform === 'darwin' ? ['umount', ['-f', mountpoint]] : ['fusermount', ['-uz', mountpoint]]
+  await promisify(execFile)(cmd, args).catch(() => {})
+}
+
+/** Mounts `tree` at `mountpoint` (created if missing). */
+export async function mountTree (tree: Tree, mountpoint: string): Promise<Mounted> {
+  const Fuse = loadFuse()
+  await stat(mountpoint).catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOTCONN') return unmountStale(mountpoint)
+    if (err.code === 'ENOENT') return mkdir(mountpoint, { recursive: true })
+    throw err
+  })
+
+  class HerdsFuse extends Fuse {
+    override _fuseOptions (): string {
+      const base = super._fuseOptions()
+      return (base ? base + ',' : '-o') + EXTRA_FUSE_OPTIONS.join(',')
+    }
+  }
+
+  const fuse = new HerdsFuse(mountpoint, fuseOps(tree), {
+    // Our own calls time out where they should (see OP_TIMEOUT_MS); fuse-native's
+    // blanket 15 s would cut blocking reads such as `cat stdout` or `cat exit`.
+    timeout: false,
+  })
+  await new Promise<void>((resolve, reject) => {
+    fuse.mount((err) => err
+      ? reject(new HerdsError('EIO', `cannot mount at ${mountpoint}: ${err.message} (is it in use? try: fusermount -uz ${mountpoint})`))
+      : resolve())
+  })
+  let unmounted: Promise<void> | undefined
+  return {
+    mountpoint,
+    unmount: () => {
+      unmounted ??= new Promise<void>((resolve) => fuse.unmount(() => resolve()))
+      return unmounted
+    },
+  }
+}
+
+/** The fuse-native operation table over a Tree. */
+export function fuseOps (tree: Tree): Record<string, (...args: any[]) => void> {
+  const uid = process.getuid?.() ?? 0
+  const gid = process.getgid?.() ?? 0
+  const fail = (cb: (code: number) => void) => (err: unknown): void => cb(-errnoNumber(toHerdsError(err).code))
+  const done = (cb: (code: number) => void) => (): void => cb(0)
+  const toFuseStat = (s: Stat): Record<string, number> => ({
+    mode: s.mode, uid, gid, size: s.size, nlink: s.nlink, blocks: Math.ceil(s.size / 512), blksize: 4096,
+    atime: s.atimeMs, mtime: s.mtimeMs, ctime: s.ctimeMs, dev: 0, ino: 0, rdev: 0,
+  })
+  return {
+    init: (cb) => cb(0),
+    getattr: (path: string, cb) => { tree.getattr(path).then((s) => cb(0, toFuseStat(s)), fail(cb)) },
+    fgetattr: (path: string, _fh: number, cb) => { tree.getattr(path).then((s) => cb(0, toFuseStat(s)), fail(cb)) },
+    readdir: (path: string, cb) => { tree.readdir(path).then((names) => cb(0, names), fail(cb)) },
+    open: (path: string, flags: number, cb) => { tree.open(path, flags).then((fh) => cb(0, fh), fail(cb)) },
+    create: (path: string, mode: number, cb) => { tree.create(path, mode).then((fh) => cb(0, fh), fail(cb)) },
+    read: (path: string, fh: number, buf: Buffer, len: number, pos: number, cb) => {
+      tree.read(path, fh, pos, len).then((data) => {
+        buf.set(data.subarray(0, len))
+        cb(Math.min(data.length, len))
+      }, fail(cb))
+    },
+    write: (path: string, fh: number, buf: Buffer, len: number, pos: number, cb) => {
+      // The buffer is the kernel's, valid only until we answer: copy it.
+      tree.write(path, fh, pos, Buffer.from(buf.subarray(0, len))).then((n) => cb(n), fail(cb))
+    },
+    flush: (path: string, fh: number, cb) => { tree.flush(path, fh).then(done(cb), fail(cb)) },
+    release: (path: string, fh: number, cb) => { tree.release(path, fh).then(done(cb), fail(cb)) },
+    truncate: (path: string, size: number, cb) => { tree.truncate(path, size).then(done(cb), fail(cb)) },
+    ftruncate: (path: string, _fh: number, size: number, cb) => { tree.truncate(path, size).then(done(cb), fail(cb)) },
+    unlink: (path: string, cb) => { tree.unlink(path).then(done(cb), fail(cb)) },
+    rename: (from: string, to: string, cb) => { tree.rename(from, to).then(done(cb), fail(cb)) },
+    mkdir: (path: string, mode: number, cb) => { tree.mkdir(path, mode).then(done(cb), fail(cb)) },
+    rmdir: (path: string, cb) => { tree.rmdir(path).then(done(cb), fail(cb)) },
+    symlink: (target: string, path: string, cb) => { tree.symlink(target, path).then(done(cb), fail(cb)) },
+    readlink: (path: string, cb) => { tree.readlink(path).then((target) => cb(0, target), fail(cb)) },
+    chmod: (path: string, mode: number, cb) => { tree.chmod(path, mode).then(done(cb), fail(cb)) },
+    utimens: (path: string, atime: number, mtime: number, cb) => { tree.utimens(path, atime, mtime).then(done(cb), fail(cb)) },
+    statfs: (path: string, cb) => {
+      tree.statfs(path).then((s) => cb(0, { ...s, frsize: s.bsize, favail: s.ffree, fsid: 0, flag: 0 }), fail(cb))
+    },
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * A peer: one WebSocket carrying Tree calls both ways. It can serve a tree to
+ * the other side and call the tree the other side serves. Requests carry ids
+ * and are answered out of order; a call can be cancelled; a connection that
+ * closes fails every pending call at once (EHOSTDOWN), so nothing hangs.
+ */
+import { EventEmitter } from 'node:events'
+import type WebSocket from 'ws'
+import { HerdsError, toHerdsError } from './errno.js'
+import type { CallContext, Op, Tree } from './tree.js'
+import { OP_ARGS, OP_TIMEOUT_MS, OPS, decodeFrame, encodeFrame, parseArgs, parseResult, type Frame } from './wire.js'
+
+interface Pending {
+  op: Op
+  resolve: (value: unknown) => void
+  reject: (err: HerdsError) => void
+  cleanup: () => void
+}
+
+/** The cap on requests one peer may have in flight at the other side. */
+const MAX_IN_FLIGHT = 4096
+
+export class Peer extends EventEmitter {
+  readonly socket: WebSocket
+  private nextId = 1
+  private readonly pending = new Map<number, Pending>()
+  private readonly inFlight = new Map<number, AbortController>()
+  private served: Tree | undefined
+  private closedError: HerdsError | undefined
+
+  constructor (socket: WebSocket) {
+    super()
+    this.socket = socket
+    socket.binaryType = 'nodebuffer'
+    socket.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary))
+    socket.on('close', (code, reason) => this.onClose(code, reason.toString()))
+    socket.on('error', () => { /* 'close' follows and does the cleanup */ })
+  }
+
+  /** Serves `tree` to the other side: its requests are answered from it. */
+  serve (tree: Tree): void {
+    this.served = tree
+  }
+
+  get closed (): boolean {
+    return this.closedError !== undefined
+  }
+
+  /** Sends a frame; a frame to a closed socket is dropped (its calls already failed). */
+  send (frame: Frame): void {
+    if (this.socket.readyState !== this.socket.OPEN) return
+    this.socket.send(encodeFrame(frame), { binary: true })
+  }
+
+  /** Says why we close, then closes. */
+  bye (error: HerdsError, code = 4000): void {
+    this.send({ t: 'bye', error: { code: error.code, message: error.message } })
+    this.socket.close(code, error.message.slice(0, 120))
+  }
+
+  /** Calls `op` on the tree the other side serves. */
+  call (op: Op, args: unknown[], ctx?: CallContext): Promise<unknown> {
+    if (this.closedError) return Promise.reject(this.closedError)
+    if (ctx?.signal?.aborted) return Promise.reject(new HerdsError('ECANCELED', 'cancelled'))
+    const id = this.nextId++
+    return new Promise((resolve, reject) => {
+      const timeoutMs = OP_TIMEOUT_MS[op]
+      const timer = timeoutMs > 0
+        ? setTimeout(() => this.abandon(id, new HerdsError('ETIMEDOUT', `${op} got no answer in ${timeoutMs / 1000} s`)), timeoutMs)
+        : undefined
+      const onAbort = (): void => this.abandon(id, new HerdsError('ECANCELED', 'cancelled'))
+      ctx?.signal?.addEventListener('abort', onAbort, { once: true })
+      const cleanup = (): void => {
+        if (timer) clearTimeout(timer)
+        ctx?.signal?.removeEventListener('abort', onAbort)
+      }
+      this.pending.set(id, { op, resolve, reject, cleanup })
+      this.send({ t: 'req', id, op, args })
+    })
+  }
+
+  /** Gives up on a pending call and tells the other side to stop working on it. */
+  private abandon (id: number, error: HerdsError): void {
+    const pending = this.pending.get(id)
+    if (!pending) return
+    this.pending.delete(id)
+    pending.cleanup()
+    this.send({ t: 'cancel', id })
+    pending.reject(error)
+  }
+
+  private onMessage (data: Buffer, isBinary: boolean): void {
+    let frame: Frame
+    try {
+      if (!isBinary) throw new HerdsError('EPROTO', 'malformed frame: text frames are not spoken here')
+      frame = decodeFrame(data)
+    } catch (err) {
+      // A peer that cannot frame its messages cannot be trusted with more: close it alone.
+      this.bye(toHerdsError(err), 1002)
+      return
+    }
+    switch (frame.t) {
+      case 'req': return void this.onRequest(frame.id, frame.op, frame.args)
+      case 'res': return this.onResponse(frame)
+      case 'cancel': return this.inFlight.get(frame.id)?.abort()
+      default: this.emit('frame', frame)
+    }
+  }
+
+  private async onRequest (id: number, op: Op, rawArgs: unknown[]): Promise<void> {
+    if (!this.served) return this.send({ t: 'res', id, ok: false, error: { code: 'ENOSYS', message: 'this peer serves no tree' } })
+    if (this.inFlight.has(id)) return this.send({ t: 'res', id, ok: false, error: { code: 'EINVAL', message: `request id ${id} is already in flight` } })
+    if (this.inFlight.size >= MAX_IN_FLIGHT) return this.send({ t: 'res', id, ok: false, error: { code: 'EAGAIN', message: 'too many requests in flight' } })
+    const controller = new AbortController()
+    this.inFlight.set(id, controller)
+    try {
+      const args = parseArgs(op, rawArgs)
+      const method = this.served[op] as (...a: unknown[]) => Promise<unknown>
+      const value = await method.call(this.served, ...args, { signal: controller.signal })
+      if (!controller.signal.aborted) this.send({ t: 'res', id, ok: true, value: value ?? null })
+    } catch (err) {
+      const error = toHerdsError(err)
+      if (!controller.signal.aborted) this.send({ t: 'res', id, ok: false, error: { code: error.code, message: error.message } })
+    } finally {
+      this.inFlight.delete(id)
+    }
+  }
+
+  private onResponse (frame: Extract<Frame, { t: 'res' }>): void {
+    const pending = this.pending.get(frame.id)
+    if (!pending) return // cancelled or timed out already
+    this.pending.delete(frame.id)
+    pending.cleanup()
+    if (!frame.ok) return pending.reject(new HerdsError(frame.error.code, frame.error.message))
+    try {
+      pending.resolve(parseResult(pending.op, frame.value))
+    } catch (err) {
+      pending.reject(toHerdsError(err))
+    }
+  }
+
+  private onClose (code: number, reason: string): void {
+    this.closedError = new HerdsError('EHOSTDOWN', `connection closed${reason ? `: ${reason}` : ''}`)
+    for (const [id, pending] of this.pending) {
+      this.pending.delete(id)
+      pending.cleanup()
+      pending.reject(this.closedError)
+    }
+    for (const controller of this.inFlight.values()) controller.abort()
+    this.emit('close', code, reason)
+  }
+}
+
+/**
+ * Wraps a function that performs a call into a Tree. Used for a peer's remote
+ * tree and for the mount's reconnecting client alike.
+ */
+export function treeFromCall (call: (op: Op, args: unknown[], ctx?: CallContext) => Promise<unknown>): Tree {
+  const tree: Record<string, unknown> = {}
+  for (const op of OPS) {
+    const arity = OP_ARGS[op].def.items.length
+    tree[op] = (...args: unknown[]) => call(op, args.slice(0, arity), args[arity] as CallContext | undefined)
+  }
+  return tree as unknown as Tree
+}
+
+/** The tree the other side of `peer` serves. */
+export function remoteTree (peer: Peer): Tree {
+  return treeFromCall((op, args, ctx) => peer.call(op, args, ctx))
+}

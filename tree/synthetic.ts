@@ -1,0 +1,316 @@
+/**
+ * Synthetic trees: files that are computed, or that act when written, declared
+ * as a table of handlers per directory. A directory may also mount another Tree
+ * at one of its names; operations below it are forwarded unchanged.
+ */
+import { HerdsError } from './errno.js'
+import { joinPath, splitPath } from './paths.js'
+import { S_IFDIR, S_IFREG, makeStat, wantsWrite, type CallContext, type Stat, type Statfs, type Tree } from './tree.js'
+
+/** One open file's behaviour. Missing methods mean the operation is refused. */
+export interface FileHandle {
+  read? (offset: number, length: number, ctx?: CallContext): Promise<Uint8Array> | Uint8Array
+  write? (offset: number, data: Uint8Array): Promise<number> | number
+  /** Runs on every close(2); an error here is what close(2) reports. */
+  flush? (): Promise<void> | void
+  release? (): Promise<void> | void
+}
+
+export interface SynthFile {
+  kind: 'file'
+  /** Permission bits: 0o444 read-only, 0o222 write-only, 0o666 both. */
+  mode: number
+  /** What getattr reports; reads ignore it (the mount uses direct_io). */
+  size? (): Promise<number> | number
+  open (flags: number, ctx?: CallContext): Promise<FileHandle> | FileHandle
+  /** O_TRUNC and truncate(1) on a writable file; a no-op unless given. */
+  truncate? (size: number): Promise<void> | void
+}
+
+export interface SynthDir {
+  kind: 'dir'
+  mode?: number
+  /** The fixed names of this directory and their handlers. */
+  entries?: Record<string, SynthNode>
+  /** Names computed on demand (nodes, jobs), listed after the fixed ones. */
+  list? (): Promise<string[]> | string[]
+  lookup? (name: string): Promise<SynthNode | undefined> | SynthNode | undefined
+  mkdir? (name: string, mode: number): Promise<void> | void
+  rmdir? (name: string): Promise<void> | void
+}
+
+/** Another tree, mounted at this name. */
+export interface SynthMount {
+  kind: 'tree'
+  tree: Tree
+}
+
+export type SynthNode = SynthFile | SynthDir | SynthMount
+
+type Resolved =
+  | { kind: 'node', node: SynthFile | SynthDir, parent: SynthDir | undefined, name: string }
+  | { kind: 'tree', tree: Tree, rest: string }
+
+const STATFS: Statfs = { bsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, namemax: 255 }
+
+export class SyntheticTree implements Tree {
+  private readonly root: SynthDir
+  private readonly handles = new Map<number, FileHandle>()
+  private nextFh = 1
+  private readonly bornMs = Date.now()
+
+  constructor (root: SynthDir) {
+    this.root = root
+  }
+
+  /** Finds what a path names: a synthetic node, or a mounted tree and the rest of the path. */
+  private async resolve (path: string): Promise<Resolved> {
+    const parts = splitPath(path)
+    let node: SynthNode = this.root
+    let parent: SynthDir | undefined
+    for (let i = 0; i < parts.length; i++) {
+      if (node.kind === 'tree') return { kind: 'tree', tree: node.tree, rest: joinPath(parts.slice(i)) }
+      if (node.kind !== 'dir') throw new HerdsError('ENOTDIR', `not a directory: ${joinPath(parts.slice(0, i))}`)
+      const name = parts[i]
+      const child: SynthNode | undefined = (Object.hasOwn(node.entries ?? {}, name) ? node.entries![name] : undefined) ??
+        (node.lookup ? await node.lookup(name) : undefined)
+      if (!child) throw new HerdsError('ENOENT', `no such file or directory: ${path}`)
+      parent = node
+      node = child
+    }
+    if (node.kind === 'tree') return { kind: 'tree', tree: node.tree, rest: '/' }
+    return { kind: 'node', node, parent, name: parts.at(-1) ?? '' }
+  }
+
+  private async file (path: string): Promise<SynthFile> {
+    const r = await this.resolve(path)
+    if (r.kind !== 'node') throw new HerdsError('EINVAL', `not a synthetic file: ${path}`)
+    if (r.node.kind === 'dir') throw new HerdsError('EISDIR', `is a directory: ${path}`)
+    return r.node
+  }
+
+  private handle (fh: number): FileHandle {
+    const handle = this.handles.get(fh)
+    if (!handle) throw new HerdsError('EBADF', `no open file with handle ${fh}`)
+    return handle
+  }
+
+  async getattr (path: string, ctx?: CallContext): Promise<Stat> {
+    const r = await this.resolve(path)
+    if (r.kind === 'tree') return r.tree.getattr(r.rest, ctx)
+    if (r.node.kind === 'dir') return makeStat(S_IFDIR | (r.node.mode ?? 0o555), 0, this.bornMs)
+    return makeStat(S_IFREG | r.node.mode, r.node.size ? await r.node.size() : 0)
+  }
+
+  async readdir (path: string, ctx?: CallContext): Promise<string[]> {
+    const r = await this.resolve(path)
+    if (r.kind === 'tree') return r.tree.readdir(r.rest, ctx)
+    if (r.node.kind !== 'dir') throw new HerdsError('ENOTDIR', `not a directory: ${path}`)
+    const fixed = Object.keys(r.node.entries ?? {})
+    const dynamic = r.node.list ? await r.node.list() : []
+    return [...new Set([...fixed, ...dynamic])]
+  }
+
+  async open (path: string, flags: number, ctx?: CallContext): Promise<number> {
+    const r = await this.resolve(path)
+    if (r.kind === 'tree') return r.tree.open(r.rest, flags, ctx)
+    if (r.node.kind === 'dir') throw new HerdsError('EISDIR', `is a directory: ${path}`)
+    const writing = wantsWrite(flags)
+    if (writing && !(r.node.mode & 0o222)) throw new HerdsError('EACCES', `read-only file: ${path}`)
+    if ((flags & 3) !== 1 && !(r.node.mode & 0o444)) throw new HerdsError('EACCES', `write-only file: ${path}`)
+    const handle = await r.node.open(flags, ctx)
+    const fh = this.nextFh++
+    this.handles.set(fh, handle)
+    return fh
+  }
+
+  async read (path: string, fh: number, offset: number, length: number, ctx?: CallContext): Promise<Uint8Array> {
+    const r = await this.resolve(path)
+    if (r.kind === 'tree') return r.tree.read(r.rest, fh, offset, length, ctx)
+    const handle = this.handle(fh)
+    if (!handle.read) throw new HerdsError('EACCES', `not readable: ${path}`)
+    return handle.read(offset, length, ctx)
+  }
+
+  async write (path: string, fh: number, offset: number, data: Uint8Array, ctx?: CallContext): Promise<number> {
+    const r = await this.resolve(path)
+    if (r.kind === 'tree') return r.tree.write(r.rest, fh, offset, data, ctx)
+    const handle = this.handle(fh)
+    if (!handle.write) throw new HerdsError('EACCES', `not writable: ${path}`)
+    return handle.write(offset, data)
+  }
+
+  async flush (path: string, fh: number, ctx?: CallContext): Promise<void> {
+    const r = await this.resolve(path)
+    if (r.kind === 'tree') return r.tree.flush(r.rest, fh, ctx)
+    await this.handle(fh).flush?.()
+  }
+
+  async release (path: string, fh: number, ctx?: CallContext): Promise<void> {
+    // The path may be gone by now (a finished job pruned); the handle is what matters.
+    const r = await this.resolve(path).catch(() => undefined)
+    if (r?.kind === 'tree') return r.tree.release(r.rest, fh, ctx)
+    const handle = this.handles.get(fh)
+    this.handles.delete(fh)
+    await handle?.release?.()
+  }
+
+  async truncate (path: string, size: number, ctx?: CallContext): Promise<void> {
+    const r = await this.resolve(path)
+    if (r.kind === 'tree') return r.tree.truncate(r.rest, size, ctx)
+    const file = await this.file(path)
+    if (!(file.mode & 0o222)) throw new HerdsError('EACCES', `read-only file: ${path}`)
+    await file.truncate?.(size)
+  }
+
+  async create (path: string, mode: number, ctx?: CallContext): Promise<number> {
+    const r = await this.resolve(path).catch((err: HerdsError) => err)
+    if (!(r instanceof HerdsError)) {
+      if (r.kind === 'tree') return r.tree.create(r.rest, mode, ctx)
+      return this.open(path, 1, ctx)
+    }
+    const parent = await this.resolve(joinPath(splitPath(path).slice(0, -1)))
+    if (parent.kind === 'tree') return parent.tree.create(joinPath([...splitPath(parent.rest), ...splitPath(path).slice(-1)]), mode, ctx)
+    throw new HerdsError('EACCES', `files cannot be created here: ${path}`)
+  }
+
+  async mkdir (path: string, mode: number, ctx?: CallContext): Promise<void> {
+    const { target, name, rest } = await this.parentOf(path)
+    if ('tree' in target) return target.tree.mkdir(rest, mode, ctx)
+    if (target.entries?.[name] || await target.lookup?.(name)) throw new HerdsError('EEXIST', `already exists: ${path}`)
+    if (!target.mkdir) throw new HerdsError('EACCES', `directories cannot be made here: ${path}`)
+    await target.mkdir(name, mode)
+  }
+
+  async rmdir (path: string, ctx?: CallContext): Promise<void> {
+    const { target, name, rest } = await this.parentOf(path)
+    if ('tree' in target) return target.tree.rmdir(rest, ctx)
+    if (!target.rmdir) throw new HerdsError('EACCES', `cannot be removed: ${path}`)
+    await target.rmdir(name)
+  }
+
+  async unlink (path: string, ctx?: CallContext): Promise<void> {
+    const { target, rest } = await this.parentOf(path)
+    if ('tree' in target) return target.tree.unlink(rest, ctx)
+    await this.resolve(path)
+    throw new HerdsError('EACCES', `cannot be removed: ${path}`)
+  }
+
+  async rename (from: string, to: string, ctx?: CallContext): Promise<void> {
+    const a = await this.parentOf(from)
+    const b = await this.parentOf(to)
+    if ('tree' in a.target && 'tree' in b.target && a.target.tree === b.target.tree) return a.target.tree.rename(a.rest, b.rest, ctx)
+    if ('tree' in a.target || 'tree' in b.target) throw new HerdsError('EXDEV', 'cannot rename across trees')
+    throw new HerdsError('EACCES', `cannot be renamed: ${from}`)
+  }
+
+  async symlink (target: string, path: string, ctx?: CallContext): Promise<void> {
+    const p = await this.parentOf(path)
+    if ('tree' in p.target) return p.target.tree.symlink(target, p.rest, ctx)
+    throw new HerdsError('EACCES', `links cannot be made here: ${path}`)
+  }
+
+  async readlink (path: string, ctx?: CallContext): Promise<string> {
+    const r = await this.resolve(path)
+    if (r.kind === 'tree') return r.tree.readlink(r.rest, ctx)
+    throw new HerdsError('EINVAL', `not a symbolic link: ${path}`)
+  }
+
+  async utimens (path: string, atimeMs: number, mtimeMs: number, ctx?: CallContext): Promise<void> {
+    const r = await this.resolve(path)
+    if (r.kind === 'tree') return r.tree.utimens(r.rest, atimeMs, mtimeMs, ctx)
+    // touch on a synthetic file is harmless; its times are computed.
+  }
+
+  async chmod (path: string, mode: number, ctx?: CallContext): Promise<void> {
+    const r = await this.resolve(path)
+    if (r.kind === 'tree') return r.tree.chmod(r.rest, mode, ctx)
+    throw new HerdsError('EPERM', `the mode of a synthetic file is fixed: ${path}`)
+  }
+
+  async statfs (path: string, ctx?: CallContext): Promise<Statfs> {
+    const r = await this.resolve(path).catch(() => undefined)
+    if (r?.kind === 'tree') return r.tree.statfs(r.rest, ctx)
+    return STATFS
+  }
+
+  /**
+   * Resolves the directory holding `path`: either a synthetic directory and
+   * the last name, or a mounted tree and the path within it.
+   */
+  private async parentOf (path: string): Promise<{ target: SynthDir | { tree: Tree }, name: string, rest: string }> {
+    const parts = splitPath(path)
+    if (parts.length === 0) throw new HerdsError('EBUSY', 'the root cannot be changed')
+    const name = parts.at(-1)!
+    const r = await this.resolve(joinPath(parts.slice(0, -1)))
+    if (r.kind === 'tree') return { target: { tree: r.tree }, name, rest: joinPath([...splitPath(r.rest), name]) }
+    if (r.node.kind !== 'dir') throw new HerdsError('ENOTDIR', `not a directory: ${joinPath(parts.slice(0, -1))}`)
+    return { target: r.node, name, rest: '' }
+  }
+}
+
+/** A read-only file whose content is computed when it is opened (a consistent snapshot per open). */
+export function textFile (content: string | (() => Promise<string | Uint8Array> | string | Uint8Array)): SynthFile {
+  const bytes = async (): Promise<Buffer> => {
+    const value = typeof content === 'string' ? content : await content()
+    return typeof value === 'string' ? Buffer.from(value) : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+  }
+  return {
+    kind: 'file',
+    mode: 0o444,
+    size: async () => (await bytes()).length,
+    open: async () => {
+      const snapshot = await bytes()
+      return { read: (offset, length) => snapshot.subarray(offset, offset + length) }
+    },
+  }
+}
+
+/** A JSON file computed when opened. */
+export function jsonFile (value: () => Promise<unknown> | unknown): SynthFile {
+  return textFile(async () => JSON.stringify(await value(), null, 2) + '\n')
+}
+
+/**
+ * A file that acts when written: writes are gathered (up to `maxBytes`) and
+ * `commit` runs when the writer closes it. Shells ignore close(2)'s error, so
+ * what can be refused earlier is: `check` runs when the file is opened for
+ * writing, `validate` on what has been written so far at each write.
+ */
+export function actionFile (opts: {
+  commit: (data: Buffer) => Promise<void> | void
+  read?: () => Promise<string> | string
+  check?: () => void
+  validate?: (soFar: Buffer) => void
+  maxBytes: number
+}): SynthFile {
+  return {
+    kind: 'file',
+    mode: opts.read ? 0o666 : 0o222,
+    size: async () => (opts.read ? Buffer.byteLength(await opts.read()) : 0),
+    open: async (flags) => {
+      if (wantsWrite(flags)) opts.check?.()
+      const snapshot = opts.read && !wantsWrite(flags) ? Buffer.from(await opts.read()) : Buffer.alloc(0)
+      let chunks: Buffer[] = []
+      let size = 0
+      return {
+        read: (offset, length) => snapshot.subarray(offset, offset + length),
+        write: (_offset, data) => {
+          // Appends whatever the offset: a command is a stream of bytes, not a seekable file.
+          if (size + data.length > opts.maxBytes) throw new HerdsError('EFBIG', `too long: at most ${opts.maxBytes} bytes`)
+          if (opts.validate) opts.validate(Buffer.concat([...chunks, Buffer.from(data)]))
+          chunks.push(Buffer.from(data))
+          size += data.length
+          return data.length
+        },
+        flush: async () => {
+          if (size === 0) return
+          const data = Buffer.concat(chunks)
+          chunks = []
+          size = 0
+          await opts.commit(data)
+        },
+      }
+    },
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * The Tree: the one interface every part of Herds serves and consumes (DESIGN §1).
+ * Paths are absolute within the tree ("/", "/exec/cmd"), already normalised.
+ * Every method rejects with a HerdsError carrying an errno name.
+ */
+
+/** File type bits, as in stat(2). */
+export const S_IFMT = 0o170000
+export const S_IFDIR = 0o040000
+export const S_IFREG = 0o100000
+export const S_IFLNK = 0o120000
+
+/** What getattr returns; times are milliseconds since the epoch. */
+export interface Stat {
+  mode: number
+  size: number
+  mtimeMs: number
+  atimeMs: number
+  ctimeMs: number
+  nlink: number
+}
+
+export interface Statfs {
+  bsize: number
+  blocks: number
+  bfree: number
+  bavail: number
+  files: number
+  ffree: number
+  namemax: number
+}
+
+/**
+ * Per-call context. `signal` aborts a call whose caller went away (a cancelled
+ * request, a closed connection), so blocking reads never outlive their reader.
+ */
+export interface CallContext {
+  signal?: AbortSignal
+}
+
+export interface Tree {
+  getattr (path: string, ctx?: CallContext): Promise<Stat>
+  readdir (path: string, ctx?: CallContext): Promise<string[]>
+  /** Opens a file; returns a handle number (> 0) for read/write/flush/release. */
+  open (path: string, flags: number, ctx?: CallContext): Promise<number>
+  /** Reads up to `length` bytes at `offset`; an empty buffer means end of file. */
+  read (path: string, fh: number, offset: number, length: number, ctx?: CallContext): Promise<Uint8Array>
+  /** Writes `data` at `offset`; returns the number of bytes taken. */
+  write (path: string, fh: number, offset: number, data: Uint8Array, ctx?: CallContext): Promise<number>
+  truncate (path: string, size: number, ctx?: CallContext): Promise<void>
+  /** Called on every close(2) of a descriptor; its error is close(2)'s error. */
+  flush (path: string, fh: number, ctx?: CallContext): Promise<void>
+  /** Called once when the last descriptor of a handle is gone. */
+  release (path: string, fh: number, ctx?: CallContext): Promise<void>
+  /** Creates and opens a regular file. */
+  create (path: string, mode: number, ctx?: CallContext): Promise<number>
+  mkdir (path: string, mode: number, ctx?: CallContext): Promise<void>
+  unlink (path: string, ctx?: CallContext): Promise<void>
+  rmdir (path: string, ctx?: CallContext): Promise<void>
+  rename (from: string, to: string, ctx?: CallContext): Promise<void>
+  /** Makes `path` a symbolic link whose content is `target`. */
+  symlink (target: string, path: string, ctx?: CallContext): Promise<void>
+  readlink (path: string, ctx?: CallContext): Promise<string>
+  utimens (path: string, atimeMs: number, mtimeMs: number, ctx?: CallContext): Promise<void>
+  chmod (path: string, mode: number, ctx?: CallContext): Promise<void>
+  statfs (path: string, ctx?: CallContext): Promise<Statfs>
+}
+
+/** The operation names of the Tree interface. */
+export type Op = keyof Tree
+
+/** Builds a Stat with sensible defaults, for synthetic files and directories. */
+export function makeStat (mode: number, size = 0, timeMs = Date.now()): Stat {
+  return { mode, size, mtimeMs: timeMs, atimeMs: timeMs, ctimeMs: timeMs, nlink: (mode & S_IFMT) === S_IFDIR ? 2 : 1 }
+}
+
+/** The open(2) access mode bits, the same on Linux and macOS. */
+export const O_ACCMODE = 3
+export const O_RDONLY = 0
+export const O_WRONLY = 1
+
+/** Does this open(2) flag set ask for writing? */
+export function wantsWrite (flags: number): boolean {
+  return (flags & O_ACCMODE) !== O_RDONLY
+}

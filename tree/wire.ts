@@ -1,0 +1,163 @@
+/**
+ * The wire: every frame two peers exchange, as zod schemas (the single source of
+ * truth), encoded with msgpackr in binary WebSocket frames. File bytes travel as
+ * msgpack binary, never base64.
+ */
+import { Packr } from 'msgpackr'
+import { z } from 'zod'
+import { ERRNO_NAMES, HerdsError } from './errno.js'
+import type { Op } from './tree.js'
+
+/** The protocol version; a peer speaking another major version is refused. */
+export const PROTOCOL_VERSION = 1
+
+const Path = z.string().min(1).max(4096)
+const Fh = z.number().int().min(0).max(2 ** 31 - 1)
+const Offset = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
+const Length = z.number().int().min(0).max(16 * 1024 * 1024)
+const Mode = z.number().int().min(0).max(0o7777 | 0o170000)
+const Bytes = z.instanceof(Uint8Array)
+const Time = z.number().finite()
+
+/** The arguments of each Tree operation, in order, without the context. */
+export const OP_ARGS = {
+  getattr: z.tuple([Path]),
+  readdir: z.tuple([Path]),
+  open: z.tuple([Path, z.number().int()]),
+  read: z.tuple([Path, Fh, Offset, Length]),
+  write: z.tuple([Path, Fh, Offset, Bytes]),
+  truncate: z.tuple([Path, Offset]),
+  flush: z.tuple([Path, Fh]),
+  release: z.tuple([Path, Fh]),
+  create: z.tuple([Path, Mode]),
+  mkdir: z.tuple([Path, Mode]),
+  unlink: z.tuple([Path]),
+  rmdir: z.tuple([Path]),
+  rename: z.tuple([Path, Path]),
+  symlink: z.tuple([z.string().min(1).max(4096), Path]),
+  readlink: z.tuple([Path]),
+  utimens: z.tuple([Path, Time, Time]),
+  chmod: z.tuple([Path, Mode]),
+  statfs: z.tuple([Path]),
+} as const satisfies Record<Op, z.ZodTuple>
+
+const StatSchema = z.object({
+  mode: z.number().int(),
+  size: z.number().int().min(0),
+  mtimeMs: Time,
+  atimeMs: Time,
+  ctimeMs: Time,
+  nlink: z.number().int().min(0),
+})
+const StatfsSchema = z.object({
+  bsize: z.number(), blocks: z.number(), bfree: z.number(), bavail: z.number(),
+  files: z.number(), ffree: z.number(), namemax: z.number(),
+})
+
+/** What each Tree operation returns. */
+export const OP_RESULTS = {
+  getattr: StatSchema,
+  readdir: z.array(z.string()),
+  open: Fh,
+  read: Bytes,
+  write: z.number().int().min(0),
+  truncate: z.null().optional(),
+  flush: z.null().optional(),
+  release: z.null().optional(),
+  create: Fh,
+  mkdir: z.null().optional(),
+  unlink: z.null().optional(),
+  rmdir: z.null().optional(),
+  rename: z.null().optional(),
+  symlink: z.null().optional(),
+  readlink: z.string(),
+  utimens: z.null().optional(),
+  chmod: z.null().optional(),
+  statfs: StatfsSchema,
+} as const satisfies Record<Op, z.ZodType>
+
+export const OPS = Object.keys(OP_ARGS) as [Op, ...Op[]]
+
+/**
+ * How long a caller waits for each operation, in ms (0: no limit). Reads may
+ * block on purpose (a job's stdout, `exit`); everything else answers promptly
+ * or the peer is in trouble.
+ */
+export const OP_TIMEOUT_MS: Record<Op, number> = Object.fromEntries(
+  OPS.map((op) => [op, op === 'read' ? 0 : 60_000]),
+) as Record<Op, number>
+
+/** A node's description of itself, sent when it registers. */
+export const NodeInfoSchema = z.object({
+  name: z.string(),
+  hostname: z.string(),
+  os: z.string(),
+  arch: z.string(),
+  release: z.string(),
+  cpus: z.number().int(),
+  memory: z.number(),
+  version: z.string(),
+  images: z.array(z.string()),
+})
+export type NodeInfo = z.infer<typeof NodeInfoSchema>
+
+const NodeName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, 'a node name is letters, digits, "_", "-" or ".", at most 64')
+
+const ErrorBody = z.object({ code: z.enum(ERRNO_NAMES), message: z.string().max(4096) })
+
+const Id = z.number().int().min(0)
+
+/** Every frame, by its `t` (and `role` for hello, `ok` for res). */
+export const FrameSchema = z.discriminatedUnion('t', [
+  z.discriminatedUnion('role', [
+    z.object({ t: z.literal('hello'), role: z.literal('node'), protocol: z.number().int(), name: NodeName, info: NodeInfoSchema }),
+    z.object({ t: z.literal('hello'), role: z.literal('mount'), protocol: z.number().int() }),
+  ]),
+  z.object({ t: z.literal('welcome'), protocol: z.number().int(), host: z.string() }),
+  z.object({ t: z.literal('bye'), error: ErrorBody }),
+  z.object({ t: z.literal('req'), id: Id, op: z.enum(OPS), args: z.array(z.unknown()).max(8) }),
+  z.discriminatedUnion('ok', [
+    z.object({ t: z.literal('res'), id: Id, ok: z.literal(true), value: z.unknown() }),
+    z.object({ t: z.literal('res'), id: Id, ok: z.literal(false), error: ErrorBody }),
+  ]),
+  z.object({ t: z.literal('cancel'), id: Id }),
+])
+export type Frame = z.infer<typeof FrameSchema>
+
+// Plain msgpack maps (no record extension), so peers in other languages can speak it.
+const packr = new Packr({ useRecords: false, moreTypes: false })
+
+/** Encodes a frame for a binary WebSocket message. */
+export function encodeFrame (frame: Frame): Buffer {
+  return packr.pack(frame)
+}
+
+/**
+ * Decodes and validates a binary message; a malformed one becomes an EPROTO
+ * HerdsError saying what was wrong, never a crash.
+ */
+export function decodeFrame (data: Uint8Array): Frame {
+  let raw: unknown
+  try {
+    raw = packr.unpack(data)
+  } catch {
+    throw new HerdsError('EPROTO', 'malformed frame: not msgpack')
+  }
+  const parsed = FrameSchema.safeParse(raw)
+  if (!parsed.success) throw new HerdsError('EPROTO', `malformed frame: ${z.prettifyError(parsed.error).split('\n').slice(0, 3).join('; ')}`)
+  return parsed.data
+}
+
+/** Validates the arguments of a request for `op`. */
+export function parseArgs (op: Op, args: unknown[]): unknown[] {
+  const parsed = OP_ARGS[op].safeParse(args)
+  if (!parsed.success) throw new HerdsError('EINVAL', `bad arguments to ${op}: ${z.prettifyError(parsed.error).split('\n').slice(0, 3).join('; ')}`)
+  return parsed.data as unknown[]
+}
+
+/** Validates the result of `op` from a peer. */
+export function parseResult (op: Op, value: unknown): unknown {
+  const parsed = OP_RESULTS[op].safeParse(value)
+  if (!parsed.success) throw new HerdsError('EPROTO', `bad result for ${op} from peer`)
+  return parsed.data
+}
