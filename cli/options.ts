@@ -5,7 +5,7 @@ import { z } from 'zod'
 import { HerdsError } from '../tree/errno.js'
 
 export const Port = z.coerce.number({ message: 'a port is a number' }).int().min(0).max(65535)
-export const NodeName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, 'a node name is 1-64 letters, digits, "_", "-" or "." (not starting with "." or "-")')
+export { SafeName as NodeName } from '../tree/wire.js'
 export const HostUrl = z.string().regex(/^wss?:\/\/[^\s/]+(\/\S*)?$/, 'the host URL looks like ws://127.0.0.1:7077')
 export const Dir = z.string().min(1, 'a directory is needed')
 

@@ -47,6 +47,7 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
 
   wss.on('connection', (socket) => {
     const peer = new Peer(socket)
+    peer.requireHello()
     alive.set(socket, true)
     socket.on('pong', () => { alive.set(socket, true); registry.seen(peer) })
     const helloTimer = setTimeout(() => peer.bye(new HerdsError('ETIMEDOUT', 'no hello in time')), HELLO_TIMEOUT_MS)
@@ -64,7 +65,7 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
   })
 
   function welcome (peer: Peer, frame: Frame): void {
-    if (frame.t !== 'hello') throw new HerdsError('EPROTO', 'the first frame must be hello')
+    if (frame.t !== 'hello') throw new HerdsError('EPROTO', 'the first frame must be a hello')
     if (frame.protocol !== PROTOCOL_VERSION) throw new HerdsError('EPROTO', `protocol ${frame.protocol} is not spoken here (host speaks ${PROTOCOL_VERSION})`)
     if (frame.role === 'node') {
       registry.connect(frame.name, frame.info, peer)

@@ -1,12 +1,7 @@
 /** Binding: a tree seen from one of its directories (Plan 9's bind), and whole-file helpers. */
-import type { CallContext, Op, Tree } from './tree.js'
+import type { CallContext, Tree } from './tree.js'
 import { joinPath, splitPath } from './paths.js'
-import { OP_ARGS, OPS } from './wire.js'
-
-/** Which arguments of each operation are paths in the tree (symlink's target is not). */
-const PATH_ARGS: Record<Op, number[]> = Object.fromEntries(
-  OPS.map((op) => [op, op === 'rename' ? [0, 1] : op === 'symlink' ? [1] : [0]]),
-) as Record<Op, number[]>
+import { OP_ARGS, OPS, PATH_ARGS } from './wire.js'
 
 /** The part of `tree` below `dir`, as a tree of its own. */
 export function subtree (tree: Tree, dir: string): Tree {

@@ -26,6 +26,7 @@ export class Peer extends EventEmitter {
   private readonly pending = new Map<number, Pending>()
   private readonly inFlight = new Map<number, AbortController>()
   private served: Tree | undefined
+  private helloFirst = false
   private closedError: HerdsError | undefined
 
   constructor (socket: WebSocket) {
@@ -35,6 +36,11 @@ export class Peer extends EventEmitter {
     socket.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary))
     socket.on('close', (code, reason) => this.onClose(code, reason.toString()))
     socket.on('error', () => { /* 'close' follows and does the cleanup */ })
+  }
+
+  /** Insists that the first frame from the other side is a hello (the host's side). */
+  requireHello (): void {
+    this.helloFirst = true
   }
 
   /** Serves `tree` to the other side: its requests are answered from it. */
@@ -55,7 +61,8 @@ export class Peer extends EventEmitter {
   /** Says why we close, then closes. */
   bye (error: HerdsError, code = 4000): void {
     this.send({ t: 'bye', error: { code: error.code, message: error.message } })
-    this.socket.close(code, error.message.slice(0, 120))
+    // The close reason is capped at 123 bytes; the bye frame carries the whole message.
+    this.socket.close(code, error.code)
   }
 
   /** Calls `op` on the tree the other side serves. */
@@ -98,6 +105,10 @@ export class Peer extends EventEmitter {
       // A peer that cannot frame its messages cannot be trusted with more: close it alone.
       this.bye(toHerdsError(err), 1002)
       return
+    }
+    if (this.helloFirst) {
+      this.helloFirst = false
+      if (frame.t !== 'hello') return this.bye(new HerdsError('EPROTO', 'the first frame must be a hello'), 1002)
     }
     switch (frame.t) {
       case 'req': return void this.onRequest(frame.id, frame.op, frame.args)

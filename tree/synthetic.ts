@@ -20,7 +20,7 @@ export interface SynthFile {
   kind: 'file'
   /** Permission bits: 0o444 read-only, 0o222 write-only, 0o666 both. */
   mode: number
-  /** What getattr reports; reads ignore it (the mount uses direct_io). */
+  /** What getattr reports (default 0: read to end of file); reads ignore it (the mount uses direct_io). */
   size? (): Promise<number> | number
   open (flags: number, ctx?: CallContext): Promise<FileHandle> | FileHandle
   /** O_TRUNC and truncate(1) on a writable file; a no-op unless given. */
@@ -258,7 +258,9 @@ export function textFile (content: string | (() => Promise<string | Uint8Array> 
   return {
     kind: 'file',
     mode: 0o444,
-    size: async () => (await bytes()).length,
+    // Computed content reports size 0, as /proc does: a size read before the
+    // open could be stale by the time of the read and cut a reader short.
+    size: typeof content === 'string' ? () => Buffer.byteLength(content) : undefined,
     open: async () => {
       const snapshot = await bytes()
       return { read: (offset, length) => snapshot.subarray(offset, offset + length) }
@@ -287,7 +289,6 @@ export function actionFile (opts: {
   return {
     kind: 'file',
     mode: opts.read ? 0o666 : 0o222,
-    size: async () => (opts.read ? Buffer.byteLength(await opts.read()) : 0),
     open: async (flags) => {
       if (wantsWrite(flags)) opts.check?.()
       const snapshot = opts.read && !wantsWrite(flags) ? Buffer.from(await opts.read()) : Buffer.alloc(0)

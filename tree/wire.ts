@@ -6,12 +6,22 @@
 import { Packr } from 'msgpackr'
 import { z } from 'zod'
 import { ERRNO_NAMES, HerdsError } from './errno.js'
+import { joinPath, splitPath } from './paths.js'
 import type { Op } from './tree.js'
 
 /** The protocol version; a peer speaking another major version is refused. */
 export const PROTOCOL_VERSION = 1
 
+/**
+ * A path inside a tree, normalised. ".." is refused rather than resolved, so no
+ * path can climb out of the tree it was sent to (the kernel resolves ".." before
+ * FUSE sees a path; only a crafted request carries one).
+ */
 const Path = z.string().min(1).max(4096)
+  .refine((p) => !p.includes('\0'), 'a path may not contain NUL')
+  .refine((p) => !p.split('/').includes('..'), 'a path may not contain ".."')
+  .refine((p) => splitPath(p).every((name) => Buffer.byteLength(name) <= 255), 'a name in the path is longer than 255 bytes')
+  .transform((p) => joinPath(splitPath(p)))
 const Fh = z.number().int().min(0).max(2 ** 31 - 1)
 const Offset = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
 const Length = z.number().int().min(0).max(16 * 1024 * 1024)
@@ -78,6 +88,11 @@ export const OP_RESULTS = {
 
 export const OPS = Object.keys(OP_ARGS) as [Op, ...Op[]]
 
+/** Which arguments of each operation are paths in the tree (symlink's target is not). */
+export const PATH_ARGS: Record<Op, number[]> = Object.fromEntries(
+  OPS.map((op) => [op, op === 'rename' ? [0, 1] : op === 'symlink' ? [1] : [0]]),
+) as Record<Op, number[]>
+
 /**
  * How long a caller waits for each operation, in ms (0: no limit). Reads may
  * block on purpose (a job's stdout, `exit`); everything else answers promptly
@@ -101,7 +116,8 @@ export const NodeInfoSchema = z.object({
 })
 export type NodeInfo = z.infer<typeof NodeInfoSchema>
 
-const NodeName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, 'a node name is letters, digits, "_", "-" or ".", at most 64')
+/** A name a user gives a node (later: a job, sandbox or volume): safe as a path name and in a shell. */
+export const SafeName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, 'a name is 1-64 letters, digits, "_", "-" or "." (not starting with "." or "-")')
 
 const ErrorBody = z.object({ code: z.enum(ERRNO_NAMES), message: z.string().max(4096) })
 
@@ -110,7 +126,7 @@ const Id = z.number().int().min(0)
 /** Every frame, by its `t` (and `role` for hello, `ok` for res). */
 export const FrameSchema = z.discriminatedUnion('t', [
   z.discriminatedUnion('role', [
-    z.object({ t: z.literal('hello'), role: z.literal('node'), protocol: z.number().int(), name: NodeName, info: NodeInfoSchema }),
+    z.object({ t: z.literal('hello'), role: z.literal('node'), protocol: z.number().int(), name: SafeName, info: NodeInfoSchema }),
     z.object({ t: z.literal('hello'), role: z.literal('mount'), protocol: z.number().int() }),
   ]),
   z.object({ t: z.literal('welcome'), protocol: z.number().int(), host: z.string() }),

@@ -154,11 +154,6 @@ export class Job extends EventEmitter {
     }
   }
 
-  /** Bytes of output so far, for getattr. */
-  length (stream: StreamName): number {
-    return this.lengths[stream]
-  }
-
   /** Sends a signal to the job's whole process group. */
   kill (signal: NodeJS.Signals = 'SIGTERM'): void {
     if (this.ended || !this.record.pid) return

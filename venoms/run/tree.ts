@@ -70,7 +70,6 @@ function streamFile (getJob: () => Job | undefined, stream: StreamName): SynthFi
   return {
     kind: 'file',
     mode: 0o444,
-    size: () => getJob()?.length(stream) ?? 0,
     open: () => {
       const job = getJob()
       return { read: (offset, length, ctx) => job ? job.read(stream, offset, length, ctx?.signal) : EMPTY }

@@ -1,0 +1,102 @@
+/**
+ * The file contract of issue 2, as a user sees it: the same assertions for a
+ * FUSE mount and for the remote tree.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Test } from 'tap'
+import { errnoOf, type Files } from './files.js'
+
+const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex')
+
+/** Runs a command in the default slot and waits for its end; returns the exit file. */
+async function run (files: Files, exec: string, cmd: string): Promise<string> {
+  await files.write(`${exec}/cmd`, cmd + '\n')
+  return (await files.read(`${exec}/exit`)).toString()
+}
+
+export function execContract (t: Test, files: Files, node: string, scratch: string): void {
+  const exec = `/nodes/${node}/exec`
+
+  t.test('the root shows README.md, nodes/ and .herds/', async (t) => {
+    const names = await files.list('/')
+    t.ok(names.includes('README.md') && names.includes('nodes') && names.includes('.herds'), names.join(' '))
+    t.match((await files.read('/README.md')).toString(), /exec\/cmd/)
+    t.same(await files.list('/nodes'), [node])
+    const info = JSON.parse((await files.read(`/nodes/${node}/info.json`)).toString())
+    t.equal(info.name, node)
+    t.equal(info.os, process.platform)
+    const status = JSON.parse((await files.read(`/nodes/${node}/status.json`)).toString())
+    t.equal(status.online, true)
+    const catalog = JSON.parse((await files.read('/.herds/catalog/nodes.json')).toString())
+    t.same(catalog.map((n: { name: string, online: boolean }) => [n.name, n.online]), [[node, true]])
+  })
+
+  t.test('a command runs; stdout, stderr, exit and status tell the truth', async (t) => {
+    t.equal(await run(files, exec, 'uname -s; echo oops >&2; exit 3'), '3\n')
+    t.equal((await files.read(`${exec}/stdout`)).toString(), (await import('node:os')).type() + '\n')
+    t.equal((await files.read(`${exec}/stderr`)).toString(), 'oops\n')
+    t.equal((await files.read(`${exec}/cmd`)).toString(), 'uname -s; echo oops >&2; exit 3\n')
+    const status = JSON.parse((await files.read(`${exec}/status`)).toString())
+    t.equal(status.state, 'exited')
+    t.equal(status.exitCode, 3)
+    t.equal(status.signal, null)
+    t.type(status.pid, 'number')
+    t.ok(status.durationMs >= 0 && Date.parse(status.endedAt) >= Date.parse(status.startedAt))
+    t.same((await files.list(`${exec}/jobs/${status.id}`)).sort(), ['cmd', 'exit', 'output', 'status', 'stderr', 'stdout'])
+    t.equal((await files.read(`${exec}/jobs/${status.id}/stderr`)).toString(), 'oops\n')
+  })
+
+  t.test('a job killed by a signal exits 128+N and says killed', async (t) => {
+    t.equal(await run(files, exec, 'echo before; kill -TERM $$; echo after'), '143\n')
+    const status = JSON.parse((await files.read(`${exec}/status`)).toString())
+    t.equal(status.state, 'killed')
+    t.equal(status.signal, 'SIGTERM')
+    t.equal((await files.read(`${exec}/stdout`)).toString(), 'before\n')
+  })
+
+  t.test('stdout streams: the first line arrives long before the job ends', async (t) => {
+    await files.write(`${exec}/cmd`, 'for i in 1 2 3 4; do echo line $i; sleep 0.5; done\n')
+    const started = Date.now()
+    const arrivals: Array<[number, string]> = []
+    await files.stream(`${exec}/stdout`, (chunk) => arrivals.push([Date.now() - started, chunk.toString()]))
+    const ended = Date.now() - started
+    t.equal(arrivals.map(([, text]) => text).join(''), 'line 1\nline 2\nline 3\nline 4\n')
+    t.ok(arrivals.length >= 3, `output came in ${arrivals.length} pieces, not all at once`)
+    t.ok(arrivals[0][0] < ended - 1000, `first line at ${arrivals[0][0]} ms, end at ${ended} ms`)
+    // Read again after the end: the whole output from the start.
+    t.equal((await files.read(`${exec}/stdout`)).toString(), 'line 1\nline 2\nline 3\nline 4\n')
+  })
+
+  t.test('megabytes of binary and text output arrive byte-exact', async (t) => {
+    const data = randomBytes(5 * 1024 * 1024)
+    const source = join(scratch, `random-${files.kind}`)
+    writeFileSync(source, data)
+    t.equal(await run(files, exec, `cat ${source}`), '0\n')
+    t.equal(sha(await files.read(`${exec}/stdout`)), sha(data), 'binary stdout matches')
+    t.equal(await run(files, exec, 'seq 1 300000'), '0\n')
+    const text = await files.read(`${exec}/stdout`)
+    t.equal(text.length, Buffer.byteLength(Array.from({ length: 300000 }, (_, i) => `${i + 1}\n`).join('')))
+    t.equal(text.toString().split('\n').at(-2), '300000')
+  })
+
+  t.test('output interleaves stdout and stderr in arrival order', async (t) => {
+    t.equal(await run(files, exec, 'echo a; sleep 0.1; echo b >&2; sleep 0.1; echo c'), '0\n')
+    t.equal((await files.read(`${exec}/output`)).toString(), 'a\nb\nc\n')
+  })
+
+  t.test('bad input gets a clear errno, and nothing hangs', async (t) => {
+    t.equal(await errnoOf(files.write(`${exec}/status`, 'x')), 'EACCES', 'writing a read-only file')
+    t.equal(await errnoOf(files.write(`/nodes/${node}/info.json`, 'x')), 'EACCES')
+    t.equal(await errnoOf(files.read(`${exec}/nope`)), 'ENOENT', 'unknown file')
+    t.equal(await errnoOf(files.read('/nodes/nobody/info.json')), 'ENOENT', 'unknown node')
+    t.equal(await errnoOf(files.write(`${exec}/cmd`, '\n')), 'EINVAL', 'empty command')
+    t.equal(await errnoOf(files.write(`${exec}/cmd`, 'a\0b\n')), 'EINVAL', 'NUL in a command')
+    t.equal(await errnoOf(files.write(`${exec}/cmd`, 'x'.repeat(70 * 1024))), 'EFBIG', 'an oversized command')
+    await files.write(`${exec}/cmd`, 'sleep 2\n')
+    t.equal(await errnoOf(files.write(`${exec}/cmd`, 'echo second\n')), 'EBUSY', 'cmd while the job runs')
+    t.equal((await files.read(`${exec}/exit`)).toString(), '0\n')
+    t.equal(await errnoOf(files.write(`${exec}/cmd`, 'echo third\n')), 'none', 'free again after the end')
+  })
+}

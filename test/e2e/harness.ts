@@ -1,0 +1,119 @@
+/**
+ * Runs the real herds command in its own process group, in a temporary
+ * HERDS_HOME, on port 0; and cleans up whatever happens: the processes, the
+ * FUSE mount and the temporary directory.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const HERDS_BIN = resolve(fileURLToPath(import.meta.url), '../../../dist/cli/herds.js')
+
+/** What tap's `t` offers that the harness needs. */
+export interface Teardown { teardown (fn: () => unknown): void }
+
+export interface HerdsProcess {
+  child: ChildProcess
+  /** Everything it printed so far, stdout and stderr. */
+  output (): string
+  /** Resolves with the first match of `pattern` in its output. */
+  waitFor (pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>
+  /** Resolves with the exit code (or signal name) when it ends. */
+  exited: Promise<number | string>
+  /** Sends a signal to its whole process group. */
+  signal (signal: NodeJS.Signals): void
+  /** SIGTERM, then SIGKILL after a grace; resolves when it is gone. */
+  stop (): Promise<number | string>
+}
+
+/** A fresh temporary directory, removed at teardown. */
+export function tempDir (t: Teardown, prefix = 'herds-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  t.teardown(() => { try { rmSync(dir, { recursive: true, force: true }) } catch { /* a leaked mount; reported by its own test */ } })
+  return dir
+}
+
+/** Starts `herds <args>` with HERDS_HOME=home. */
+export function spawnHerds (t: Teardown, args: string[], home: string): HerdsProcess {
+  const child = spawn(process.execPath, [HERDS_BIN, ...args], {
+    env: { ...process.env, HERDS_HOME: home },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  const listeners = new Set<() => void>()
+  const onData = (chunk: Buffer): void => { out += chunk.toString(); for (const l of listeners) l() }
+  child.stdout!.on('data', onData)
+  child.stderr!.on('data', onData)
+  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? -1)))
+  let gone = false
+  void exited.then(() => { gone = true; for (const l of listeners) l() })
+  const signal = (sig: NodeJS.Signals): void => {
+    try { process.kill(-child.pid!, sig) } catch { /* gone */ }
+  }
+  const stop = async (): Promise<number | string> => {
+    signal('SIGTERM')
+    const timer = setTimeout(() => signal('SIGKILL'), 5_000)
+    const code = await exited
+    clearTimeout(timer)
+    signal('SIGKILL') // anything left in its group
+    return code
+  }
+  t.teardown(stop)
+  return {
+    child,
+    output: () => out,
+    exited,
+    signal,
+    stop,
+    waitFor: (pattern, timeoutMs = 15_000) => new Promise((resolve, reject) => {
+      const check = (): void => {
+        const match = out.match(pattern)
+        if (match) { done(); resolve(match) } else if (gone) { done(); reject(new Error(`herds ${args[0]} exited before printing ${pattern}:\n${out}`)) }
+      }
+      const timer = setTimeout(() => { done(); reject(new Error(`timed out waiting for ${pattern}; output:\n${out}`)) }, timeoutMs)
+      const done = (): void => { clearTimeout(timer); listeners.delete(check) }
+      listeners.add(check)
+      check()
+    }),
+  }
+}
+
+/** Is `dir` a mountpoint right now? */
+export function isMounted (dir: string): boolean {
+  return readFileSync('/proc/mounts', 'utf8').split('\n').some((line) => line.split(' ')[1] === dir)
+}
+
+/** Unmounts at teardown, in case the process under test could not. */
+export function unmountAtTeardown (t: Teardown, dir: string): void {
+  t.teardown(() => {
+    if (isMounted(dir)) {
+      try { execFileSync('fusermount', ['-uz', dir]) } catch { /* already gone */ }
+    }
+  })
+}
+
+export interface Up {
+  proc: HerdsProcess
+  home: string
+  url: string
+  mountpoint: string
+  name: string
+  /** The node's directory in the mount. */
+  nodeDir: string
+}
+
+/** Runs `herds up` as a user would, on port 0, in a temporary home and mountpoint. */
+export async function herdsUp (t: Teardown, name = 'studio'): Promise<Up> {
+  const root = tempDir(t)
+  const home = join(root, 'home')
+  const mountpoint = join(root, 'mnt')
+  // Teardowns run last-registered first: stop the process before unmounting and removing.
+  unmountAtTeardown(t, mountpoint)
+  const proc = spawnHerds(t, ['up', '--port', '0', '--name', name, '--mount', mountpoint], home)
+  const url = (await proc.waitFor(/host\s+(ws:\/\/\S+)/))[1]
+  await proc.waitFor(/Ctrl-C to stop/)
+  return { proc, home, url, mountpoint, name, nodeDir: join(mountpoint, 'nodes', name) }
+}

@@ -1,0 +1,101 @@
+// Processes coming and going, as a user sees it through the mount.
+import { spawnSync } from 'node:child_process'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import t from 'tap'
+import { errnoOf } from './files.js'
+import { HERDS_BIN, herdsUp, isMounted, spawnHerds, tempDir, unmountAtTeardown } from './harness.js'
+
+/** Processes in a process group, other than zombies. */
+function groupMembers (pgid: number): string[] {
+  const ps = spawnSync('ps', ['-eo', 'pgid=,stat=,args='], { encoding: 'utf8' }).stdout
+  return ps.split('\n').map((l) => l.trim()).filter((l) => l.startsWith(`${pgid} `) && !/^\d+ Z/.test(l))
+}
+
+t.test('a job printing a line a second for 17 s streams through cat, past fuse-native\'s 15 s', async (t) => {
+  const up = await herdsUp(t)
+  const exec = join(up.nodeDir, 'exec')
+  await writeFile(join(exec, 'cmd'), 'for i in $(seq 1 17); do echo tick $i; sleep 1; done\n')
+  const started = Date.now()
+  const result = spawnSync('cat', [join(exec, 'stdout')], { encoding: 'utf8', timeout: 60_000 })
+  const took = Date.now() - started
+  t.equal(result.status, 0, `cat ended cleanly: ${result.stderr}`)
+  t.equal(result.stdout.split('\n').filter(Boolean).length, 17)
+  t.match(result.stdout, /tick 17\n$/)
+  t.ok(took > 15_000, `cat ran ${took} ms without being cut off`)
+})
+
+t.test('Ctrl-C on herds up unmounts and leaves no process behind', async (t) => {
+  const up = await herdsUp(t)
+  const exec = join(up.nodeDir, 'exec')
+  await writeFile(join(exec, 'cmd'), 'sleep 300\n')
+  const status = JSON.parse(await readFile(join(exec, 'status'), 'utf8'))
+  t.equal(status.state, 'running')
+  up.proc.signal('SIGINT')
+  t.equal(await up.proc.exited, 0, 'exits 0')
+  t.notOk(isMounted(up.mountpoint), 'no mount left')
+  t.same(groupMembers(up.proc.child.pid!), [], 'nothing left in its process group')
+  t.throws(() => process.kill(status.pid, 0), 'the running job was ended')
+})
+
+t.test('the mount can stop and come back while a job runs; the output is complete', async (t) => {
+  const root = tempDir(t)
+  const home = join(root, 'home')
+  const mnt = join(root, 'mnt')
+  unmountAtTeardown(t, mnt)
+  const host = spawnHerds(t, ['host', '--port', '0'], join(home, 'host'))
+  const url = (await host.waitFor(/host\s+(ws:\/\/\S+)/))[1]
+  const node = spawnHerds(t, ['node', '--host', url, '--name', 'studio'], home)
+  await node.waitFor(/node\s+studio/)
+  const mount1 = spawnHerds(t, ['mount', url, mnt], home)
+  await mount1.waitFor(/mount\s+/)
+  const exec = join(mnt, 'nodes', 'studio', 'exec')
+  await writeFile(join(exec, 'cmd'), 'for i in $(seq 1 30); do echo step $i; sleep 0.1; done\n')
+  t.equal(await mount1.stop(), 0, 'the mount stopped cleanly')
+  t.notOk(isMounted(mnt), 'and unmounted')
+  const mount2 = spawnHerds(t, ['mount', url, mnt], home)
+  await mount2.waitFor(/mount\s+/)
+  t.equal(await readFile(join(exec, 'exit'), 'utf8'), '0\n')
+  const expected = Array.from({ length: 30 }, (_, i) => `step ${i + 1}\n`).join('')
+  t.equal(await readFile(join(exec, 'stdout'), 'utf8'), expected)
+})
+
+t.test('a second node with a connected name is refused with a clear message', async (t) => {
+  const up = await herdsUp(t)
+  const second = spawnHerds(t, ['node', '--host', up.url, '--name', up.name], tempDir(t))
+  t.equal(await second.exited, 1)
+  t.match(second.output(), /herds: a node named "studio" is already connected/)
+  t.notMatch(second.output(), /\n\s+at /, 'no stack trace')
+})
+
+t.test('an offline node shows its status and fails fast with EHOSTDOWN', async (t) => {
+  const root = tempDir(t)
+  const mnt = join(root, 'mnt')
+  unmountAtTeardown(t, mnt)
+  const host = spawnHerds(t, ['host', '--port', '0'], join(root, 'host'))
+  const url = (await host.waitFor(/host\s+(ws:\/\/\S+)/))[1]
+  const node = spawnHerds(t, ['node', '--host', url, '--name', 'laptop'], join(root, 'node'))
+  await node.waitFor(/node\s+laptop/)
+  const mount = spawnHerds(t, ['mount', url, mnt], root)
+  await mount.waitFor(/mount\s+/)
+  const dir = join(mnt, 'nodes', 'laptop')
+  t.equal(JSON.parse(await readFile(join(dir, 'status.json'), 'utf8')).online, true)
+  await node.stop()
+  const status = JSON.parse(await readFile(join(dir, 'status.json'), 'utf8'))
+  t.equal(status.online, false)
+  const started = Date.now()
+  t.equal(await errnoOf(readFile(join(dir, 'exec', 'status'))), 'EHOSTDOWN')
+  t.ok(Date.now() - started < 2000, 'at once, not after a timeout')
+})
+
+t.test('bad flags are one clear line, not a stack trace', async (t) => {
+  for (const args of [['up', '--port', 'seventy'], ['node', '--host', 'http://x', '--name', 'a'], ['up', '--name', '../etc']]) {
+    const result = spawnSync(process.execPath, [HERDS_BIN, ...args], { encoding: 'utf8' })
+    t.equal(result.status, 1, args.join(' '))
+    t.match(result.stderr, /^herds: (--port|--host|--name): /, result.stderr)
+    t.notMatch(result.stderr, /\n\s+at /)
+  }
+  const mountErr = spawnSync(process.execPath, [HERDS_BIN, 'mount', 'ws://127.0.0.1:1', '/tmp/herds-never'], { encoding: 'utf8' })
+  t.equal(mountErr.status, 1)
+  t.match(mountErr.stderr, /^herds: cannot reach the host at ws:\/\/127\.0\.0\.1:1/)
+})

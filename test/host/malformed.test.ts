@@ -1,0 +1,74 @@
+// A peer that sends garbage is answered or cut off alone; the host serves everyone else.
+import { once } from 'node:events'
+import { join } from 'node:path'
+import { Packr } from 'msgpackr'
+import t from 'tap'
+import WebSocket from 'ws'
+import { startHost } from '../../host/server.js'
+import { connectHost } from '../../mount/client.js'
+import { startNode } from '../../nodes/node.js'
+import { readWhole } from '../../tree/bind.js'
+import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type Frame } from '../../tree/wire.js'
+import { tempDir } from '../e2e/harness.js'
+
+const host = await startHost({ port: 0 })
+t.teardown(() => host.stop())
+const node = await startNode({ host: host.url, name: 'studio', home: join(tempDir(t), 'node') })
+t.teardown(() => node.stop())
+const mount = await connectHost(host.url)
+t.teardown(() => mount.close())
+
+/** The host still serves a well-behaved mount. */
+async function hostServes (): Promise<boolean> {
+  const info = JSON.parse((await readWhole(mount.tree, '/nodes/studio/info.json')).toString())
+  return info.name === 'studio'
+}
+
+/** Opens a raw connection and collects the frames and the close code it gets. */
+async function raw (): Promise<{ socket: WebSocket, frames: Frame[], closed: Promise<number> }> {
+  const socket = new WebSocket(host.url)
+  const frames: Frame[] = []
+  socket.on('message', (data) => { try { frames.push(decodeFrame(data as Buffer)) } catch { /* not ours to judge */ } })
+  const closed = new Promise<number>((resolve) => socket.on('close', (code) => resolve(code)))
+  await once(socket, 'open')
+  return { socket, frames, closed }
+}
+
+const garbage: Array<[string, Buffer | string]> = [
+  ['random bytes', Buffer.from([0xc1, 0xff, 0x00, 0x13, 0x37])],
+  ['a text frame', '{"t":"hello"}'],
+  ['msgpack that is no frame', new Packr({ useRecords: false }).pack({ hello: 'world' })],
+  ['a hello with a bad node name', new Packr({ useRecords: false }).pack({ t: 'hello', role: 'node', protocol: 1, name: '../x', info: {} })],
+  ['a request before hello', encodeFrame({ t: 'req', id: 1, op: 'getattr', args: ['/'] })],
+]
+
+for (const [what, data] of garbage) {
+  t.test(`${what}: refused, the host stays up`, async (t) => {
+    const { socket, frames, closed } = await raw()
+    socket.send(data)
+    const code = await closed
+    t.ok(code === 1002 || code === 4000, `closed with ${code}`)
+    const bye = frames.find((f) => f.t === 'bye')
+    t.ok(bye && bye.t === 'bye' && /EPROTO/.test(bye.error.code), `told why: ${JSON.stringify(bye)}`)
+    t.ok(await hostServes())
+  })
+}
+
+t.test('a well-framed request with bad arguments gets an error reply and the connection lives', async (t) => {
+  const { socket, frames } = await raw()
+  t.teardown(() => socket.close())
+  socket.send(encodeFrame({ t: 'hello', role: 'mount', protocol: PROTOCOL_VERSION }))
+  socket.send(encodeFrame({ t: 'req', id: 7, op: 'read', args: ['/README.md', -1, 'x', 10] }))
+  socket.send(encodeFrame({ t: 'req', id: 8, op: 'readdir', args: ['/nodes'] }))
+  while (frames.filter((f) => f.t === 'res').length < 2) await once(socket, 'message')
+  const bad = frames.find((f) => f.t === 'res' && f.id === 7)
+  const good = frames.find((f) => f.t === 'res' && f.id === 8)
+  t.match(bad, { ok: false, error: { code: 'EINVAL' } })
+  t.match(good, { ok: true, value: ['studio'] })
+  t.ok(await hostServes())
+})
+
+t.test('a path that climbs out with .. is refused', async (t) => {
+  await t.rejects(readWhole(mount.tree, '/nodes/studio/../../etc/passwd'), { code: 'EINVAL' })
+  await t.rejects(mount.tree.getattr('/nodes/studio/exec/../../../etc'), { code: 'EINVAL' })
+})
