@@ -4,12 +4,12 @@
  * numbers here, at the edge, and nowhere else.
  */
 import { execFile } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { constants as fsConstants, existsSync } from 'node:fs'
 import { mkdir, stat } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { promisify } from 'node:util'
 import { errnoNumber, HerdsError, toHerdsError } from '../tree/errno.js'
-import type { Stat, Tree } from '../tree/tree.js'
+import { O_ACCMODE, O_APPEND, type Stat, type Tree } from '../tree/tree.js'
 
 const require = createRequire(import.meta.url)
 
@@ -84,6 +84,11 @@ export async function mountTree (tree: Tree, mountpoint: string): Promise<Mounte
   }
 }
 
+/** The platform's open flags as the Tree's portable ones (access mode and append). */
+function toTreeFlags (flags: number): number {
+  return (flags & O_ACCMODE) | (flags & fsConstants.O_APPEND ? O_APPEND : 0)
+}
+
 /** The fuse-native operation table over a Tree. */
 export function fuseOps (tree: Tree): Record<string, (...args: any[]) => void> {
   const uid = process.getuid?.() ?? 0
@@ -99,7 +104,7 @@ export function fuseOps (tree: Tree): Record<string, (...args: any[]) => void> {
     getattr: (path: string, cb) => { tree.getattr(path).then((s) => cb(0, toFuseStat(s)), fail(cb)) },
     fgetattr: (path: string, _fh: number, cb) => { tree.getattr(path).then((s) => cb(0, toFuseStat(s)), fail(cb)) },
     readdir: (path: string, cb) => { tree.readdir(path).then((names) => cb(0, names), fail(cb)) },
-    open: (path: string, flags: number, cb) => { tree.open(path, flags).then((fh) => cb(0, fh), fail(cb)) },
+    open: (path: string, flags: number, cb) => { tree.open(path, toTreeFlags(flags)).then((fh) => cb(0, fh), fail(cb)) },
     create: (path: string, mode: number, cb) => { tree.create(path, mode).then((fh) => cb(0, fh), fail(cb)) },
     read: (path: string, fh: number, buf: Buffer, len: number, pos: number, cb) => {
       tree.read(path, fh, pos, len).then((data) => {

@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises'
 import os from 'node:os'
 import { join } from 'node:path'
 import { Dialer } from '../tree/dial.js'
+import { LocalTree } from '../tree/local.js'
 import { jsonFile, SyntheticTree } from '../tree/synthetic.js'
 import type { Tree } from '../tree/tree.js'
 import { PROTOCOL_VERSION } from '../tree/wire.js'
@@ -39,12 +40,13 @@ function jobShell (): string {
 }
 
 /** Builds this node's tree over its runner. */
-export function nodeTree (runner: Runner): Tree {
+export function nodeTree (runner: Runner, volumesDir: string): Tree {
   return new SyntheticTree({
     kind: 'dir',
     entries: {
       'status.json': jsonFile(() => nodeMetrics(runner.ids().filter((id) => runner.get(id)?.running).length)),
       exec: execDir(runner),
+      volumes: { kind: 'tree', tree: new LocalTree(volumesDir) },
     },
   })
 }
@@ -63,7 +65,9 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
     store: lmdbJobStore(db),
   })
   await runner.load()
-  const tree = nodeTree(runner)
+  const volumes = join(opts.home, 'volumes')
+  await mkdir(volumes, { recursive: true })
+  const tree = nodeTree(runner, volumes)
   const dialer = new Dialer({
     url: opts.host,
     hello: { t: 'hello', role: 'node', protocol: PROTOCOL_VERSION, name: opts.name, info: nodeInfo(opts.name) },

@@ -74,10 +74,15 @@ export function makeStat (mode: number, size = 0, timeMs = Date.now()): Stat {
   return { mode, size, mtimeMs: timeMs, atimeMs: timeMs, ctimeMs: timeMs, nlink: (mode & S_IFMT) === S_IFDIR ? 2 : 1 }
 }
 
-/** The open(2) access mode bits, the same on Linux and macOS. */
+/**
+ * Open flags on the wire: the access mode (the same on every OS) and O_APPEND
+ * with Linux's value; the FUSE adapter translates the platform's own flags.
+ */
 export const O_ACCMODE = 3
 export const O_RDONLY = 0
 export const O_WRONLY = 1
+export const O_RDWR = 2
+export const O_APPEND = 0o2000
 
 /** Does this open(2) flag set ask for writing? */
 export function wantsWrite (flags: number): boolean {

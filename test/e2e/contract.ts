@@ -99,4 +99,17 @@ export function execContract (t: Test, files: Files, node: string, scratch: stri
     t.equal((await files.read(`${exec}/exit`)).toString(), '0\n')
     t.equal(await errnoOf(files.write(`${exec}/cmd`, 'echo third\n')), 'none', 'free again after the end')
   })
+
+  t.test('volumes/ keeps files like a disk', async (t) => {
+    const dir = `/nodes/${node}/volumes/${files.kind}`
+    await files.mkdir(dir)
+    const data = randomBytes(3 * 1024 * 1024 + 17)
+    await files.write(`${dir}/blob`, data)
+    t.equal(sha(await files.read(`${dir}/blob`)), sha(data), 'megabytes round-trip byte-exact')
+    await files.write(`${dir}/blob`, 'short')
+    t.equal((await files.read(`${dir}/blob`)).toString(), 'short', 'rewriting truncates')
+    t.same(await files.list(dir), ['blob'])
+    await files.remove(`${dir}/blob`)
+    t.same(await files.list(dir), [])
+  })
 }

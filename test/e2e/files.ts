@@ -4,16 +4,18 @@
  * without FUSE.
  */
 import { createReadStream } from 'node:fs'
-import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { readWhole, writeWhole } from '../../tree/bind.js'
-import type { Tree } from '../../tree/tree.js'
+import { S_IFMT, S_IFREG, type Tree } from '../../tree/tree.js'
 
 export interface Files {
   kind: string
   read (path: string): Promise<Buffer>
   write (path: string, data: string | Buffer): Promise<void>
   list (path: string): Promise<string[]>
+  mkdir (path: string): Promise<void>
+  remove (path: string): Promise<void>
   /** Reads a file to its end, calling `onChunk` as each piece arrives. */
   stream (path: string, onChunk: (chunk: Buffer) => void): Promise<void>
 }
@@ -26,6 +28,8 @@ export function fuseFiles (mountpoint: string): Files {
     read: (path) => readFile(at(path)),
     write: (path, data) => writeFile(at(path), data),
     list: (path) => readdir(at(path)),
+    mkdir: (path) => mkdir(at(path)),
+    remove: (path) => rm(at(path)),
     stream: (path, onChunk) => new Promise((resolve, reject) => {
       createReadStream(at(path)).on('data', (chunk) => onChunk(chunk as Buffer)).on('end', resolve).on('error', reject)
     }),
@@ -37,8 +41,16 @@ export function treeFiles (tree: Tree): Files {
   return {
     kind: 'tree',
     read: (path) => readWhole(tree, path),
-    write: (path, data) => writeWhole(tree, path, typeof data === 'string' ? Buffer.from(data) : data),
+    write: async (path, data) => {
+      // As open(O_CREAT|O_TRUNC) does: create a missing file, empty a regular one.
+      const exists = await tree.getattr(path).then((s) => (s.mode & S_IFMT) === S_IFREG, () => false)
+      if (!exists) await tree.release(path, await tree.create(path, 0o644).catch(() => 0)).catch(() => {})
+      else if (!path.includes('/exec/')) await tree.truncate(path, 0)
+      await writeWhole(tree, path, typeof data === 'string' ? Buffer.from(data) : data)
+    },
     list: (path) => tree.readdir(path),
+    mkdir: (path) => tree.mkdir(path, 0o755),
+    remove: (path) => tree.unlink(path),
     stream: async (path, onChunk) => {
       const fh = await tree.open(path, 0)
       try {

@@ -1,0 +1,53 @@
+// A local tree on a real temporary directory: it behaves like the disk and keeps to its root.
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { readWhole, writeWhole } from '../../tree/bind.js'
+import { LocalTree } from '../../tree/local.js'
+import { O_RDWR, S_IFDIR, S_IFMT } from '../../tree/tree.js'
+import { tempDir } from '../e2e/harness.js'
+
+const root = tempDir(t)
+const outside = tempDir(t)
+writeFileSync(join(outside, 'secret'), 'do not read')
+const tree = new LocalTree(root)
+
+t.test('files are created, written at offsets, read, renamed and removed', async (t) => {
+  const fh = await tree.create('/a.txt', 0o644)
+  t.equal(await tree.write('/a.txt', fh, 0, Buffer.from('hello world')), 11)
+  t.equal(await tree.write('/a.txt', fh, 6, Buffer.from('there')), 5)
+  await tree.release('/a.txt', fh)
+  t.equal(readFileSync(join(root, 'a.txt'), 'utf8'), 'hello there')
+  await tree.mkdir('/d', 0o755)
+  t.equal((await tree.getattr('/d')).mode & S_IFMT, S_IFDIR)
+  await tree.rename('/a.txt', '/d/b.txt')
+  t.equal((await readWhole(tree, '/d/b.txt')).toString(), 'hello there')
+  await tree.truncate('/d/b.txt', 5)
+  t.equal((await tree.getattr('/d/b.txt')).size, 5)
+  await tree.unlink('/d/b.txt')
+  await tree.rmdir('/d')
+  t.same(await tree.readdir('/'), [])
+  await t.rejects(tree.getattr('/d'), { code: 'ENOENT', message: 'ENOENT: /d' }, 'errors name the tree path, not the disk path')
+})
+
+t.test('no symbolic link leads outside the root', async (t) => {
+  symlinkSync(outside, join(root, 'out'))
+  symlinkSync(join(outside, 'secret'), join(root, 'secret-link'))
+  await t.rejects(tree.getattr('/out/secret'), { code: 'EACCES' }, 'through a linked directory')
+  await t.rejects(tree.open('/out/secret', 0), { code: 'EACCES' })
+  await t.rejects(tree.create('/out/new', 0o644), { code: 'EACCES' }, 'nor creates there')
+  await t.rejects(tree.open('/secret-link', 0), { code: 'ELOOP' }, 'a link itself is never opened')
+  await t.rejects(tree.truncate('/secret-link', 0), { code: 'ELOOP' })
+  await t.rejects(tree.chmod('/secret-link', 0o777), { code: 'ENOTSUP' })
+  t.equal(await tree.readlink('/secret-link'), join(outside, 'secret'), 'the link itself reads as written')
+  t.equal(readFileSync(join(outside, 'secret'), 'utf8'), 'do not read')
+  await tree.symlink('/etc/passwd', '/pw')
+  await t.rejects(tree.open('/pw', O_RDWR), { code: 'ELOOP' })
+})
+
+t.test('a whole-file write through open/write/flush/release', async (t) => {
+  mkdirSync(join(root, 'w'))
+  writeFileSync(join(root, 'w', 'f'), '')
+  await writeWhole(tree, '/w/f', Buffer.from('abc'))
+  t.equal(readFileSync(join(root, 'w', 'f'), 'utf8'), 'abc')
+})

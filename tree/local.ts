@@ -1,0 +1,157 @@
+/**
+ * A local tree: a real directory served through the Tree interface. No path
+ * escapes its root: ".." never reaches here (the wire refuses it), every parent
+ * directory is resolved with realpath and must lie inside the root, and the
+ * last name is never followed if it is a symbolic link.
+ */
+import { constants, type Stats } from 'node:fs'
+import { chmod, lstat, lutimes, mkdir, open, readdir, readlink, realpath, rename, rmdir, statfs, symlink, unlink, type FileHandle } from 'node:fs/promises'
+import { dirname, join, sep } from 'node:path'
+import { HerdsError, toHerdsError } from './errno.js'
+import { splitPath } from './paths.js'
+import { O_ACCMODE, O_APPEND, type Stat, type Statfs, type Tree } from './tree.js'
+
+/** Turns Node's fs errors into HerdsErrors that name the tree path, not the node's disk path. */
+async function guard<T> (path: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work()
+  } catch (err) {
+    const error = toHerdsError(err)
+    throw error.message.includes(sep) ? new HerdsError(error.code, `${error.code}: ${path}`) : error
+  }
+}
+
+function toStat (s: Stats): Stat {
+  return { mode: s.mode, size: s.size, mtimeMs: s.mtimeMs, atimeMs: s.atimeMs, ctimeMs: s.ctimeMs, nlink: s.nlink }
+}
+
+export class LocalTree implements Tree {
+  private readonly root: string
+  private realRoot: string | undefined
+  private readonly files = new Map<number, FileHandle>()
+  private nextFh = 1
+
+  /** Serves the directory `root`, which must exist. */
+  constructor (root: string) {
+    this.root = root
+  }
+
+  /** The disk path for a tree path, after checking that its parent lies inside the root. */
+  private async inside (path: string): Promise<string> {
+    this.realRoot ??= await realpath(this.root)
+    const parts = splitPath(path)
+    if (parts.length === 0) return this.realRoot
+    const parent = await realpath(dirname(join(this.realRoot, ...parts)))
+    if (parent !== this.realRoot && !parent.startsWith(this.realRoot + sep)) {
+      throw new HerdsError('EACCES', `${path} leads outside its tree through a symbolic link`)
+    }
+    return join(parent, parts.at(-1)!)
+  }
+
+  private file (fh: number): FileHandle {
+    const file = this.files.get(fh)
+    if (!file) throw new HerdsError('EBADF', `no open file with handle ${fh}`)
+    return file
+  }
+
+  private async openAt (path: string, flags: number, mode?: number): Promise<number> {
+    const file = await open(await this.inside(path), flags | constants.O_NOFOLLOW, mode)
+    const fh = this.nextFh++
+    this.files.set(fh, file)
+    return fh
+  }
+
+  getattr (path: string): Promise<Stat> {
+    return guard(path, async () => toStat(await lstat(await this.inside(path))))
+  }
+
+  readdir (path: string): Promise<string[]> {
+    return guard(path, async () => readdir(await this.inside(path)))
+  }
+
+  open (path: string, flags: number): Promise<number> {
+    const local = (flags & O_ACCMODE) | (flags & O_APPEND ? constants.O_APPEND : 0)
+    return guard(path, () => this.openAt(path, local))
+  }
+
+  read (path: string, fh: number, offset: number, length: number): Promise<Uint8Array> {
+    return guard(path, async () => {
+      const buf = Buffer.allocUnsafe(length)
+      const { bytesRead } = await this.file(fh).read(buf, 0, length, offset)
+      return buf.subarray(0, bytesRead)
+    })
+  }
+
+  write (path: string, fh: number, offset: number, data: Uint8Array): Promise<number> {
+    return guard(path, async () => (await this.file(fh).write(data, 0, data.length, offset)).bytesWritten)
+  }
+
+  async flush (): Promise<void> {
+    // Writes go straight to the file; nothing is held back to flush.
+  }
+
+  async release (path: string, fh: number): Promise<void> {
+    const file = this.files.get(fh)
+    this.files.delete(fh)
+    await guard(path, async () => file?.close())
+  }
+
+  truncate (path: string, size: number): Promise<void> {
+    return guard(path, async () => {
+      const file = await open(await this.inside(path), constants.O_WRONLY | constants.O_NOFOLLOW)
+      try { await file.truncate(size) } finally { await file.close() }
+    })
+  }
+
+  create (path: string, mode: number): Promise<number> {
+    return guard(path, () => this.openAt(path, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR, mode & 0o7777))
+  }
+
+  mkdir (path: string, mode: number): Promise<void> {
+    return guard(path, async () => { await mkdir(await this.inside(path), mode & 0o7777) })
+  }
+
+  unlink (path: string): Promise<void> {
+    return guard(path, async () => unlink(await this.inside(path)))
+  }
+
+  rmdir (path: string): Promise<void> {
+    return guard(path, async () => {
+      if (splitPath(path).length === 0) throw new HerdsError('EBUSY', 'the root of a tree cannot be removed')
+      await rmdir(await this.inside(path))
+    })
+  }
+
+  rename (from: string, to: string): Promise<void> {
+    return guard(from, async () => rename(await this.inside(from), await this.inside(to)))
+  }
+
+  symlink (target: string, path: string): Promise<void> {
+    // The target is stored as written; it is never followed on this side.
+    return guard(path, async () => symlink(target, await this.inside(path)))
+  }
+
+  readlink (path: string): Promise<string> {
+    return guard(path, async () => readlink(await this.inside(path)))
+  }
+
+  utimens (path: string, atimeMs: number, mtimeMs: number): Promise<void> {
+    return guard(path, async () => lutimes(await this.inside(path), atimeMs / 1000, mtimeMs / 1000))
+  }
+
+  chmod (path: string, mode: number): Promise<void> {
+    return guard(path, async () => {
+      const local = await this.inside(path)
+      // chmod(2) follows links; a link's target may lie outside, so links are refused.
+      if ((await lstat(local)).isSymbolicLink()) throw new HerdsError('ENOTSUP', `cannot chmod a symbolic link: ${path}`)
+      await chmod(local, mode & 0o7777)
+    })
+  }
+
+  statfs (path: string): Promise<Statfs> {
+    return guard(path, async () => {
+      const s = await statfs(await this.inside(path))
+      return { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, namemax: 255 }
+    })
+  }
+}
