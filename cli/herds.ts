@@ -12,22 +12,30 @@ import { VERSION } from '../tree/version.js'
 import { DEFAULT_PORT, defaultMountpoint, Dir, herdsHome, HostUrl, NodeName, parseFlag, Port } from './options.js'
 
 const say = (line: string): void => { process.stdout.write(`herds: ${line}\n`) }
+// A closed terminal or pipe must not crash a running host, node or mount.
+process.stdout.on('error', () => {})
+process.stderr.on('error', () => {})
 
 /** Things to stop on the way out, last started first. */
 const stoppers: Array<() => Promise<void> | void> = []
-let stopping = false
+let stopping: Promise<never> | undefined
 
-async function stopAll (code: number): Promise<never> {
-  if (!stopping) {
-    stopping = true
+/** Stops everything once (unmount, end jobs, close the host), then exits. */
+function stopAll (code: number): Promise<never> {
+  stopping ??= (async () => {
     for (const stop of stoppers.reverse()) await Promise.resolve().then(stop).catch(() => {})
-  }
-  process.exit(code)
+    process.exit(code)
+  })()
+  return stopping
 }
 
 function exitOnSignals (): void {
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.on(signal, () => { say(`stopping (${signal})`); void stopAll(0) })
+    process.on(signal, () => {
+      if (stopping) return say('still stopping: unmounting and ending jobs')
+      say(`stopping (${signal})`)
+      void stopAll(0)
+    })
   }
 }
 
@@ -41,7 +49,7 @@ async function runHost (port: number): Promise<RunningHost> {
 async function runNode (url: string, name: string): Promise<RunningNode> {
   const node = await startNode({ host: url, name, home: join(herdsHome(), 'nodes', name) })
   stoppers.push(() => node.stop())
-  node.dialer.on('disconnect', () => say('lost the host; reconnecting'))
+  node.dialer.on('disconnect', () => { if (!stopping) say('lost the host; reconnecting') })
   node.dialer.on('connect', () => say(`node   ${name} (connected)`))
   say(`node   ${name}`)
   return node

@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { HerdsError } from '../tree/errno.js'
 
-export const Port = z.coerce.number({ message: 'a port is a number' }).int().min(0).max(65535)
+const PORT_MESSAGE = 'a port is a whole number from 0 to 65535'
+export const Port = z.string().regex(/^\d{1,5}$/, PORT_MESSAGE).transform(Number).refine((n) => n <= 65535, PORT_MESSAGE)
 export { SafeName as NodeName } from '../tree/wire.js'
 export const HostUrl = z.string().regex(/^wss?:\/\/[^\s/]+(\/\S*)?$/, 'the host URL looks like ws://127.0.0.1:7077')
 export const Dir = z.string().min(1, 'a directory is needed')

@@ -4,15 +4,11 @@
  */
 import { catalogDir } from '../catalog/tree.js'
 import { HerdsError } from '../tree/errno.js'
-import { subtree } from '../tree/bind.js'
 import { jsonFile, SyntheticTree, textFile, type SynthDir } from '../tree/synthetic.js'
 import type { Tree } from '../tree/tree.js'
 import { nodeStatus } from './status.js'
 import type { NodeEntry, Registry } from './registry.js'
 import { ROOT_README } from './readme.js'
-
-/** Names the host answers itself for every node, online or not. */
-const HOST_FILES = ['info.json', 'status.json']
 
 /** Builds the namespace tree the host serves to mounts. */
 export function namespaceTree (registry: Registry): Tree {
@@ -36,7 +32,7 @@ export function namespaceTree (registry: Registry): Tree {
   })
 }
 
-/** /nodes/<name>: info.json and status.json from the host, the rest from the node. */
+/** /nodes/<name>: info.json and status.json from the host, merged over the node's own tree. */
 function nodeDir (entry: NodeEntry): SynthDir {
   return {
     kind: 'dir',
@@ -44,14 +40,6 @@ function nodeDir (entry: NodeEntry): SynthDir {
       'info.json': jsonFile(() => entry.info),
       'status.json': jsonFile(() => nodeStatus(entry)),
     },
-    list: async () => {
-      if (!entry.remote) return []
-      const names = await entry.remote.readdir('/')
-      return names.filter((name) => !HOST_FILES.includes(name))
-    },
-    lookup: (name) => {
-      if (!entry.remote) throw new HerdsError('EHOSTDOWN', `node "${entry.name}" is offline (last seen ${entry.lastSeen})`)
-      return { kind: 'tree', tree: subtree(entry.remote, '/' + name) }
-    },
+    union: () => entry.remote ?? new HerdsError('EHOSTDOWN', `node "${entry.name}" is offline (last seen ${entry.lastSeen})`),
   }
 }

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { HerdsError, toHerdsError } from '../tree/errno.js'
 import { HEARTBEAT_MS } from '../tree/dial.js'
+import { trackHandles } from '../tree/handles.js'
 import { Peer } from '../tree/peer.js'
 import type { Tree } from '../tree/tree.js'
 import { PROTOCOL_VERSION, type Frame } from '../tree/wire.js'
@@ -72,9 +73,10 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
       log(`node ${frame.name} connected (${frame.info.hostname}, ${frame.info.os}/${frame.info.arch})`)
       peer.on('close', () => log(`node ${frame.name} disconnected`))
     } else {
-      peer.serve(namespace)
+      const session = trackHandles(namespace)
+      peer.serve(session.tree)
       mounts.add(peer)
-      peer.on('close', () => mounts.delete(peer))
+      peer.on('close', () => { mounts.delete(peer); void session.releaseAll() })
     }
     peer.send({ t: 'welcome', protocol: PROTOCOL_VERSION, host: 'herds' })
   }
@@ -91,8 +93,17 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
   heartbeat.unref()
 
   await new Promise<void>((resolve, reject) => {
-    http.once('error', reject)
-    http.listen(opts.port, opts.address ?? '127.0.0.1', () => resolve())
+    const address = opts.address ?? '127.0.0.1'
+    const fail = (err: NodeJS.ErrnoException): void => {
+      clearInterval(heartbeat)
+      reject(err.code === 'EADDRINUSE'
+        ? new HerdsError('EBUSY', `port ${opts.port} on ${address} is in use: is another host running? (--port picks another)`)
+        : err)
+    }
+    // ws re-emits the server's errors; without a listener they would crash the process.
+    wss.on('error', fail)
+    http.once('error', fail)
+    http.listen(opts.port, address, () => resolve())
   })
   const { port, address } = http.address() as AddressInfo
   const host = address.includes(':') ? `[${address}]` : address

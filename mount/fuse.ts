@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process'
 import { constants as fsConstants, existsSync } from 'node:fs'
-import { mkdir, stat } from 'node:fs/promises'
+import { mkdir, readdir, stat } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { promisify } from 'node:util'
 import { errnoNumber, HerdsError, toHerdsError } from '../tree/errno.js'
@@ -48,14 +48,28 @@ export async function unmountStale (mountpoint: string): Promise<void> {
   await promisify(execFile)(cmd, args).catch(() => {})
 }
 
+/**
+ * Makes the mountpoint ready: unmounts a dead mount left there by a crash
+ * (ENOTCONN on Linux, ENXIO on macOS), creates it if missing, and refuses a
+ * directory with files in it (they would be hidden while mounted).
+ */
+async function prepareMountpoint (mountpoint: string): Promise<void> {
+  const stale = await stat(mountpoint).then(() => false, async (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOTCONN' || err.code === 'ENXIO') return true
+    if (err.code !== 'ENOENT') throw err
+    // macFUSE creates mountpoints under /Volumes itself, where only root may.
+    if (!(process.platform === 'darwin' && mountpoint.startsWith('/Volumes/'))) await mkdir(mountpoint, { recursive: true })
+    return false
+  })
+  if (stale) await unmountStale(mountpoint)
+  const entries = await readdir(mountpoint).catch(() => [])
+  if (entries.length > 0) throw new HerdsError('ENOTEMPTY', `${mountpoint} is not empty; mount on an empty directory (--mount DIR)`)
+}
+
 /** Mounts `tree` at `mountpoint` (created if missing). */
 export async function mountTree (tree: Tree, mountpoint: string): Promise<Mounted> {
   const Fuse = loadFuse()
-  await stat(mountpoint).catch(async (err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOTCONN') return unmountStale(mountpoint)
-    if (err.code === 'ENOENT') return mkdir(mountpoint, { recursive: true })
-    throw err
-  })
+  await prepareMountpoint(mountpoint)
 
   class HerdsFuse extends Fuse {
     override _fuseOptions (): string {
@@ -71,7 +85,7 @@ export async function mountTree (tree: Tree, mountpoint: string): Promise<Mounte
   })
   await new Promise<void>((resolve, reject) => {
     fuse.mount((err) => err
-      ? reject(new HerdsError('EIO', `cannot mount at ${mountpoint}: ${err.message} (is it in use? try: fusermount -uz ${mountpoint})`))
+      ? reject(new HerdsError('EIO', `cannot mount at ${mountpoint}: ${err.message} (is something mounted there already?)`))
       : resolve())
   })
   let unmounted: Promise<void> | undefined

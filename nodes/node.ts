@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises'
 import os from 'node:os'
 import { join } from 'node:path'
 import { Dialer } from '../tree/dial.js'
+import { trackHandles } from '../tree/handles.js'
 import { LocalTree } from '../tree/local.js'
 import { jsonFile, SyntheticTree } from '../tree/synthetic.js'
 import type { Tree } from '../tree/tree.js'
@@ -20,7 +21,7 @@ export interface NodeOptions {
   /** The host's WebSocket URL, e.g. ws://127.0.0.1:7070. */
   host: string
   name: string
-  /** Where this node keeps its state (HERDS_HOME/node). */
+  /** Where this node keeps its state (HERDS_HOME/nodes/<name>). */
   home: string
   /** The working directory of exec/ jobs; default <home>/workspace. */
   workspace?: string
@@ -71,7 +72,12 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
   const dialer = new Dialer({
     url: opts.host,
     hello: { t: 'hello', role: 'node', protocol: PROTOCOL_VERSION, name: opts.name, info: nodeInfo(opts.name) },
-    onConnect: (peer) => peer.serve(tree),
+    onConnect: (peer) => {
+      // What the host opened through a connection it lost, it can no longer close.
+      const session = trackHandles(tree)
+      peer.serve(session.tree)
+      peer.on('close', () => { void session.releaseAll() })
+    },
   })
   try {
     await dialer.start()

@@ -8,13 +8,19 @@ import { EventEmitter } from 'node:events'
 import type WebSocket from 'ws'
 import { HerdsError, toHerdsError } from './errno.js'
 import type { CallContext, Op, Tree } from './tree.js'
-import { OP_ARGS, OP_TIMEOUT_MS, OPS, decodeFrame, encodeFrame, parseArgs, parseResult, type Frame } from './wire.js'
+import { MAX_MESSAGE, OP_ARGS, OP_TIMEOUT_MS, OPS, decodeFrame, encodeFrame, parseArgs, parseResult, type Frame } from './wire.js'
 
 interface Pending {
   op: Op
   resolve: (value: unknown) => void
   reject: (err: HerdsError) => void
   cleanup: () => void
+}
+
+/** An error as it travels; long messages (a long path in them) are cut to fit the frame's limit. */
+function errorBody (error: HerdsError): { code: HerdsError['code'], message: string } {
+  const message = error.message.length > MAX_MESSAGE ? error.message.slice(0, MAX_MESSAGE - 1) + '…' : error.message
+  return { code: error.code, message }
 }
 
 /** The cap on requests one peer may have in flight at the other side. */
@@ -60,7 +66,7 @@ export class Peer extends EventEmitter {
 
   /** Says why we close, then closes. */
   bye (error: HerdsError, code = 4000): void {
-    this.send({ t: 'bye', error: { code: error.code, message: error.message } })
+    this.send({ t: 'bye', error: errorBody(error) })
     // The close reason is capped at 123 bytes; the bye frame carries the whole message.
     this.socket.close(code, error.code)
   }
@@ -131,7 +137,7 @@ export class Peer extends EventEmitter {
       if (!controller.signal.aborted) this.send({ t: 'res', id, ok: true, value: value ?? null })
     } catch (err) {
       const error = toHerdsError(err)
-      if (!controller.signal.aborted) this.send({ t: 'res', id, ok: false, error: { code: error.code, message: error.message } })
+      if (!controller.signal.aborted) this.send({ t: 'res', id, ok: false, error: errorBody(error) })
     } finally {
       this.inFlight.delete(id)
     }

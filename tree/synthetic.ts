@@ -3,9 +3,9 @@
  * as a table of handlers per directory. A directory may also mount another Tree
  * at one of its names; operations below it are forwarded unchanged.
  */
-import { HerdsError } from './errno.js'
+import { HerdsError, toHerdsError } from './errno.js'
 import { joinPath, splitPath } from './paths.js'
-import { S_IFDIR, S_IFREG, makeStat, wantsWrite, type CallContext, type Stat, type Statfs, type Tree } from './tree.js'
+import { O_ACCMODE, O_WRONLY, S_IFDIR, S_IFREG, makeStat, wantsWrite, type CallContext, type Stat, type Statfs, type Tree } from './tree.js'
 
 /** One open file's behaviour. Missing methods mean the operation is refused. */
 export interface FileHandle {
@@ -35,6 +35,12 @@ export interface SynthDir {
   /** Names computed on demand (nodes, jobs), listed after the fixed ones. */
   list? (): Promise<string[]> | string[]
   lookup? (name: string): Promise<SynthNode | undefined> | SynthNode | undefined
+  /**
+   * A tree whose root is merged under this directory (a union, as Plan 9 binds
+   * do): names not in `entries` are that tree's. An error instead of a tree
+   * (an offline node) lists only the fixed names and fails every other.
+   */
+  union? (): Tree | HerdsError
   mkdir? (name: string, mode: number): Promise<void> | void
   rmdir? (name: string): Promise<void> | void
 }
@@ -47,6 +53,9 @@ export interface SynthMount {
 
 export type SynthNode = SynthFile | SynthDir | SynthMount
 
+/** An open file: a synthetic file's handle, or a file opened in a mounted tree. */
+type OpenFile = { handle: FileHandle } | { tree: Tree, path: string, fh: number }
+
 type Resolved =
   | { kind: 'node', node: SynthFile | SynthDir, parent: SynthDir | undefined, name: string }
   | { kind: 'tree', tree: Tree, rest: string }
@@ -55,7 +64,7 @@ const STATFS: Statfs = { bsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 0, 
 
 export class SyntheticTree implements Tree {
   private readonly root: SynthDir
-  private readonly handles = new Map<number, FileHandle>()
+  private readonly handles = new Map<number, OpenFile>()
   private nextFh = 1
   private readonly bornMs = Date.now()
 
@@ -72,6 +81,9 @@ export class SyntheticTree implements Tree {
       if (node.kind === 'tree') return { kind: 'tree', tree: node.tree, rest: joinPath(parts.slice(i)) }
       if (node.kind !== 'dir') throw new HerdsError('ENOTDIR', `not a directory: ${joinPath(parts.slice(0, i))}`)
       const name = parts[i]
+      if (!Object.hasOwn(node.entries ?? {}, name) && node.union) {
+        return { kind: 'tree', tree: unionTree(node), rest: joinPath(parts.slice(i)) }
+      }
       const child: SynthNode | undefined = (Object.hasOwn(node.entries ?? {}, name) ? node.entries![name] : undefined) ??
         (node.lookup ? await node.lookup(name) : undefined)
       if (!child) throw new HerdsError('ENOENT', `no such file or directory: ${path}`)
@@ -89,10 +101,17 @@ export class SyntheticTree implements Tree {
     return r.node
   }
 
-  private handle (fh: number): FileHandle {
+  private handle (fh: number): OpenFile {
     const handle = this.handles.get(fh)
     if (!handle) throw new HerdsError('EBADF', `no open file with handle ${fh}`)
     return handle
+  }
+
+  /** Gives an open file a handle number of this tree's own, unique across its mounted trees. */
+  private remember (file: OpenFile): number {
+    const fh = this.nextFh++
+    this.handles.set(fh, file)
+    return fh
   }
 
   async getattr (path: string, ctx?: CallContext): Promise<Stat> {
@@ -108,51 +127,50 @@ export class SyntheticTree implements Tree {
     if (r.node.kind !== 'dir') throw new HerdsError('ENOTDIR', `not a directory: ${path}`)
     const fixed = Object.keys(r.node.entries ?? {})
     const dynamic = r.node.list ? await r.node.list() : []
-    return [...new Set([...fixed, ...dynamic])]
+    const union = r.node.union?.()
+    const merged = union && !(union instanceof HerdsError) ? await union.readdir('/', ctx) : []
+    return [...new Set([...fixed, ...dynamic, ...merged])]
   }
 
   async open (path: string, flags: number, ctx?: CallContext): Promise<number> {
     const r = await this.resolve(path)
-    if (r.kind === 'tree') return r.tree.open(r.rest, flags, ctx)
+    if (r.kind === 'tree') return this.remember({ tree: r.tree, path: r.rest, fh: await r.tree.open(r.rest, flags, ctx) })
     if (r.node.kind === 'dir') throw new HerdsError('EISDIR', `is a directory: ${path}`)
     const writing = wantsWrite(flags)
     if (writing && !(r.node.mode & 0o222)) throw new HerdsError('EACCES', `read-only file: ${path}`)
-    if ((flags & 3) !== 1 && !(r.node.mode & 0o444)) throw new HerdsError('EACCES', `write-only file: ${path}`)
-    const handle = await r.node.open(flags, ctx)
-    const fh = this.nextFh++
-    this.handles.set(fh, handle)
-    return fh
+    if ((flags & O_ACCMODE) !== O_WRONLY && !(r.node.mode & 0o444)) throw new HerdsError('EACCES', `write-only file: ${path}`)
+    return this.remember({ handle: await r.node.open(flags, ctx) })
   }
 
+  // Operations on an open file follow its handle, not its path: the path may
+  // have been renamed, or pruned, since the open.
+
   async read (path: string, fh: number, offset: number, length: number, ctx?: CallContext): Promise<Uint8Array> {
-    const r = await this.resolve(path)
-    if (r.kind === 'tree') return r.tree.read(r.rest, fh, offset, length, ctx)
-    const handle = this.handle(fh)
-    if (!handle.read) throw new HerdsError('EACCES', `not readable: ${path}`)
-    return handle.read(offset, length, ctx)
+    const file = this.handle(fh)
+    if ('tree' in file) return file.tree.read(file.path, file.fh, offset, length, ctx)
+    if (!file.handle.read) throw new HerdsError('EACCES', `not readable: ${path}`)
+    return file.handle.read(offset, length, ctx)
   }
 
   async write (path: string, fh: number, offset: number, data: Uint8Array, ctx?: CallContext): Promise<number> {
-    const r = await this.resolve(path)
-    if (r.kind === 'tree') return r.tree.write(r.rest, fh, offset, data, ctx)
-    const handle = this.handle(fh)
-    if (!handle.write) throw new HerdsError('EACCES', `not writable: ${path}`)
-    return handle.write(offset, data)
+    const file = this.handle(fh)
+    if ('tree' in file) return file.tree.write(file.path, file.fh, offset, data, ctx)
+    if (!file.handle.write) throw new HerdsError('EACCES', `not writable: ${path}`)
+    return file.handle.write(offset, data)
   }
 
-  async flush (path: string, fh: number, ctx?: CallContext): Promise<void> {
-    const r = await this.resolve(path)
-    if (r.kind === 'tree') return r.tree.flush(r.rest, fh, ctx)
-    await this.handle(fh).flush?.()
+  async flush (_path: string, fh: number, ctx?: CallContext): Promise<void> {
+    const file = this.handle(fh)
+    if ('tree' in file) return file.tree.flush(file.path, file.fh, ctx)
+    await file.handle.flush?.()
   }
 
-  async release (path: string, fh: number, ctx?: CallContext): Promise<void> {
-    // The path may be gone by now (a finished job pruned); the handle is what matters.
-    const r = await this.resolve(path).catch(() => undefined)
-    if (r?.kind === 'tree') return r.tree.release(r.rest, fh, ctx)
-    const handle = this.handles.get(fh)
+  async release (_path: string, fh: number, ctx?: CallContext): Promise<void> {
+    const file = this.handles.get(fh)
     this.handles.delete(fh)
-    await handle?.release?.()
+    if (!file) return
+    if ('tree' in file) return file.tree.release(file.path, file.fh, ctx)
+    await file.handle.release?.()
   }
 
   async truncate (path: string, size: number, ctx?: CallContext): Promise<void> {
@@ -164,13 +182,10 @@ export class SyntheticTree implements Tree {
   }
 
   async create (path: string, mode: number, ctx?: CallContext): Promise<number> {
-    const r = await this.resolve(path).catch((err: HerdsError) => err)
-    if (!(r instanceof HerdsError)) {
-      if (r.kind === 'tree') return r.tree.create(r.rest, mode, ctx)
-      return this.open(path, 1, ctx)
-    }
-    const parent = await this.resolve(joinPath(splitPath(path).slice(0, -1)))
-    if (parent.kind === 'tree') return parent.tree.create(joinPath([...splitPath(parent.rest), ...splitPath(path).slice(-1)]), mode, ctx)
+    const { target, rest } = await this.parentOf(path)
+    if ('tree' in target) return this.remember({ tree: target.tree, path: rest, fh: await target.tree.create(rest, mode, ctx) })
+    const existing = await this.resolve(path).catch(() => undefined)
+    if (existing) return this.open(path, 1, ctx)
     throw new HerdsError('EACCES', `files cannot be created here: ${path}`)
   }
 
@@ -245,8 +260,16 @@ export class SyntheticTree implements Tree {
     const r = await this.resolve(joinPath(parts.slice(0, -1)))
     if (r.kind === 'tree') return { target: { tree: r.tree }, name, rest: joinPath([...splitPath(r.rest), name]) }
     if (r.node.kind !== 'dir') throw new HerdsError('ENOTDIR', `not a directory: ${joinPath(parts.slice(0, -1))}`)
+    if (r.node.union && !Object.hasOwn(r.node.entries ?? {}, name)) return { target: { tree: unionTree(r.node) }, name, rest: '/' + name }
     return { target: r.node, name, rest: '' }
   }
+}
+
+/** The tree merged under a union directory, or the error that stands for it. */
+function unionTree (dir: SynthDir): Tree {
+  const union = dir.union!()
+  if (union instanceof HerdsError) throw union
+  return union
 }
 
 /** A read-only file whose content is computed when it is opened (a consistent snapshot per open). */
@@ -291,20 +314,30 @@ export function actionFile (opts: {
     mode: opts.read ? 0o666 : 0o222,
     open: async (flags) => {
       if (wantsWrite(flags)) opts.check?.()
-      const snapshot = opts.read && !wantsWrite(flags) ? Buffer.from(await opts.read()) : Buffer.alloc(0)
+      const snapshot = opts.read && (flags & O_ACCMODE) !== O_WRONLY ? Buffer.from(await opts.read()) : Buffer.alloc(0)
       let chunks: Buffer[] = []
       let size = 0
+      // Once a write is refused, what was written is never acted on: a command
+      // cut at the size limit, or missing a refused part, must not run.
+      let refused: HerdsError | undefined
       return {
         read: (offset, length) => snapshot.subarray(offset, offset + length),
         write: (_offset, data) => {
           // Appends whatever the offset: a command is a stream of bytes, not a seekable file.
-          if (size + data.length > opts.maxBytes) throw new HerdsError('EFBIG', `too long: at most ${opts.maxBytes} bytes`)
-          if (opts.validate) opts.validate(Buffer.concat([...chunks, Buffer.from(data)]))
+          try {
+            if (refused) throw refused
+            if (size + data.length > opts.maxBytes) throw new HerdsError('EFBIG', `too long: at most ${opts.maxBytes} bytes`)
+            opts.validate?.(Buffer.concat([...chunks, Buffer.from(data)]))
+          } catch (err) {
+            refused = toHerdsError(err)
+            throw refused
+          }
           chunks.push(Buffer.from(data))
           size += data.length
           return data.length
         },
         flush: async () => {
+          if (refused) throw refused
           if (size === 0) return
           const data = Buffer.concat(chunks)
           chunks = []

@@ -9,7 +9,7 @@ import { ERRNO_NAMES, HerdsError } from './errno.js'
 import { joinPath, splitPath } from './paths.js'
 import type { Op } from './tree.js'
 
-/** The protocol version; a peer speaking another major version is refused. */
+/** The protocol version; a peer speaking any other version is refused. */
 export const PROTOCOL_VERSION = 1
 
 /**
@@ -119,7 +119,9 @@ export type NodeInfo = z.infer<typeof NodeInfoSchema>
 /** A name a user gives a node (later: a job, sandbox or volume): safe as a path name and in a shell. */
 export const SafeName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, 'a name is 1-64 letters, digits, "_", "-" or "." (not starting with "." or "-")')
 
-const ErrorBody = z.object({ code: z.enum(ERRNO_NAMES), message: z.string().max(4096) })
+/** The longest error message a frame carries. */
+export const MAX_MESSAGE = 4096
+const ErrorBody = z.object({ code: z.enum(ERRNO_NAMES), message: z.string().max(MAX_MESSAGE) })
 
 const Id = z.number().int().min(0)
 

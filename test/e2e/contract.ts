@@ -93,7 +93,10 @@ export function execContract (t: Test, files: Files, node: string, scratch: stri
     t.equal(await errnoOf(files.read('/nodes/nobody/info.json')), 'ENOENT', 'unknown node')
     t.equal(await errnoOf(files.write(`${exec}/cmd`, '\n')), 'EINVAL', 'empty command')
     t.equal(await errnoOf(files.write(`${exec}/cmd`, 'a\0b\n')), 'EINVAL', 'NUL in a command')
+    const before = JSON.parse((await files.read(`${exec}/status`)).toString()).id
     t.equal(await errnoOf(files.write(`${exec}/cmd`, 'x'.repeat(70 * 1024))), 'EFBIG', 'an oversized command')
+    t.equal(JSON.parse((await files.read(`${exec}/status`)).toString()).id, before, 'and no part of it ran')
+    t.equal(await errnoOf(files.mkdir(`/nodes/${node}/newdir`)), 'EACCES', 'mkdir where the node allows none')
     await files.write(`${exec}/cmd`, 'sleep 2\n')
     t.equal(await errnoOf(files.write(`${exec}/cmd`, 'echo second\n')), 'EBUSY', 'cmd while the job runs')
     t.equal((await files.read(`${exec}/exit`)).toString(), '0\n')
@@ -109,7 +112,9 @@ export function execContract (t: Test, files: Files, node: string, scratch: stri
     await files.write(`${dir}/blob`, 'short')
     t.equal((await files.read(`${dir}/blob`)).toString(), 'short', 'rewriting truncates')
     t.same(await files.list(dir), ['blob'])
-    await files.remove(`${dir}/blob`)
+    await files.rename(`${dir}/blob`, `${dir}/renamed`)
+    t.same(await files.list(dir), ['renamed'], 'rename within a volume')
+    await files.remove(`${dir}/renamed`)
     t.same(await files.list(dir), [])
   })
 }

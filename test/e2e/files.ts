@@ -4,7 +4,7 @@
  * without FUSE.
  */
 import { createReadStream } from 'node:fs'
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { readWhole, writeWhole } from '../../tree/bind.js'
 import { S_IFMT, S_IFREG, type Tree } from '../../tree/tree.js'
@@ -16,6 +16,7 @@ export interface Files {
   list (path: string): Promise<string[]>
   mkdir (path: string): Promise<void>
   remove (path: string): Promise<void>
+  rename (from: string, to: string): Promise<void>
   /** Reads a file to its end, calling `onChunk` as each piece arrives. */
   stream (path: string, onChunk: (chunk: Buffer) => void): Promise<void>
 }
@@ -30,6 +31,7 @@ export function fuseFiles (mountpoint: string): Files {
     list: (path) => readdir(at(path)),
     mkdir: (path) => mkdir(at(path)),
     remove: (path) => rm(at(path)),
+    rename: (from, to) => rename(at(from), at(to)),
     stream: (path, onChunk) => new Promise((resolve, reject) => {
       createReadStream(at(path)).on('data', (chunk) => onChunk(chunk as Buffer)).on('end', resolve).on('error', reject)
     }),
@@ -51,6 +53,7 @@ export function treeFiles (tree: Tree): Files {
     list: (path) => tree.readdir(path),
     mkdir: (path) => tree.mkdir(path, 0o755),
     remove: (path) => tree.unlink(path),
+    rename: (from, to) => tree.rename(from, to),
     stream: async (path, onChunk) => {
       const fh = await tree.open(path, 0)
       try {

@@ -78,7 +78,7 @@ function streamFile (getJob: () => Job | undefined, stream: StreamName): SynthFi
 }
 
 const IDLE = {
-  id: null, state: 'idle', cmd: null, pid: null, exitCode: null, signal: null,
+  id: null, state: 'idle', cmd: null, cwd: null, pid: null, exitCode: null, signal: null,
   startedAt: null, endedAt: null, durationMs: null, error: null,
 }
 

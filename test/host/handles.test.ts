@@ -1,0 +1,44 @@
+// What a connection opened is released when it goes away; long errors travel intact.
+import { readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { startHost } from '../../host/server.js'
+import { connectHost } from '../../mount/client.js'
+import { startNode } from '../../nodes/node.js'
+import { tempDir } from '../e2e/harness.js'
+
+const host = await startHost({ port: 0 })
+t.teardown(() => host.stop())
+const node = await startNode({ host: host.url, name: 'studio', home: join(tempDir(t), 'node') })
+t.teardown(() => node.stop())
+
+const openFds = (): number => readdirSync('/proc/self/fd').length
+const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 300))
+
+t.test('handles of a mount that disconnects are released on the node', async (t) => {
+  const setup = await connectHost(host.url)
+  await setup.tree.mkdir('/nodes/studio/volumes/v', 0o755)
+  await setup.tree.release('/nodes/studio/volumes/v/f', await setup.tree.create('/nodes/studio/volumes/v/f', 0o644))
+  setup.close()
+  await settle()
+  const before = openFds()
+  const mount = await connectHost(host.url)
+  for (let i = 0; i < 50; i++) await mount.tree.open('/nodes/studio/volumes/v/f', 0)
+  t.ok(openFds() >= before + 50, 'fifty files open')
+  mount.close()
+  await settle()
+  t.ok(openFds() <= before + 2, `released: ${openFds()} open, ${before} before`)
+})
+
+t.test('an error about a very long path is cut to fit, and the connection lives', async (t) => {
+  const mount = await connectHost(host.url)
+  t.teardown(() => mount.close())
+  const long = '/nodes/studio/exec/jobs/' + Array.from({ length: 16 }, () => 'x'.repeat(250)).join('/')
+  await t.rejects(mount.tree.getattr(long), { code: 'ENOENT' })
+  t.same(await mount.tree.readdir('/nodes'), ['studio'], 'still connected')
+  t.ok(host.registry.get('studio')?.remote, 'the node is still connected too')
+})
+
+t.test('a busy port is one clear error', async (t) => {
+  await t.rejects(startHost({ port: host.port }), { code: 'EBUSY', message: new RegExp(`port ${host.port} on 127.0.0.1 is in use`) })
+})
