@@ -50,7 +50,6 @@ function dd (args) {
 }
 
 await waitReady()
-const step = (s) => process.env.BENCH_DEBUG && console.error('bench:', s)
 const exec = join(mnt, 'nodes', 'bench', 'exec')
 
 // Exec round trip: write cmd (the job starts on close), read exit (blocks until the end).
@@ -63,12 +62,10 @@ for (let i = 0; i < ROUND_TRIPS; i++) {
   if (code !== '0\n') throw new Error(`job ${i} exited ${code}`)
 }
 times.sort((a, b) => a - b)
-step('round trips done')
 
 // Sequential I/O: through the mount (volumes/) and, as the yardstick, the local disk beneath it.
 const volume = join(mnt, 'nodes', 'bench', 'volumes', 'bench')
 await mkdir(volume)
-step('volume made')
 const local = join(root, 'local.bin')
 const rows = []
 for (const [where, file] of [['mount (volumes/)', join(volume, 'file.bin')], ['local disk', local]]) {
@@ -89,3 +86,4 @@ console.log(`  ${pad('', 20)}${pad('write MB/s', 13)}read MB/s`)
 for (const [where, write, read] of rows) console.log(`  ${pad(where, 20)}${pad(write.toFixed(0), 13)}${read.toFixed(0)}`)
 const [mount, disk] = rows
 console.log(`  ${pad('mount / disk', 20)}${pad((mount[1] / disk[1]).toFixed(2), 13)}${(mount[2] / disk[2]).toFixed(2)}`)
+process.exit(0) // runs cleanup: stops herds up, unmounts, removes the temporary home
