@@ -1,19 +1,20 @@
-/** The node's lmdb database: job records, kept across restarts of the node. */
+/** The node's lmdb database: job records and exec settings, kept across restarts. */
 import { open, type RootDatabase } from 'lmdb'
-import { JobRecordSchema, type JobRecord, type JobStore } from '../venoms/run/record.js'
-
-const JOB = 'job:'
-const NEXT_JOB = 'meta:nextJob'
+import { JobRecordSchema, SettingsSchema, type JobRecord, type JobStore } from '../venoms/run/record.js'
 
 /** Opens (or creates) the node's database in `path`. */
 export function openNodeDb (path: string): RootDatabase {
   return open({ path, encoding: 'msgpack', compression: false })
 }
 
-/** Job records in lmdb. */
-export function lmdbJobStore (db: RootDatabase): JobStore {
+/** Job records in lmdb, under `scope` (one exec/ directory: the node's, or a sandbox's). */
+export function lmdbJobStore (db: RootDatabase, scope = 'exec'): JobStore {
+  const JOB = `${scope}:job:`
+  const NEXT = `${scope}:nextJob`
+  const SETTINGS = `${scope}:settings`
   return {
     put: async (record) => { await db.put(JOB + record.id, record) },
+    remove: async (id) => { await db.remove(JOB + id) },
     get: (id) => parseRecord(db.get(JOB + id)),
     list: () => {
       const records: JobRecord[] = []
@@ -26,11 +27,19 @@ export function lmdbJobStore (db: RootDatabase): JobStore {
     nextId: async () => {
       let id = 0
       await db.transaction(() => {
-        id = (db.get(NEXT_JOB) as number | undefined) ?? 1
-        db.put(NEXT_JOB, id + 1)
+        id = (db.get(NEXT) as number | undefined) ?? 1
+        // A client may have named a job "7" with mkdir; never hand that id out again.
+        while (db.get(JOB + id) !== undefined) id++
+        db.put(NEXT, id + 1)
+        db.put(JOB + id, { id: String(id), reserved: true })
       })
       return String(id)
     },
+    loadSettings: () => {
+      const parsed = SettingsSchema.safeParse(db.get(SETTINGS) ?? {})
+      return parsed.success ? parsed.data : SettingsSchema.parse({})
+    },
+    saveSettings: async (settings) => { await db.put(SETTINGS, settings) },
   }
 }
 

@@ -307,13 +307,32 @@ export function actionFile (opts: {
   read?: () => Promise<string> | string
   check?: () => void
   validate?: (soFar: Buffer) => void
+  /** O_TRUNC or truncate(1): what emptying the file means (default: nothing). */
+  truncate?: () => Promise<void> | void
+  /** Told of every refusal, for an `error` file. */
+  onRefuse?: (err: HerdsError) => void
   maxBytes: number
 }): SynthFile {
+  const refusing = <T>(work: () => T): T => {
+    try {
+      const result = work()
+      if (result instanceof Promise) return result.catch((err) => { throw noted(err) }) as T
+      return result
+    } catch (err) {
+      throw noted(err)
+    }
+  }
+  const noted = (err: unknown): HerdsError => {
+    const error = toHerdsError(err)
+    opts.onRefuse?.(error)
+    return error
+  }
   return {
     kind: 'file',
     mode: opts.read ? 0o666 : 0o222,
+    truncate: opts.truncate,
     open: async (flags) => {
-      if (wantsWrite(flags)) opts.check?.()
+      if (wantsWrite(flags)) refusing(() => opts.check?.())
       const snapshot = opts.read && (flags & O_ACCMODE) !== O_WRONLY ? Buffer.from(await opts.read()) : Buffer.alloc(0)
       let chunks: Buffer[] = []
       let size = 0
@@ -329,7 +348,7 @@ export function actionFile (opts: {
             if (size + data.length > opts.maxBytes) throw new HerdsError('EFBIG', `too long: at most ${opts.maxBytes} bytes`)
             opts.validate?.(Buffer.concat([...chunks, Buffer.from(data)]))
           } catch (err) {
-            refused = toHerdsError(err)
+            refused = noted(err)
             throw refused
           }
           chunks.push(Buffer.from(data))
@@ -342,7 +361,7 @@ export function actionFile (opts: {
           const data = Buffer.concat(chunks)
           chunks = []
           size = 0
-          await opts.commit(data)
+          await refusing(() => opts.commit(data))
         },
       }
     },

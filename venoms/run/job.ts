@@ -1,27 +1,35 @@
 /**
  * One job: a command in its own process group, its output appended to files on
  * the node's disk as it arrives, and reads that wait for more (a pipe that
- * keeps its history).
+ * keeps its history). A job is made idle (by `new`, `mkdir` or a write to
+ * `cmd`) and runs once.
  */
 import { EventEmitter } from 'node:events'
 import { closeSync, openSync, writeSync } from 'node:fs'
 import { open, stat } from 'node:fs/promises'
 import { constants } from 'node:os'
 import { join } from 'node:path'
+import type { Writable } from 'node:stream'
 import { execa } from 'execa'
 import { HerdsError } from '../../tree/errno.js'
-import type { JobRecord, JobStore, StreamName } from './record.js'
-import { STREAMS } from './record.js'
+import { ENDED_STATES, STREAMS, type JobRecord, type JobStore, type StreamName } from './record.js'
 
-export interface StartOptions {
-  id: string
+export interface RunOptions {
   cmd: string
   cwd: string
   env: Record<string, string>
   shell: string
-  /** The folder that holds this job's output files. */
-  dir: string
-  store: JobStore
+  /** Seconds before the job is ended as timed_out; 0: no limit. */
+  timeout: number
+}
+
+export interface JobLimits {
+  /** Bytes of stdout+stderr kept; past it output is dropped and a line says so. */
+  maxOutputBytes: number
+  /** Bytes written to stdin that the job has not read yet, at most. */
+  maxPendingStdin: number
+  /** Milliseconds between SIGTERM and SIGKILL. */
+  killGraceMs: number
 }
 
 const EMPTY = new Uint8Array(0)
@@ -30,36 +38,46 @@ export class Job extends EventEmitter {
   record: JobRecord
   private readonly dir: string
   private readonly store: JobStore
-  private readonly lengths: Record<StreamName, number>
+  private readonly limits: JobLimits
+  private readonly lengths: Record<StreamName, number> = { stdout: 0, stderr: 0, output: 0 }
   private readonly fds = new Map<StreamName, number>()
-  private ended: boolean
-  private readonly done: Promise<void>
+  private stdin: Writable | undefined
+  private timedOut = false
+  private timers: NodeJS.Timeout[] = []
 
-  private constructor (record: JobRecord, dir: string, store: JobStore, lengths: Record<StreamName, number>) {
+  constructor (record: JobRecord, dir: string, store: JobStore, limits: JobLimits) {
     super()
     this.setMaxListeners(0)
     this.record = record
     this.dir = dir
     this.store = store
-    this.lengths = lengths
-    this.ended = record.state !== 'running'
-    this.done = this.ended ? Promise.resolve() : new Promise((resolve) => this.once('end', resolve))
+    this.limits = limits
   }
 
   get id (): string { return this.record.id }
-  get running (): boolean { return !this.ended }
+  get ended (): boolean { return ENDED_STATES.includes(this.record.state) }
+  get running (): boolean { return this.record.state === 'running' }
+
+  /** A job from an earlier life of this node, read back from its record and files. */
+  static async load (record: JobRecord, dir: string, store: JobStore, limits: JobLimits): Promise<Job> {
+    if (record.state === 'running') {
+      // The node restarted under it: we can no longer see its end, so say so.
+      record = { ...record, state: 'lost', endedAt: new Date().toISOString(), error: 'the node restarted while this job ran' }
+      await store.put(record)
+    }
+    const job = new Job(record, dir, store, limits)
+    for (const stream of STREAMS) job.lengths[stream] = await stat(join(dir, stream)).then((s) => s.size, () => 0)
+    return job
+  }
 
   /**
-   * Starts a command and resolves once it has started (or failed to), so the
-   * writer of `cmd` returns with the job already visible.
+   * Starts the command and resolves once it has started (or failed to), so the
+   * writer of `cmd` returns with the job already visible. Runs once: EBUSY after.
    */
-  static async start (opts: StartOptions): Promise<Job> {
-    const record: JobRecord = {
-      id: opts.id, state: 'running', cmd: opts.cmd, cwd: opts.cwd, pid: null, exitCode: null, signal: null,
-      startedAt: new Date().toISOString(), endedAt: null, durationMs: null, error: null,
-    }
-    const job = new Job(record, opts.dir, opts.store, { stdout: 0, stderr: 0, output: 0 })
-    for (const stream of STREAMS) job.fds.set(stream, openSync(join(opts.dir, stream), 'a'))
+  async run (opts: RunOptions): Promise<void> {
+    if (this.record.state !== 'idle') throw new HerdsError('EBUSY', `job ${this.id} has already run; take a new job (cat new)`)
+    this.record = { ...this.record, state: 'running', cmd: opts.cmd, cwd: opts.cwd, timeout: opts.timeout, startedAt: new Date().toISOString() }
+    for (const stream of STREAMS) this.fds.set(stream, openSync(join(this.dir, stream), 'a'))
     const child = execa(opts.shell, ['-c', opts.cmd], {
       cwd: opts.cwd,
       env: opts.env,
@@ -68,51 +86,61 @@ export class Job extends EventEmitter {
       cleanup: false, // a job outlives the mount and the host; the node ends it on purpose
       buffer: false,
       reject: false,
-      stdin: 'ignore',
+      stdin: 'pipe',
       stripFinalNewline: false,
     })
-    child.stdout?.on('data', (chunk: Buffer) => job.append('stdout', chunk))
-    child.stderr?.on('data', (chunk: Buffer) => job.append('stderr', chunk))
-    record.pid = child.pid ?? null
-    await opts.store.put(record)
-    void child.then((result) => {
+    this.stdin = child.stdin ?? undefined
+    this.stdin?.on('error', () => { /* the job closed its stdin; writes now fail with EPIPE */ })
+    child.stdout?.on('data', (chunk: Buffer) => this.append('stdout', chunk))
+    child.stderr?.on('data', (chunk: Buffer) => this.append('stderr', chunk))
+    this.record.pid = child.pid ?? null
+    await this.store.put(this.record)
+    this.emit('start')
+    if (opts.timeout > 0) {
+      this.timers.push(setTimeout(() => { this.timedOut = true; this.kill('SIGTERM') }, opts.timeout * 1000))
+    }
+    const ended = child.then((result) => {
       // No exit code and no signal: the process never ran (bad cwd, no shell).
       const neverRan = result.failed && result.exitCode === undefined && !result.signal
-      return job.finish({
+      return this.finish({
         exitCode: result.exitCode ?? null,
         signal: result.signal ?? null,
         error: neverRan ? ((result.cause as Error | undefined)?.message ?? result.shortMessage ?? 'failed to start') : null,
       })
     })
-    if (record.pid === null) await job.done
-    return job
-  }
-
-  /** A job from an earlier life of this node, read back from its record and files. */
-  static async load (record: JobRecord, dir: string, store: JobStore): Promise<Job> {
-    const lengths = { stdout: 0, stderr: 0, output: 0 }
-    for (const stream of STREAMS) lengths[stream] = await stat(join(dir, stream)).then((s) => s.size, () => 0)
-    if (record.state === 'running') {
-      // The node restarted under it: we can no longer see its end, so say so.
-      record = { ...record, state: 'lost', endedAt: new Date().toISOString(), error: 'the node restarted while this job ran' }
-      await store.put(record)
-    }
-    return new Job(record, dir, store, lengths)
+    if (this.record.pid === null) await ended
   }
 
   private append (stream: 'stdout' | 'stderr', chunk: Buffer): void {
-    // Synchronous appends keep the on-disk order equal to arrival order, and the
-    // data is on disk before any reader is told it exists.
-    for (const name of [stream, 'output'] as const) {
-      writeSync(this.fds.get(name)!, chunk)
-      this.lengths[name] += chunk.length
+    if (this.record.truncated) return // past the cap: drained and dropped, so the job never blocks on a full pipe
+    const room = this.limits.maxOutputBytes - (this.lengths.stdout + this.lengths.stderr)
+    if (chunk.length > room) {
+      this.writeStream(stream, chunk.subarray(0, Math.max(0, room)))
+      const note = Buffer.from(`\n[herds: output truncated: this job wrote more than ${this.limits.maxOutputBytes} bytes]\n`)
+      for (const name of ['stdout', 'stderr'] as const) this.writeStream(name, note)
+      this.record.truncated = true
+      void this.store.put(this.record)
+    } else {
+      this.writeStream(stream, chunk)
     }
     this.emit('output')
   }
 
+  /** Appends to a stream and to `output`. Synchronous: disk order is arrival order, and data is on disk before a reader hears of it. */
+  private writeStream (stream: 'stdout' | 'stderr', chunk: Buffer): void {
+    if (chunk.length === 0) return
+    for (const name of [stream, 'output'] as const) {
+      writeSync(this.fds.get(name)!, chunk)
+      this.lengths[name] += chunk.length
+    }
+  }
+
   private async finish (end: { exitCode: number | null, signal: string | null, error: string | null }): Promise<void> {
+    for (const timer of this.timers) clearTimeout(timer)
     const endedAt = new Date()
-    const state = end.error ? 'failed_to_start' : end.signal ? 'killed' : 'exited'
+    const state = end.error ? 'failed_to_start' : this.timedOut ? 'timed_out' : end.signal ? 'killed' : 'exited'
+    for (const fd of this.fds.values()) closeSync(fd)
+    this.fds.clear()
     this.record = {
       ...this.record,
       state,
@@ -122,10 +150,7 @@ export class Job extends EventEmitter {
       endedAt: endedAt.toISOString(),
       durationMs: endedAt.getTime() - Date.parse(this.record.startedAt!),
     }
-    for (const fd of this.fds.values()) closeSync(fd)
-    this.fds.clear()
     await this.store.put(this.record)
-    this.ended = true
     this.emit('end')
   }
 
@@ -137,8 +162,7 @@ export class Job extends EventEmitter {
 
   /** Resolves when the job has ended; rejects with ECANCELED when the reader goes away. */
   async waitEnd (signal?: AbortSignal): Promise<void> {
-    if (this.ended) return
-    await this.waitFor('end', signal)
+    while (!this.ended) await this.waitFor('end', signal)
   }
 
   /**
@@ -154,30 +178,48 @@ export class Job extends EventEmitter {
     }
   }
 
-  /** Sends a signal to the job's whole process group. */
+  /** Appends bytes to the job's stdin. */
+  async writeStdin (data: Uint8Array): Promise<number> {
+    if (!this.running || !this.stdin) throw new HerdsError('EPIPE', `job ${this.id} is not running; stdin takes bytes only while it runs`)
+    if (this.stdin.writableEnded || this.stdin.destroyed) throw new HerdsError('EPIPE', `the stdin of job ${this.id} is closed`)
+    if (this.stdin.writableLength + data.length > this.limits.maxPendingStdin) {
+      throw new HerdsError('EAGAIN', `job ${this.id} has not read the ${this.stdin.writableLength} bytes already written to its stdin`)
+    }
+    this.stdin.write(Buffer.from(data))
+    return data.length
+  }
+
+  /** Closes the job's stdin (ctl "eof"). */
+  closeStdin (): void {
+    if (!this.running || !this.stdin) throw new HerdsError('EPIPE', `job ${this.id} is not running`)
+    this.stdin.end()
+  }
+
+  /**
+   * Sends a signal to the job's whole process group; unless it is SIGKILL, a
+   * job still running after the grace gets SIGKILL.
+   */
   kill (signal: NodeJS.Signals = 'SIGTERM'): void {
-    if (this.ended || !this.record.pid) return
-    try {
-      process.kill(-this.record.pid, signal)
-    } catch { /* already gone */ }
+    if (!this.running || !this.record.pid) return
+    const pgid = this.record.pid
+    const send = (sig: NodeJS.Signals): void => {
+      try { process.kill(-pgid, sig) } catch { /* already gone */ }
+    }
+    send(signal)
+    if (signal !== 'SIGKILL') this.timers.push(setTimeout(() => { if (this.running) send('SIGKILL') }, this.limits.killGraceMs))
   }
 
   private waitFor (event: 'output' | 'end', signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(new HerdsError('ECANCELED', 'cancelled'))
-      const wake = (): void => {
-        this.off(event, wake)
-        this.off('end', wake)
+      const events = event === 'end' ? ['end'] : ['output', 'end']
+      const wake = (): void => { done(); resolve() }
+      const abort = (): void => { done(); reject(new HerdsError('ECANCELED', 'cancelled')) }
+      const done = (): void => {
+        for (const e of events) this.off(e, wake)
         signal?.removeEventListener('abort', abort)
-        resolve()
       }
-      const abort = (): void => {
-        this.off(event, wake)
-        this.off('end', wake)
-        reject(new HerdsError('ECANCELED', 'cancelled'))
-      }
-      this.on(event, wake)
-      if (event !== 'end') this.on('end', wake)
+      for (const e of events) this.on(e, wake)
       signal?.addEventListener('abort', abort, { once: true })
     })
   }

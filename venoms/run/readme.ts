@@ -3,25 +3,45 @@ export const RUN_README = `# exec/ — run a command on this machine by writing 
 
     echo 'make test' > cmd     # starts the job when the file is closed
     cat stdout                 # live output; ends when the job ends
-    cat stderr
     cat exit                   # waits for the end, prints the exit code (128+N after signal N)
-    cat status                 # JSON: id, state, cmd, cwd, pid, exitCode, signal, startedAt, endedAt, durationMs, error
+    cat status                 # JSON: id, state, cmd, cwd, pid, exitCode, signal, createdAt,
+                               #       startedAt, endedAt, durationMs, timeout, truncated, error
 
-Files:
+The top-level files are this directory's one shared slot. Working in parallel with
+others? Take a job of your own:
+
+    id=$(cat new)                          # a new job; prints its id
+    echo 'make test' > jobs/$id/cmd
+    cat jobs/$id/stdout; cat jobs/$id/exit
+    mkdir jobs/nightly                     # or name it yourself (safe to retry: EEXIST)
+
+## Files
 
 - cmd      write a command line; it runs with \`sh -c\` in this machine's workspace when the
-           writer closes the file. Read: the current job's command. Refused with EBUSY
-           while the current job runs; EINVAL for an empty command or NUL bytes; EFBIG
-           past 64 KiB. A command with a refused write never runs.
-- stdout   the current job's standard output. A read past the output so far waits for more;
-           at the job's end it returns end-of-file. Reading again returns everything from the start.
+           writer closes the file. Read: the command. At the top level a new job starts in
+           the slot (EBUSY while the slot's job runs); in jobs/<id>/ the job runs once (EBUSY after).
+           EINVAL for an empty command or NUL bytes, EFBIG past 64 KiB; a refused command never runs.
+- stdin    write: bytes appended to the running job's standard input, write after write.
+           EPIPE when the job is not running; EAGAIN when it has not read the last 1 MiB.
+- ctl      write one command a line: "kill [SIGNAL]" (default TERM; the whole process group;
+           SIGKILL follows after 3 s if it still runs) or "eof" (closes stdin).
+- stdout   the job's standard output. A read past the output so far waits for more; at the
+           job's end it returns end-of-file. Reading again returns everything from the start.
 - stderr   the same for standard error.
 - output   stdout and stderr interleaved in arrival order.
-- status   JSON; state is one of idle, running, exited, killed, failed_to_start, lost
-           (lost: the machine restarted while the job ran). error says why a job failed to start.
+- status   JSON, as above. state: idle (made, not started), running, exited, killed (by a
+           signal), timed_out, failed_to_start (error says why), lost (the machine restarted
+           while it ran).
 - exit     blocks until the job ends, then "<code>\\n".
-- jobs/<id>/  every job that ran here: cmd, stdout, stderr, output, status, exit.
+- env      KEY=VALUE lines for the jobs started here from now on: \`> env\` replaces, \`>> env\` adds.
+- timeout  seconds a job started here may run (0: no limit); then it is ended as timed_out.
+- error    the last write this directory refused, with the reason in words.
+- new      read: makes a new idle job and prints its id.
+- jobs/<id>/  one job: cmd, stdin, ctl, stdout, stderr, output, status, exit.
 
 Output is written to the machine's disk as it arrives: a job keeps running if the
-mount or the host goes away, and its output is complete when they come back.
+mount or the host goes away, and its output is complete when they come back. A job
+keeps at most 256 MiB of output; past that a line in stdout and stderr says it was
+truncated and status shows "truncated": true. The newest 1,000 ended jobs are kept,
+none older than 7 days; jobs made but never started go after a day.
 `

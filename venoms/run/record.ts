@@ -4,6 +4,9 @@ import { z } from 'zod'
 export const JOB_STATES = ['idle', 'running', 'exited', 'killed', 'timed_out', 'failed_to_start', 'lost'] as const
 export type JobState = typeof JOB_STATES[number]
 
+/** States after which nothing changes any more. */
+export const ENDED_STATES: readonly JobState[] = ['exited', 'killed', 'timed_out', 'failed_to_start', 'lost']
+
 export const JobRecordSchema = z.object({
   id: z.string(),
   state: z.enum(JOB_STATES),
@@ -12,9 +15,14 @@ export const JobRecordSchema = z.object({
   pid: z.number().int().nullable(),
   exitCode: z.number().int().nullable(),
   signal: z.string().nullable(),
+  createdAt: z.string().default(() => new Date().toISOString()),
   startedAt: z.string().nullable(),
   endedAt: z.string().nullable(),
   durationMs: z.number().nullable(),
+  /** Seconds the job may run (0: no limit), as set in `timeout` when it started. */
+  timeout: z.number().default(0),
+  /** Output past the per-job cap was dropped (a line in the output says where). */
+  truncated: z.boolean().default(false),
   error: z.string().nullable(),
 })
 export type JobRecord = z.infer<typeof JobRecordSchema>
@@ -23,11 +31,21 @@ export type JobRecord = z.infer<typeof JobRecordSchema>
 export const STREAMS = ['stdout', 'stderr', 'output'] as const
 export type StreamName = typeof STREAMS[number]
 
-/** Where job records are kept; lmdb on a node, anything in a test. */
+/** What a user set in an exec/ directory: `env` and `timeout`. */
+export const SettingsSchema = z.object({
+  env: z.record(z.string(), z.string()).default({}),
+  timeout: z.number().min(0).default(0),
+})
+export type Settings = z.infer<typeof SettingsSchema>
+
+/** Where job records are kept; lmdb on a node. */
 export interface JobStore {
   put (record: JobRecord): Promise<void>
+  remove (id: string): Promise<void>
   get (id: string): JobRecord | undefined
   list (): JobRecord[]
-  /** A fresh job id, never handed out before on this node. */
+  /** A fresh job id, never handed out before by this store. */
   nextId (): Promise<string>
+  loadSettings (): Settings
+  saveSettings (settings: Settings): Promise<void>
 }

@@ -1,37 +1,57 @@
 /**
- * A runner: the jobs of one exec/ directory and its default slot (the
- * top-level files). Jobs are recorded in the store and their output kept under
- * `outputDir/<id>/`.
+ * A runner: the jobs of one exec/ directory, its default slot (the top-level
+ * files), its settings (`env`, `timeout`) and its last refusal (`error`). Jobs
+ * are recorded in the store, their output kept under `outputDir/<id>/`, and
+ * old ones pruned by count and age.
  */
-import { mkdir, readdir } from 'node:fs/promises'
+import { mkdir, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HerdsError } from '../../tree/errno.js'
 import { Job } from './job.js'
-import type { JobStore } from './record.js'
+import type { JobRecord, JobStore, Settings } from './record.js'
 
-/** How long a job has between SIGTERM and SIGKILL. */
-export const KILL_GRACE_MS = 3_000
+/** Defaults for what a runner keeps and allows; docs/files.md states them. */
+export const RUN_DEFAULTS = {
+  /** Ended jobs kept at most, newest first. */
+  keepJobs: 1000,
+  /** Ended jobs older than this are removed. */
+  keepMs: 7 * 24 * 3600 * 1000,
+  /** Jobs made by `new` or `mkdir` that never ran are removed after this. */
+  keepIdleMs: 24 * 3600 * 1000,
+  maxOutputBytes: 256 * 1024 * 1024,
+  maxPendingStdin: 1024 * 1024,
+  killGraceMs: 3_000,
+}
 
 export interface RunnerOptions {
   /** The working directory of the jobs started here. */
   cwd: string
-  /** The environment of the jobs started here. */
+  /** The environment of the jobs started here, before the user's `env`. */
   env: Record<string, string>
   /** The shell that runs a command line: `<shell> -c <cmd>`. */
   shell: string
   /** Where job output lives, one folder a job. */
   outputDir: string
   store: JobStore
+  limits?: Partial<typeof RUN_DEFAULTS>
+  /** Told of every change of a job's record (start, end), for the host's index. */
+  onRecord?: (record: JobRecord) => void
 }
 
 export class Runner {
   private readonly opts: RunnerOptions
+  private readonly limits: typeof RUN_DEFAULTS
   private readonly jobs = new Map<string, Job>()
+  settings: Settings
+  /** The last refusal in this directory, in words (the `error` file). */
+  lastError = ''
   /** The job the top-level files show. */
   current: Job | undefined
 
   constructor (opts: RunnerOptions) {
     this.opts = opts
+    this.limits = { ...RUN_DEFAULTS, ...opts.limits }
+    this.settings = opts.store.loadSettings()
   }
 
   /** Loads the jobs of earlier lives of this node; running ones are marked lost. */
@@ -39,12 +59,13 @@ export class Runner {
     await mkdir(this.opts.outputDir, { recursive: true })
     const onDisk = new Set(await readdir(this.opts.outputDir))
     const records = this.opts.store.list().filter((r) => onDisk.has(r.id))
-    records.sort((a, b) => (a.startedAt ?? '').localeCompare(b.startedAt ?? ''))
+    records.sort((a, b) => a.createdAt.localeCompare(b.createdAt))
     for (const record of records) {
-      const job = await Job.load(record, join(this.opts.outputDir, record.id), this.opts.store)
-      this.jobs.set(job.id, job)
-      this.current = job
+      const job = await Job.load(record, join(this.opts.outputDir, record.id), this.opts.store, this.limits)
+      this.track(job)
+      if (record.startedAt) this.current = job
     }
+    await this.prune()
   }
 
   get (id: string): Job | undefined {
@@ -55,38 +76,93 @@ export class Runner {
     return [...this.jobs.keys()]
   }
 
+  all (): Job[] {
+    return [...this.jobs.values()]
+  }
+
+  /** Makes an idle job, named by the client (mkdir) or numbered (new). */
+  async allocate (name?: string): Promise<Job> {
+    if (name !== undefined && (this.jobs.has(name) || this.opts.store.get(name))) {
+      throw new HerdsError('EEXIST', `job ${name} exists already`)
+    }
+    const id = name ?? await this.opts.store.nextId()
+    const dir = join(this.opts.outputDir, id)
+    await mkdir(dir, { recursive: true })
+    const now = new Date().toISOString()
+    const job = new Job({
+      id, state: 'idle', cmd: '', cwd: this.opts.cwd, pid: null, exitCode: null, signal: null, createdAt: now,
+      startedAt: null, endedAt: null, durationMs: null, timeout: 0, truncated: false, error: null,
+    }, dir, this.opts.store, this.limits)
+    await this.opts.store.put(job.record)
+    this.track(job)
+    return job
+  }
+
+  /** Runs a command in a job with this directory's settings. */
+  async run (job: Job, cmd: string): Promise<void> {
+    await mkdir(this.opts.cwd, { recursive: true })
+    await job.run({
+      cmd,
+      cwd: this.opts.cwd,
+      env: { ...this.opts.env, ...this.settings.env },
+      shell: this.opts.shell,
+      timeout: this.settings.timeout,
+    })
+  }
+
   /** Refuses with EBUSY while the default slot's job runs. */
   checkSlotFree (): void {
     if (this.current?.running) {
-      throw new HerdsError('EBUSY', `job ${this.current.id} is still running here; wait for it (cat exit) or take your own job`)
+      throw new HerdsError('EBUSY', `job ${this.current.id} is still running here; wait for it (cat exit) or take your own job (cat new)`)
     }
   }
 
   /** Starts a command in the default slot; refused with EBUSY while its job runs. */
   async runInSlot (cmd: string): Promise<Job> {
     this.checkSlotFree()
-    this.current = await this.start(cmd)
-    return this.current
-  }
-
-  /** Starts a command as a new job. */
-  async start (cmd: string): Promise<Job> {
-    const id = await this.opts.store.nextId()
-    const dir = join(this.opts.outputDir, id)
-    await mkdir(dir, { recursive: true })
-    await mkdir(this.opts.cwd, { recursive: true })
-    const job = await Job.start({ id, cmd, cwd: this.opts.cwd, env: this.opts.env, shell: this.opts.shell, dir, store: this.opts.store })
-    this.jobs.set(id, job)
+    const job = await this.allocate()
+    this.current = job
+    await this.run(job, cmd)
     return job
   }
 
-  /** Ends every running job (the node is stopping on purpose). */
+  async saveSettings (settings: Settings): Promise<void> {
+    this.settings = settings
+    await this.opts.store.saveSettings(settings)
+  }
+
+  /** Notes a refusal for the `error` file. */
+  noteError (path: string, err: HerdsError): void {
+    this.lastError = `${new Date().toISOString()} ${path}: ${err.code}: ${err.message}\n`
+  }
+
+  private track (job: Job): void {
+    this.jobs.set(job.id, job)
+    const report = (): void => this.opts.onRecord?.(job.record)
+    job.on('start', report)
+    job.on('end', () => { report(); void this.prune() })
+  }
+
+  /** Removes ended jobs past the count or age limit, and idle ones never run. */
+  async prune (): Promise<void> {
+    const now = Date.now()
+    const ended = this.all().filter((job) => job.ended && job !== this.current)
+      .sort((a, b) => (b.record.endedAt ?? '').localeCompare(a.record.endedAt ?? ''))
+    const doomed = ended.filter((job, i) => i >= this.limits.keepJobs || now - Date.parse(job.record.endedAt ?? job.record.createdAt) > this.limits.keepMs)
+    for (const job of this.all()) {
+      if (job.record.state === 'idle' && job !== this.current && now - Date.parse(job.record.createdAt) > this.limits.keepIdleMs) doomed.push(job)
+    }
+    for (const job of doomed) {
+      this.jobs.delete(job.id)
+      await this.opts.store.remove(job.id)
+      await rm(join(this.opts.outputDir, job.id), { recursive: true, force: true })
+    }
+  }
+
+  /** Ends every running job (the node is stopping on purpose): SIGTERM, then SIGKILL after the grace. */
   async stopAll (): Promise<void> {
-    const running = [...this.jobs.values()].filter((job) => job.running)
+    const running = this.all().filter((job) => job.running)
     for (const job of running) job.kill('SIGTERM')
-    // A job that ignores SIGTERM is not allowed to keep the node from stopping.
-    const grace = setTimeout(() => { for (const job of running) job.kill('SIGKILL') }, KILL_GRACE_MS)
     await Promise.all(running.map((job) => job.waitEnd()))
-    clearTimeout(grace)
   }
 }

@@ -1,43 +1,93 @@
 /**
- * The run venom as a synthetic directory (DESIGN §4): write `cmd`, read
- * `stdout`, `stderr`, `output`, `status` and `exit`. The top-level files are the
- * directory's default slot; `jobs/<id>/` shows every job.
+ * The run venom as a synthetic directory (DESIGN §4). The top-level files are
+ * the directory's default slot; `new` and `mkdir jobs/<name>` give a client a
+ * job of its own at `jobs/<id>/`.
  */
+import { constants } from 'node:os'
 import { HerdsError } from '../../tree/errno.js'
 import { actionFile, jsonFile, textFile, type SynthDir, type SynthFile } from '../../tree/synthetic.js'
+import { SafeName } from '../../tree/wire.js'
 import type { Job } from './job.js'
 import { STREAMS, type StreamName } from './record.js'
 import { RUN_README } from './readme.js'
 import type { Runner } from './runner.js'
 
-/** The longest command line `cmd` accepts. */
+/** The longest command line `cmd` accepts, and the most a write to `env` or `ctl` may carry. */
 export const MAX_CMD_BYTES = 64 * 1024
+const MAX_SETTING_BYTES = 64 * 1024
 
 const EMPTY = new Uint8Array(0)
 
 /** Builds the exec/ directory for a runner. */
 export function execDir (runner: Runner): SynthDir {
   const current = (): Job | undefined => runner.current
+  const noted = (path: string) => (err: HerdsError) => runner.noteError(path, err)
   return {
     kind: 'dir',
     entries: {
       'README.md': textFile(RUN_README),
       cmd: actionFile({
         maxBytes: MAX_CMD_BYTES,
-        read: () => (current() ? current()!.record.cmd + '\n' : ''),
+        read: () => (current()?.record.cmd ? current()!.record.cmd + '\n' : ''),
         check: () => runner.checkSlotFree(),
         validate: validateCommand,
         commit: async (data) => { await runner.runInSlot(parseCommand(data)) },
+        onRefuse: noted('cmd'),
       }),
+      stdin: stdinFile(current, noted('stdin')),
+      ctl: ctlFile(current, noted('ctl')),
       ...jobFiles(current),
+      env: actionFile({
+        maxBytes: MAX_SETTING_BYTES,
+        read: () => Object.entries(runner.settings.env).map(([k, v]) => `${k}=${v}\n`).join(''),
+        validate: (soFar) => { parseEnv(completeLines(soFar)) },
+        commit: async (data) => { await runner.saveSettings({ ...runner.settings, env: { ...runner.settings.env, ...parseEnv(data.toString('utf8')) } }) },
+        // `> env` empties it first; `>> env` adds to it.
+        truncate: async () => { await runner.saveSettings({ ...runner.settings, env: {} }) },
+        onRefuse: noted('env'),
+      }),
+      timeout: actionFile({
+        maxBytes: 64,
+        read: () => `${runner.settings.timeout}\n`,
+        validate: (soFar) => { if (soFar.includes(0x0a)) parseTimeout(soFar) },
+        commit: async (data) => { await runner.saveSettings({ ...runner.settings, timeout: parseTimeout(data) }) },
+        onRefuse: noted('timeout'),
+      }),
+      error: textFile(() => runner.lastError),
+      new: textFile(async () => `${(await runner.allocate()).id}\n`),
       jobs: {
         kind: 'dir',
         list: () => runner.ids(),
         lookup: (id) => {
           const job = runner.get(id)
-          return job && { kind: 'dir', entries: { cmd: textFile(() => job.record.cmd + '\n'), ...jobFiles(() => job) } }
+          return job && jobDir(runner, job)
+        },
+        mkdir: async (name) => {
+          if (!SafeName.safeParse(name).success) throw new HerdsError('EINVAL', `"${name}" is not a job name: use letters, digits, "_", "-" or "." (at most 64)`)
+          await runner.allocate(name)
         },
       },
+    },
+  }
+}
+
+/** jobs/<id>/: one job's files. Its `cmd` takes one command, once. */
+function jobDir (runner: Runner, job: Job): SynthDir {
+  const noted = (name: string) => (err: HerdsError) => runner.noteError(`jobs/${job.id}/${name}`, err)
+  return {
+    kind: 'dir',
+    entries: {
+      cmd: actionFile({
+        maxBytes: MAX_CMD_BYTES,
+        read: () => (job.record.cmd ? job.record.cmd + '\n' : ''),
+        check: () => { if (job.record.state !== 'idle') throw new HerdsError('EBUSY', `job ${job.id} has already run; take a new job (cat new)`) },
+        validate: validateCommand,
+        commit: (data) => runner.run(job, parseCommand(data)),
+        onRefuse: noted('cmd'),
+      }),
+      stdin: stdinFile(() => job, noted('stdin')),
+      ctl: ctlFile(() => job, noted('ctl')),
+      ...jobFiles(() => job),
     },
   }
 }
@@ -77,9 +127,56 @@ function streamFile (getJob: () => Job | undefined, stream: StreamName): SynthFi
   }
 }
 
+/** `stdin`: every write goes to the job's standard input as it comes. */
+function stdinFile (getJob: () => Job | undefined, onRefuse: (err: HerdsError) => void): SynthFile {
+  return {
+    kind: 'file',
+    mode: 0o222,
+    open: () => {
+      const job = getJob()
+      return {
+        write: async (_offset, data) => {
+          try {
+            if (!job) throw new HerdsError('EPIPE', 'no job has run here yet')
+            return await job.writeStdin(data)
+          } catch (err) {
+            if (err instanceof HerdsError) onRefuse(err)
+            throw err
+          }
+        },
+      }
+    },
+  }
+}
+
+/** `ctl`: "kill [SIGNAL]" and "eof", one a line, acted on when the writer closes the file. */
+function ctlFile (getJob: () => Job | undefined, onRefuse: (err: HerdsError) => void): SynthFile {
+  return actionFile({
+    maxBytes: MAX_SETTING_BYTES,
+    validate: (soFar) => { parseCtl(completeLines(soFar)) },
+    commit: (data) => {
+      const job = getJob()
+      if (!job) throw new HerdsError('EINVAL', 'no job has run here yet')
+      for (const command of parseCtl(data.toString('utf8'))) {
+        if (job.record.state === 'idle') throw new HerdsError('EINVAL', `job ${job.id} has not started`)
+        if (!job.running) continue // it ended already: nothing left to kill or close
+        if (command.verb === 'kill') job.kill(command.signal)
+        else job.closeStdin()
+      }
+    },
+    onRefuse,
+  })
+}
+
 const IDLE = {
   id: null, state: 'idle', cmd: null, cwd: null, pid: null, exitCode: null, signal: null,
-  startedAt: null, endedAt: null, durationMs: null, error: null,
+  createdAt: null, startedAt: null, endedAt: null, durationMs: null, timeout: null, truncated: false, error: null,
+}
+
+/** The lines of what was written so far that are finished (end in a newline). */
+function completeLines (soFar: Buffer): string {
+  const text = soFar.toString('utf8')
+  return text.slice(0, text.lastIndexOf('\n') + 1)
 }
 
 /**
@@ -95,9 +192,52 @@ function validateCommand (soFar: Buffer): void {
 
 /** Turns what was written to `cmd` into a command line, or refuses it with EINVAL. */
 export function parseCommand (data: Buffer): string {
-  const text = data.toString('utf8')
-  if (text.includes('\0')) throw new HerdsError('EINVAL', 'a command may not contain NUL bytes')
-  const cmd = text.replace(/\r?\n$/, '')
+  validateCommand(data)
+  const cmd = data.toString('utf8').replace(/\r?\n$/, '')
   if (cmd.trim() === '') throw new HerdsError('EINVAL', 'empty command: write a command line, e.g. echo "make test" > cmd')
   return cmd
+}
+
+/** Parses KEY=VALUE lines (blank lines and # comments skipped). */
+export function parseEnv (text: string): Record<string, string> {
+  const env: Record<string, string> = {}
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() === '' || line.startsWith('#')) return
+    const match = line.match(/^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/)
+    if (!match || match[2].includes('\0')) throw new HerdsError('EINVAL', `env line ${i + 1} is not KEY=VALUE: ${JSON.stringify(line.slice(0, 80))}`)
+    env[match[1]] = match[2]
+  })
+  return env
+}
+
+/** Parses `timeout`: seconds, a non-negative number; 0 means none. */
+export function parseTimeout (data: Buffer): number {
+  const text = data.toString('utf8').trim()
+  if (!/^\d+(\.\d+)?$/.test(text) || Number(text) > 366 * 24 * 3600) {
+    throw new HerdsError('EINVAL', `timeout is seconds, a number from 0 (no limit) up, e.g. echo 30 > timeout; got ${JSON.stringify(text.slice(0, 40))}`)
+  }
+  return Number(text)
+}
+
+type CtlCommand = { verb: 'kill', signal: NodeJS.Signals } | { verb: 'eof' }
+
+/** Parses ctl lines: "kill [SIGNAL]" (name, SIG-name or number; default TERM) and "eof". */
+export function parseCtl (text: string): CtlCommand[] {
+  const commands: CtlCommand[] = []
+  for (const line of text.split('\n')) {
+    const words = line.trim().split(/\s+/).filter(Boolean)
+    if (words.length === 0) continue
+    if (words[0] === 'eof' && words.length === 1) { commands.push({ verb: 'eof' }); continue }
+    if (words[0] === 'kill' && words.length <= 2) { commands.push({ verb: 'kill', signal: parseSignal(words[1] ?? 'TERM') }); continue }
+    throw new HerdsError('EINVAL', `ctl takes "kill [SIGNAL]" or "eof", not ${JSON.stringify(line.slice(0, 80))}`)
+  }
+  return commands
+}
+
+function parseSignal (word: string): NodeJS.Signals {
+  const signals = constants.signals as Record<string, number>
+  const byNumber = /^\d+$/.test(word) ? Object.keys(signals).find((name) => signals[name] === Number(word)) : undefined
+  const name = byNumber ?? (word.toUpperCase().startsWith('SIG') ? word.toUpperCase() : 'SIG' + word.toUpperCase())
+  if (!(name in signals)) throw new HerdsError('EINVAL', `unknown signal ${JSON.stringify(word)}: use a name such as TERM, INT, KILL, HUP`)
+  return name as NodeJS.Signals
 }
