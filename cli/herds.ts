@@ -40,7 +40,7 @@ function exitOnSignals (): void {
 }
 
 async function runHost (port: number): Promise<RunningHost> {
-  const host = await startHost({ port, log: say })
+  const host = await startHost({ port, home: join(herdsHome(), 'host'), log: say })
   stoppers.push(() => host.stop())
   say(`host   ${host.url}`)
   return host

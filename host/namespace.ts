@@ -9,9 +9,10 @@ import type { Tree } from '../tree/tree.js'
 import { nodeStatus } from './status.js'
 import type { NodeEntry, Registry } from './registry.js'
 import { ROOT_README } from './readme.js'
+import type { JobIndex } from './store.js'
 
 /** Builds the namespace tree the host serves to mounts. */
-export function namespaceTree (registry: Registry): Tree {
+export function namespaceTree (registry: Registry, index: JobIndex): Tree {
   return new SyntheticTree({
     kind: 'dir',
     entries: {
@@ -26,7 +27,7 @@ export function namespaceTree (registry: Registry): Tree {
       },
       '.herds': {
         kind: 'dir',
-        entries: { catalog: catalogDir(registry) },
+        entries: { catalog: catalogDir(registry, index) },
       },
     },
   })
@@ -40,6 +41,6 @@ function nodeDir (entry: NodeEntry): SynthDir {
       'info.json': jsonFile(() => entry.info),
       'status.json': jsonFile(() => nodeStatus(entry)),
     },
-    union: () => entry.remote ?? new HerdsError('EHOSTDOWN', `node "${entry.name}" is offline (last seen ${entry.lastSeen})`),
+    union: () => entry.link.connected ? entry.link.tree : new HerdsError('EHOSTDOWN', `node "${entry.name}" is offline (last seen ${entry.lastSeen})`),
   }
 }

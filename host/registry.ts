@@ -1,19 +1,20 @@
 /**
- * The node registry: every node the host knows, online or not, with the remote
- * tree of its live connection.
+ * The node registry: every node the host knows, online or not, each with one
+ * link that outlives its connections, so reads open across a reconnection of
+ * the node go on.
  */
 import { HerdsError } from '../tree/errno.js'
 import type { Peer } from '../tree/peer.js'
-import { remoteTree } from '../tree/peer.js'
-import type { Tree } from '../tree/tree.js'
+import { ResilientRemote } from '../tree/resilient.js'
 import type { NodeInfo } from '../tree/wire.js'
 
 export interface NodeEntry {
   name: string
   info: NodeInfo
+  /** The node's tree, over whichever connection it has now. */
+  link: ResilientRemote
   /** The live connection; absent while the node is offline. */
   peer: Peer | undefined
-  remote: Tree | undefined
   connectedAt: string | null
   lastSeen: string
 }
@@ -40,12 +41,20 @@ export class Registry {
       throw new HerdsError('EEXIST', `a node named "${name}" is already connected (from ${known.info.hostname}); start this one with another name (--name)`)
     }
     const now = new Date().toISOString()
-    const entry: NodeEntry = { name, info, peer, remote: remoteTree(peer), connectedAt: now, lastSeen: now }
+    const entry: NodeEntry = known ?? {
+      name,
+      info,
+      link: new ResilientRemote(() => new HerdsError('EHOSTDOWN', `node "${name}" is offline (last seen ${entry.lastSeen})`)),
+      peer: undefined,
+      connectedAt: null,
+      lastSeen: now,
+    }
+    Object.assign(entry, { info, peer, connectedAt: now, lastSeen: now })
+    entry.link.attach(peer)
     this.nodes.set(name, entry)
     peer.on('close', () => {
       if (entry.peer !== peer) return
       entry.peer = undefined
-      entry.remote = undefined
       entry.lastSeen = new Date().toISOString()
     })
     return entry

@@ -2,7 +2,9 @@
  * The host: a WebSocket server that nodes dial into and mounts connect to. It
  * composes the namespace from the nodes' trees and serves it to every mount.
  */
+import { mkdir } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
+import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { HerdsError, toHerdsError } from '../tree/errno.js'
@@ -13,12 +15,15 @@ import type { Tree } from '../tree/tree.js'
 import { PROTOCOL_VERSION, type Frame } from '../tree/wire.js'
 import { namespaceTree } from './namespace.js'
 import { Registry } from './registry.js'
+import { openJobIndex } from './store.js'
 
 export interface HostOptions {
   /** Port to listen on; 0 picks a free one. */
   port: number
   /** Address to listen on; 127.0.0.1 until tokens exist. */
   address?: string
+  /** Where the host keeps its state (HERDS_HOME/host). */
+  home: string
   log?: (line: string) => void
 }
 
@@ -37,8 +42,10 @@ const HELLO_TIMEOUT_MS = 10_000
 
 export async function startHost (opts: HostOptions): Promise<RunningHost> {
   const log = opts.log ?? (() => {})
+  await mkdir(opts.home, { recursive: true })
+  const index = openJobIndex(join(opts.home, 'db'))
   const registry = new Registry()
-  const namespace = namespaceTree(registry)
+  const namespace = namespaceTree(registry, index)
   const mounts = new Set<Peer>()
   const http: Server = createServer((_req, res) => {
     res.writeHead(426, { 'content-type': 'text/plain' }).end('Herds host: connect with a WebSocket (herds node, herds mount)\n')
@@ -69,8 +76,12 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
     if (frame.t !== 'hello') throw new HerdsError('EPROTO', 'the first frame must be a hello')
     if (frame.protocol !== PROTOCOL_VERSION) throw new HerdsError('EPROTO', `protocol ${frame.protocol} is not spoken here (host speaks ${PROTOCOL_VERSION})`)
     if (frame.role === 'node') {
-      registry.connect(frame.name, frame.info, peer)
-      log(`node ${frame.name} connected (${frame.info.hostname}, ${frame.info.os}/${frame.info.arch})`)
+      const name = frame.name
+      registry.connect(name, frame.info, peer)
+      log(`node ${name} connected (${frame.info.hostname}, ${frame.info.os}/${frame.info.arch})`)
+      peer.on('frame', (event: Frame) => {
+        if (event.t === 'jobs') index.update(name, event.jobs).catch((err) => log(`job index: ${toHerdsError(err).message}`))
+      })
       peer.on('close', () => log(`node ${frame.name} disconnected`))
     } else {
       const session = trackHandles(namespace)
@@ -96,6 +107,7 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
     const address = opts.address ?? '127.0.0.1'
     const fail = (err: NodeJS.ErrnoException): void => {
       clearInterval(heartbeat)
+      void index.close()
       reject(err.code === 'EADDRINUSE'
         ? new HerdsError('EBUSY', `port ${opts.port} on ${address} is in use: is another host running? (--port picks another)`)
         : err)
@@ -118,6 +130,7 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
       for (const socket of wss.clients) socket.terminate()
       await new Promise<void>((resolve) => wss.close(() => resolve()))
       await new Promise<void>((resolve) => http.close(() => resolve()))
+      await index.close()
     },
   }
 }

@@ -6,8 +6,8 @@ export async function nodeStatus (entry: NodeEntry): Promise<Record<string, unkn
   const metrics = (await readNodeJson(entry, '/status.json')) as Record<string, unknown> | undefined
   return {
     name: entry.name,
-    online: entry.remote !== undefined,
-    connectedAt: entry.remote ? entry.connectedAt : null,
+    online: entry.link.connected,
+    connectedAt: entry.link.connected ? entry.connectedAt : null,
     lastSeen: entry.lastSeen,
     load: metrics?.load ?? null,
     freeMemory: metrics?.freeMemory ?? null,
@@ -17,9 +17,9 @@ export async function nodeStatus (entry: NodeEntry): Promise<Record<string, unkn
 
 /** Reads a JSON file from a node, or undefined when it cannot be had. */
 async function readNodeJson (entry: NodeEntry, path: string): Promise<unknown> {
-  if (!entry.remote) return undefined
+  if (!entry.link.connected) return undefined
   try {
-    return JSON.parse((await readWhole(entry.remote, path)).toString('utf8'))
+    return JSON.parse((await readWhole(entry.link.tree, path)).toString('utf8'))
   } catch {
     return undefined
   }

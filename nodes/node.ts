@@ -10,7 +10,8 @@ import { trackHandles } from '../tree/handles.js'
 import { LocalTree } from '../tree/local.js'
 import { jsonFile, SyntheticTree } from '../tree/synthetic.js'
 import type { Tree } from '../tree/tree.js'
-import { PROTOCOL_VERSION } from '../tree/wire.js'
+import { PROTOCOL_VERSION, type JobSummary } from '../tree/wire.js'
+import type { JobRecord } from '../venoms/run/record.js'
 import { Runner } from '../venoms/run/runner.js'
 import { execDir } from '../venoms/run/tree.js'
 import { nodeInfo, nodeMetrics } from './info.js'
@@ -32,6 +33,15 @@ export interface RunningNode {
   tree: Tree
   dialer: Dialer
   stop (): Promise<void>
+}
+
+/** How many recent jobs a node reports when it (re)connects. */
+const REPORT_ON_CONNECT = 500
+
+/** What the host's job index keeps of a job record. */
+function jobSummary (record: JobRecord): JobSummary {
+  const { id, state, cmd, exitCode, signal, createdAt, startedAt, endedAt, durationMs } = record
+  return { id, state, cmd, exitCode, signal, createdAt, startedAt, endedAt, durationMs }
 }
 
 /** The shell that runs a command line: sh, or the user's login shell on macOS. */
@@ -64,6 +74,7 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
     shell: jobShell(),
     outputDir: join(opts.home, 'jobs'),
     store: lmdbJobStore(db),
+    onRecord: (record) => dialer.peer?.send({ t: 'jobs', jobs: [jobSummary(record)] }),
   })
   await runner.load()
   const volumes = join(opts.home, 'volumes')
@@ -76,6 +87,10 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
       // What the host opened through a connection it lost, it can no longer close.
       const session = trackHandles(tree)
       peer.serve(session.tree)
+      // The host may have missed job ends while away (or restarted): tell it the recent ones.
+      const recent = runner.all().map((job) => job.record).filter((r) => r.startedAt)
+        .sort((a, b) => b.startedAt!.localeCompare(a.startedAt!)).slice(0, REPORT_ON_CONNECT)
+      if (recent.length) peer.send({ t: 'jobs', jobs: recent.map(jobSummary) })
       peer.on('close', () => { void session.releaseAll() })
     },
   })

@@ -125,6 +125,20 @@ const ErrorBody = z.object({ code: z.enum(ERRNO_NAMES), message: z.string().max(
 
 const Id = z.number().int().min(0)
 
+/** What a node tells the host of its jobs, for the index across nodes (catalog/jobs.json). */
+export const JobSummarySchema = z.object({
+  id: z.string().max(64),
+  state: z.string().max(32),
+  cmd: z.string().max(64 * 1024),
+  exitCode: z.number().int().nullable(),
+  signal: z.string().max(32).nullable(),
+  createdAt: z.string().max(40),
+  startedAt: z.string().max(40).nullable(),
+  endedAt: z.string().max(40).nullable(),
+  durationMs: z.number().nullable(),
+})
+export type JobSummary = z.infer<typeof JobSummarySchema>
+
 /** Every frame, by its `t` (and `role` for hello, `ok` for res). */
 export const FrameSchema = z.discriminatedUnion('t', [
   z.discriminatedUnion('role', [
@@ -139,6 +153,7 @@ export const FrameSchema = z.discriminatedUnion('t', [
     z.object({ t: z.literal('res'), id: Id, ok: z.literal(false), error: ErrorBody }),
   ]),
   z.object({ t: z.literal('cancel'), id: Id }),
+  z.object({ t: z.literal('jobs'), jobs: z.array(JobSummarySchema).max(1000) }),
 ])
 export type Frame = z.infer<typeof FrameSchema>
 

@@ -7,7 +7,7 @@ import { connectHost } from '../../mount/client.js'
 import { startNode } from '../../nodes/node.js'
 import { tempDir } from '../e2e/harness.js'
 
-const host = await startHost({ port: 0 })
+const host = await startHost({ port: 0, home: join(tempDir(t), 'host') })
 t.teardown(() => host.stop())
 const node = await startNode({ host: host.url, name: 'studio', home: join(tempDir(t), 'node') })
 t.teardown(() => node.stop())
@@ -36,9 +36,9 @@ t.test('an error about a very long path is cut to fit, and the connection lives'
   const long = '/nodes/studio/exec/jobs/' + Array.from({ length: 16 }, () => 'x'.repeat(250)).join('/')
   await t.rejects(mount.tree.getattr(long), { code: 'ENOENT' })
   t.same(await mount.tree.readdir('/nodes'), ['studio'], 'still connected')
-  t.ok(host.registry.get('studio')?.remote, 'the node is still connected too')
+  t.ok(host.registry.get('studio')?.link.connected, 'the node is still connected too')
 })
 
 t.test('a busy port is one clear error', async (t) => {
-  await t.rejects(startHost({ port: host.port }), { code: 'EBUSY', message: new RegExp(`port ${host.port} on 127.0.0.1 is in use`) })
+  await t.rejects(startHost({ port: host.port, home: join(tempDir(t), 'host2') }), { code: 'EBUSY', message: new RegExp(`port ${host.port} on 127.0.0.1 is in use`) })
 })

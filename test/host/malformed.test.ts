@@ -11,7 +11,7 @@ import { readWhole } from '../../tree/bind.js'
 import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type Frame } from '../../tree/wire.js'
 import { tempDir } from '../e2e/harness.js'
 
-const host = await startHost({ port: 0 })
+const host = await startHost({ port: 0, home: join(tempDir(t), 'host') })
 t.teardown(() => host.stop())
 const node = await startNode({ host: host.url, name: 'studio', home: join(tempDir(t), 'node') })
 t.teardown(() => node.stop())

@@ -1,0 +1,48 @@
+/** The host's lmdb database: the index of jobs across nodes, kept across restarts. */
+import { open, type RootDatabase } from 'lmdb'
+import { JobSummarySchema, type JobSummary } from '../tree/wire.js'
+
+/** Jobs the index keeps at most; the oldest go first. */
+export const INDEX_LIMIT = 10_000
+
+export interface IndexedJob extends JobSummary {
+  node: string
+}
+
+export interface JobIndex {
+  /** Records what a node said of its jobs. */
+  update (node: string, jobs: JobSummary[]): Promise<void>
+  /** The most recent jobs across nodes, newest first. */
+  recent (limit: number): IndexedJob[]
+  close (): Promise<void>
+}
+
+export function openJobIndex (path: string): JobIndex {
+  const db: RootDatabase = open({ path, encoding: 'msgpack', compression: false })
+  const all = (): IndexedJob[] => {
+    const jobs: IndexedJob[] = []
+    for (const { value } of db.getRange({ start: 'job:', end: 'job:\uffff' })) {
+      const parsed = JobSummarySchema.extend({ node: JobSummarySchema.shape.id }).safeParse(value)
+      if (parsed.success) jobs.push(parsed.data)
+    }
+    return jobs.sort((a, b) => (b.startedAt ?? b.createdAt).localeCompare(a.startedAt ?? a.createdAt))
+  }
+  let updates = 0
+  return {
+    update: async (node, jobs) => {
+      await db.transaction(() => {
+        for (const job of jobs) db.put(`job:${node}/${job.id}`, { ...job, node })
+      })
+      // Trimming reads the whole index: do it now and then, not on every update.
+      if (++updates % 100 !== 1) return
+      const jobsNow = all()
+      if (jobsNow.length > INDEX_LIMIT) {
+        await db.transaction(() => {
+          for (const job of jobsNow.slice(INDEX_LIMIT)) db.remove(`job:${job.node}/${job.id}`)
+        })
+      }
+    },
+    recent: (limit) => all().slice(0, limit),
+    close: () => db.close(),
+  }
+}

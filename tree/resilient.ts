@@ -1,0 +1,129 @@
+/**
+ * A remote tree over a connection that comes and goes: the mount's link to the
+ * host, the host's link to a node. While the link is down, new calls fail at
+ * once (nothing hangs); a read of a file opened before the drop waits for the
+ * link to come back (up to a grace), opens the file again by its path and goes
+ * on at the same offset, so `cat stdout` survives a restart of the host.
+ */
+import { EventEmitter } from 'node:events'
+import { HerdsError } from './errno.js'
+import { treeFromCall, type Peer } from './peer.js'
+import { O_RDWR, type CallContext, type Op, type Tree } from './tree.js'
+
+/** How long a read on an open file waits for a lost link to come back. */
+export const RESUME_GRACE_MS = 60_000
+
+interface Handle {
+  path: string
+  flags: number
+  /** The handle number on the other side, valid on `peer` only. */
+  fh: number
+  peer: Peer
+}
+
+export class ResilientRemote {
+  private peer: Peer | undefined
+  private readonly handles = new Map<number, Handle>()
+  private nextFh = 1
+  private readonly events = new EventEmitter()
+  private readonly downError: () => HerdsError
+  private readonly graceMs: number
+  /** The remote tree; the same object across reconnections. */
+  readonly tree: Tree
+
+  /** `downError` says why calls fail while the link is down. */
+  constructor (downError: () => HerdsError, graceMs = RESUME_GRACE_MS) {
+    this.downError = downError
+    this.graceMs = graceMs
+    this.events.setMaxListeners(0)
+    this.tree = treeFromCall((op, args, ctx) => this.call(op, args, ctx))
+  }
+
+  get connected (): boolean {
+    return this.peer !== undefined && !this.peer.closed
+  }
+
+  /** Uses a new connection from now on. */
+  attach (peer: Peer): void {
+    this.peer = peer
+    peer.on('close', () => { if (this.peer === peer) this.peer = undefined })
+    this.events.emit('peer')
+  }
+
+  private live (): Peer {
+    if (!this.peer || this.peer.closed) throw this.downError()
+    return this.peer
+  }
+
+  private async call (op: Op, args: unknown[], ctx?: CallContext): Promise<unknown> {
+    switch (op) {
+      case 'open':
+      case 'create': {
+        const peer = this.live()
+        const fh = await peer.call(op, args, ctx) as number
+        const handle = { path: args[0] as string, flags: op === 'open' ? args[1] as number : O_RDWR, fh, peer }
+        const own = this.nextFh++
+        this.handles.set(own, handle)
+        return own
+      }
+      case 'read': return this.read(args, ctx)
+      case 'write':
+      case 'flush': {
+        const handle = this.handle(args[1] as number)
+        // What was written through a lost link may be lost with it: say so rather than go on.
+        if (handle.peer.closed) throw new HerdsError('EIO', `the connection was lost while ${handle.path} was open for writing; open it again`)
+        return handle.peer.call(op, [args[0], handle.fh, ...args.slice(2)], ctx)
+      }
+      case 'release': {
+        const own = args[1] as number
+        const handle = this.handles.get(own)
+        this.handles.delete(own)
+        // Over a lost link the other side has released it already.
+        if (handle && !handle.peer.closed) await handle.peer.call('release', [args[0], handle.fh], ctx).catch(() => {})
+        return null
+      }
+      default: return this.live().call(op, args, ctx)
+    }
+  }
+
+  private handle (own: number): Handle {
+    const handle = this.handles.get(own)
+    if (!handle) throw new HerdsError('EBADF', `no open file with handle ${own}`)
+    return handle
+  }
+
+  private async read (args: unknown[], ctx?: CallContext): Promise<unknown> {
+    const [, own, offset, length] = args as [string, number, number, number]
+    for (;;) {
+      const handle = this.handle(own)
+      if (handle.peer.closed) {
+        const peer = await this.waitForPeer(ctx?.signal)
+        handle.fh = await peer.call('open', [handle.path, handle.flags], ctx) as number
+        handle.peer = peer
+      }
+      try {
+        return await handle.peer.call('read', [handle.path, handle.fh, offset, length], ctx)
+      } catch (err) {
+        // The link dropped under a waiting read: wait for it and read again.
+        if (handle.peer.closed && !ctx?.signal?.aborted) continue
+        throw err
+      }
+    }
+  }
+
+  private waitForPeer (signal?: AbortSignal): Promise<Peer> {
+    if (this.peer && !this.peer.closed) return Promise.resolve(this.peer)
+    return new Promise((resolve, reject) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        this.events.off('peer', onPeer)
+        signal?.removeEventListener('abort', onAbort)
+      }
+      const onPeer = (): void => { done(); resolve(this.peer!) }
+      const onAbort = (): void => { done(); reject(new HerdsError('ECANCELED', 'cancelled')) }
+      const timer = setTimeout(() => { done(); reject(this.downError()) }, this.graceMs)
+      this.events.on('peer', onPeer)
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+}
