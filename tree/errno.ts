@@ -21,6 +21,7 @@ const TABLE = {
   ENOTDIR: [20, 20],
   EISDIR: [21, 21],
   EINVAL: [22, 22],
+  EMFILE: [24, 24],
   EFBIG: [27, 27],
   ENOSPC: [28, 28],
   EROFS: [30, 30],

@@ -2,6 +2,7 @@
  * The handles one connection opened, so that they can all be released when
  * it goes away: a peer that vanishes mid-read leaks no file descriptor.
  */
+import { HerdsError } from './errno.js'
 import { treeFromCall } from './peer.js'
 import type { Tree } from './tree.js'
 
@@ -33,5 +34,44 @@ export function trackHandles (inner: Tree): TrackedTree {
       open.clear()
       await Promise.all(handles.map(([fh, path]) => inner.release(path, fh).catch(() => {})))
     },
+  }
+}
+
+/** The largest handle number the wire carries. */
+const MAX_FH = 2 ** 31 - 1
+
+/**
+ * Handle numbers for open files: small positive integers, reused after a
+ * wrap-around so a long-lived tree never runs out of them.
+ */
+export class HandleTable<T> {
+  private readonly open = new Map<number, T>()
+  private next = 1
+
+  add (value: T): number {
+    if (this.open.size >= MAX_FH - 1) throw new HerdsError('EMFILE', 'too many open files')
+    while (this.open.has(this.next)) this.next = this.next >= MAX_FH ? 1 : this.next + 1
+    const fh = this.next
+    this.next = fh >= MAX_FH ? 1 : fh + 1
+    this.open.set(fh, value)
+    return fh
+  }
+
+  get (fh: number): T | undefined {
+    return this.open.get(fh)
+  }
+
+  /** The value for `fh`, or EBADF. */
+  must (fh: number): T {
+    const value = this.open.get(fh)
+    if (value === undefined) throw new HerdsError('EBADF', `no open file with handle ${fh}`)
+    return value
+  }
+
+  /** Forgets `fh` and returns what it was. */
+  take (fh: number): T | undefined {
+    const value = this.open.get(fh)
+    this.open.delete(fh)
+    return value
   }
 }

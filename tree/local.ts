@@ -8,6 +8,7 @@ import { constants, type Stats } from 'node:fs'
 import { chmod, lstat, lutimes, mkdir, open, readdir, readlink, realpath, rename, rmdir, statfs, symlink, unlink, type FileHandle } from 'node:fs/promises'
 import { dirname, join, sep } from 'node:path'
 import { HerdsError, toHerdsError } from './errno.js'
+import { HandleTable } from './handles.js'
 import { splitPath } from './paths.js'
 import { O_ACCMODE, O_APPEND, type Stat, type Statfs, type Tree } from './tree.js'
 
@@ -27,9 +28,8 @@ function toStat (s: Stats): Stat {
 
 export class LocalTree implements Tree {
   private readonly root: string
-  private realRoot: string | undefined
-  private readonly files = new Map<number, FileHandle>()
-  private nextFh = 1
+  private realRoot = ''
+  private readonly files = new HandleTable<FileHandle>()
 
   /** Serves the directory `root`, which must exist. */
   constructor (root: string) {
@@ -38,27 +38,61 @@ export class LocalTree implements Tree {
 
   /** The disk path for a tree path, after checking that its parent lies inside the root. */
   private async inside (path: string): Promise<string> {
-    this.realRoot ??= await realpath(this.root)
+    this.realRoot ||= await realpath(this.root)
     const parts = splitPath(path)
     if (parts.length === 0) return this.realRoot
     const parent = await realpath(dirname(join(this.realRoot, ...parts)))
-    if (parent !== this.realRoot && !parent.startsWith(this.realRoot + sep)) {
+    if (!this.contains(parent)) {
       throw new HerdsError('EACCES', `${path} leads outside its tree through a symbolic link`)
     }
     return join(parent, parts.at(-1)!)
   }
 
   private file (fh: number): FileHandle {
-    const file = this.files.get(fh)
-    if (!file) throw new HerdsError('EBADF', `no open file with handle ${fh}`)
-    return file
+    return this.files.must(fh)
+  }
+
+  /**
+   * Opens a regular file inside the root. O_NONBLOCK keeps a FIFO from tying up
+   * a thread; after the open, what was opened is checked again (the parent
+   * could have been swapped for a link since `inside` looked).
+   */
+  private async openFile (path: string, flags: number, mode?: number): Promise<FileHandle> {
+    const local = await this.inside(path)
+    const before = await lstat(local).catch(() => undefined)
+    if (before?.isSymbolicLink()) throw new HerdsError('ELOOP', `a symbolic link is never opened on the node: ${path}`)
+    if (before && !before.isFile()) throw new HerdsError(before.isDirectory() ? 'EISDIR' : 'EACCES', `not a regular file: ${path}`)
+    const file = await open(local, flags | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode)
+    try {
+      if (!(await file.stat()).isFile()) throw new HerdsError('EACCES', `not a regular file: ${path}`)
+      await this.checkOpened(file, path)
+      return file
+    } catch (err) {
+      await file.close()
+      throw err
+    }
+  }
+
+  /** Where an open file really is, where the OS can tell (/proc on Linux). */
+  private async checkOpened (file: FileHandle, path: string): Promise<void> {
+    if (process.platform !== 'linux') return
+    const real = await readlink(`/proc/self/fd/${file.fd}`)
+    if (!this.contains(real)) throw new HerdsError('EACCES', `${path} leads outside its tree`)
+  }
+
+  private contains (real: string): boolean {
+    return real === this.realRoot || real.startsWith(this.realRoot + sep)
+  }
+
+  /** The disk path of an existing directory inside the root, links resolved. */
+  private async directory (path: string): Promise<string> {
+    const real = await realpath(await this.inside(path))
+    if (!this.contains(real)) throw new HerdsError('EACCES', `${path} leads outside its tree through a symbolic link`)
+    return real
   }
 
   private async openAt (path: string, flags: number, mode?: number): Promise<number> {
-    const file = await open(await this.inside(path), flags | constants.O_NOFOLLOW, mode)
-    const fh = this.nextFh++
-    this.files.set(fh, file)
-    return fh
+    return this.files.add(await this.openFile(path, flags, mode))
   }
 
   getattr (path: string): Promise<Stat> {
@@ -66,7 +100,7 @@ export class LocalTree implements Tree {
   }
 
   readdir (path: string): Promise<string[]> {
-    return guard(path, async () => readdir(await this.inside(path)))
+    return guard(path, async () => readdir(await this.directory(path)))
   }
 
   open (path: string, flags: number): Promise<number> {
@@ -91,14 +125,13 @@ export class LocalTree implements Tree {
   }
 
   async release (path: string, fh: number): Promise<void> {
-    const file = this.files.get(fh)
-    this.files.delete(fh)
+    const file = this.files.take(fh)
     await guard(path, async () => file?.close())
   }
 
   truncate (path: string, size: number): Promise<void> {
     return guard(path, async () => {
-      const file = await open(await this.inside(path), constants.O_WRONLY | constants.O_NOFOLLOW)
+      const file = await this.openFile(path, constants.O_WRONLY)
       try { await file.truncate(size) } finally { await file.close() }
     })
   }
@@ -142,15 +175,25 @@ export class LocalTree implements Tree {
   chmod (path: string, mode: number): Promise<void> {
     return guard(path, async () => {
       const local = await this.inside(path)
-      // chmod(2) follows links; a link's target may lie outside, so links are refused.
-      if ((await lstat(local)).isSymbolicLink()) throw new HerdsError('ENOTSUP', `cannot chmod a symbolic link: ${path}`)
-      await chmod(local, mode & 0o7777)
+      // chmod(2) follows links, and a link's target may lie outside: change the
+      // mode through a descriptor opened without following, checked where it is.
+      const file = await open(local, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ELOOP') throw new HerdsError('ENOTSUP', `cannot chmod a symbolic link: ${path}`)
+        return undefined // unreadable to us: fall back to the path, the link check above it holds
+      })
+      if (!file) return chmod(local, mode & 0o7777)
+      try {
+        await this.checkOpened(file, path)
+        await file.chmod(mode & 0o7777)
+      } finally {
+        await file.close()
+      }
     })
   }
 
   statfs (path: string): Promise<Statfs> {
     return guard(path, async () => {
-      const s = await statfs(await this.inside(path))
+      const s = await statfs(await this.directory(path).catch(() => this.realRoot))
       return { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, namemax: 255 }
     })
   }

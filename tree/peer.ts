@@ -26,11 +26,19 @@ function errorBody (error: HerdsError): { code: HerdsError['code'], message: str
 /** The cap on requests one peer may have in flight at the other side. */
 const MAX_IN_FLIGHT = 4096
 
+/**
+ * The cap on bytes waiting to go out to one peer (answers it asked for and has
+ * not taken yet); past it reads are refused with EAGAIN, so a peer that stops
+ * reading its socket cannot make us buffer without bound.
+ */
+const MAX_BUFFERED_BYTES = 128 * 1024 * 1024
+
 export class Peer extends EventEmitter {
   readonly socket: WebSocket
   private nextId = 1
   private readonly pending = new Map<number, Pending>()
   private readonly inFlight = new Map<number, AbortController>()
+  private readBytesInFlight = 0
   private served: Tree | undefined
   private helloFirst = false
   private closedError: HerdsError | undefined
@@ -128,8 +136,13 @@ export class Peer extends EventEmitter {
     if (!this.served) return this.send({ t: 'res', id, ok: false, error: { code: 'ENOSYS', message: 'this peer serves no tree' } })
     if (this.inFlight.has(id)) return this.send({ t: 'res', id, ok: false, error: { code: 'EINVAL', message: `request id ${id} is already in flight` } })
     if (this.inFlight.size >= MAX_IN_FLIGHT) return this.send({ t: 'res', id, ok: false, error: { code: 'EAGAIN', message: 'too many requests in flight' } })
+    const readLength = op === 'read' && typeof rawArgs[3] === 'number' ? rawArgs[3] : 0
+    if (readLength > 0 && this.readBytesInFlight + readLength + this.socket.bufferedAmount > MAX_BUFFERED_BYTES) {
+      return this.send({ t: 'res', id, ok: false, error: { code: 'EAGAIN', message: 'too much data waiting for this connection to take it' } })
+    }
     const controller = new AbortController()
     this.inFlight.set(id, controller)
+    this.readBytesInFlight += readLength
     try {
       const args = parseArgs(op, rawArgs)
       const method = this.served[op] as (...a: unknown[]) => Promise<unknown>
@@ -140,6 +153,7 @@ export class Peer extends EventEmitter {
       if (!controller.signal.aborted) this.send({ t: 'res', id, ok: false, error: errorBody(error) })
     } finally {
       this.inFlight.delete(id)
+      this.readBytesInFlight -= readLength
     }
   }
 

@@ -7,6 +7,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { HerdsError } from './errno.js'
+import { HandleTable } from './handles.js'
 import { treeFromCall, type Peer } from './peer.js'
 import { O_RDWR, type CallContext, type Op, type Tree } from './tree.js'
 
@@ -23,8 +24,7 @@ interface Handle {
 
 export class ResilientRemote {
   private peer: Peer | undefined
-  private readonly handles = new Map<number, Handle>()
-  private nextFh = 1
+  private readonly handles = new HandleTable<Handle>()
   private readonly events = new EventEmitter()
   private readonly downError: () => HerdsError
   private readonly graceMs: number
@@ -62,9 +62,7 @@ export class ResilientRemote {
         const peer = this.live()
         const fh = await peer.call(op, args, ctx) as number
         const handle = { path: args[0] as string, flags: op === 'open' ? args[1] as number : O_RDWR, fh, peer }
-        const own = this.nextFh++
-        this.handles.set(own, handle)
-        return own
+        return this.handles.add(handle)
       }
       case 'read': return this.read(args, ctx)
       case 'write':
@@ -76,8 +74,7 @@ export class ResilientRemote {
       }
       case 'release': {
         const own = args[1] as number
-        const handle = this.handles.get(own)
-        this.handles.delete(own)
+        const handle = this.handles.take(own)
         // Over a lost link the other side has released it already.
         if (handle && !handle.peer.closed) await handle.peer.call('release', [args[0], handle.fh], ctx).catch(() => {})
         return null
@@ -87,26 +84,41 @@ export class ResilientRemote {
   }
 
   private handle (own: number): Handle {
-    const handle = this.handles.get(own)
-    if (!handle) throw new HerdsError('EBADF', `no open file with handle ${own}`)
-    return handle
+    return this.handles.must(own)
   }
 
   private async read (args: unknown[], ctx?: CallContext): Promise<unknown> {
     const [, own, offset, length] = args as [string, number, number, number]
     for (;;) {
       const handle = this.handle(own)
-      if (handle.peer.closed) {
-        const peer = await this.waitForPeer(ctx?.signal)
-        handle.fh = await peer.call('open', [handle.path, handle.flags], ctx) as number
-        handle.peer = peer
-      }
+      if (handle.peer.closed) await this.reopen(handle, ctx)
       try {
         return await handle.peer.call('read', [handle.path, handle.fh, offset, length], ctx)
       } catch (err) {
         // The link dropped under a waiting read: wait for it and read again.
         if (handle.peer.closed && !ctx?.signal?.aborted) continue
         throw err
+      }
+    }
+  }
+
+  /**
+   * Opens a file again over the new link. Right after a host restart the file
+   * may not be there yet (its node has not dialled in again): try again until
+   * the grace is over.
+   */
+  private async reopen (handle: Handle, ctx?: CallContext): Promise<void> {
+    const deadline = Date.now() + this.graceMs
+    for (;;) {
+      const peer = await this.waitForPeer(ctx?.signal)
+      try {
+        handle.fh = await peer.call('open', [handle.path, handle.flags], ctx) as number
+        handle.peer = peer
+        return
+      } catch (err) {
+        const code = (err as HerdsError).code
+        if (ctx?.signal?.aborted || Date.now() > deadline || !['ENOENT', 'EHOSTDOWN', 'ETIMEDOUT'].includes(code)) throw err
+        await new Promise((resolve) => setTimeout(resolve, 250))
       }
     }
   }

@@ -4,6 +4,7 @@
  * at one of its names; operations below it are forwarded unchanged.
  */
 import { HerdsError, toHerdsError } from './errno.js'
+import { HandleTable } from './handles.js'
 import { joinPath, splitPath } from './paths.js'
 import { O_ACCMODE, O_WRONLY, S_IFDIR, S_IFREG, makeStat, wantsWrite, type CallContext, type Stat, type Statfs, type Tree } from './tree.js'
 
@@ -64,8 +65,7 @@ const STATFS: Statfs = { bsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 0, 
 
 export class SyntheticTree implements Tree {
   private readonly root: SynthDir
-  private readonly handles = new Map<number, OpenFile>()
-  private nextFh = 1
+  private readonly handles = new HandleTable<OpenFile>()
   private readonly bornMs = Date.now()
 
   constructor (root: SynthDir) {
@@ -102,16 +102,12 @@ export class SyntheticTree implements Tree {
   }
 
   private handle (fh: number): OpenFile {
-    const handle = this.handles.get(fh)
-    if (!handle) throw new HerdsError('EBADF', `no open file with handle ${fh}`)
-    return handle
+    return this.handles.must(fh)
   }
 
   /** Gives an open file a handle number of this tree's own, unique across its mounted trees. */
   private remember (file: OpenFile): number {
-    const fh = this.nextFh++
-    this.handles.set(fh, file)
-    return fh
+    return this.handles.add(file)
   }
 
   async getattr (path: string, ctx?: CallContext): Promise<Stat> {
@@ -166,8 +162,7 @@ export class SyntheticTree implements Tree {
   }
 
   async release (_path: string, fh: number, ctx?: CallContext): Promise<void> {
-    const file = this.handles.get(fh)
-    this.handles.delete(fh)
+    const file = this.handles.take(fh)
     if (!file) return
     if ('tree' in file) return file.tree.release(file.path, file.fh, ctx)
     await file.handle.release?.()
@@ -339,12 +334,16 @@ export function actionFile (opts: {
       // Once a write is refused, what was written is never acted on: a command
       // cut at the size limit, or missing a refused part, must not run.
       let refused: HerdsError | undefined
+      // Every close(2) flushes, a forked child's too; what was written by then is
+      // acted on, and a later write is refused where the writer sees it.
+      let spent = false
       return {
         read: (offset, length) => snapshot.subarray(offset, offset + length),
         write: (_offset, data) => {
           // Appends whatever the offset: a command is a stream of bytes, not a seekable file.
           try {
             if (refused) throw refused
+            if (spent) throw new HerdsError('EBUSY', 'already acted on when a copy of this file was closed; write it in one go, or open it again')
             if (size + data.length > opts.maxBytes) throw new HerdsError('EFBIG', `too long: at most ${opts.maxBytes} bytes`)
             opts.validate?.(Buffer.concat([...chunks, Buffer.from(data)]))
           } catch (err) {
@@ -361,6 +360,7 @@ export function actionFile (opts: {
           const data = Buffer.concat(chunks)
           chunks = []
           size = 0
+          spent = true
           await refusing(() => opts.commit(data))
         },
       }

@@ -1,6 +1,6 @@
 // The complete run venom through a real mount (issue 3): own jobs, stdin, ctl, env, timeout, error.
 import { execFile, spawnSync } from 'node:child_process'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, open, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
@@ -105,6 +105,24 @@ t.test('bad input: EINVAL where the shell sees it, the reason in error; oversize
   const big = Buffer.alloc(4 * 1024 * 1024, 0x61)
   t.equal(await errnoOf(writeFile(join(exec, 'stdin'), big)), 'EAGAIN')
   t.match(await readFile(join(exec, 'error'), 'utf8'), /stdin: EAGAIN: job \S+ has not read/)
+})
+
+t.test('writers racing for the slot: exactly one job starts, the others get EBUSY', async (t) => {
+  const handles = await Promise.all(Array.from({ length: 6 }, () => open(join(exec, 'cmd'), 'w')))
+  await Promise.all(handles.map((h, i) => h.write(`sleep 0.5; echo racer ${i}\n`)))
+  const closes = await Promise.all(handles.map((h) => errnoOf(h.close())))
+  t.equal(closes.filter((c) => c === 'none').length, 1, closes.join(' '))
+  t.equal(closes.filter((c) => c === 'EBUSY').length, 5)
+  t.match(await readFile(join(exec, 'stdout'), 'utf8'), /^racer \d\n$/)
+})
+
+t.test('a command written by two processes through one descriptor is refused where the shell sees it', async (t) => {
+  await writeFile(join(exec, 'cmd'), 'true\n') // leave the slot idle and known
+  await readFile(join(exec, 'exit'))
+  const r = sh(`printf 'echo first\\n' > part.sh 2>/dev/null; { cat /dev/null; echo 'echo first'; echo 'echo second'; } > cmd`)
+  const lines = (await readFile(join(exec, 'stdout'), 'utf8'))
+  // Whatever ran, it never silently lost a part: either all of it ran, or the shell saw an error.
+  t.ok(lines === 'first\nsecond\n' || r.status !== 0, `ran ${JSON.stringify(lines)}, shell status ${r.status}`)
 })
 
 t.test('every exec directory explains itself', async (t) => {

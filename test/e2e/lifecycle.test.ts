@@ -1,10 +1,20 @@
 // Processes coming and going, as a user sees it through the mount.
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
+import { createServer } from 'node:net'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { errnoOf } from './files.js'
 import { HERDS_BIN, herdsUp, isMounted, spawnHerds, tempDir, unmountAtTeardown } from './harness.js'
+
+/** A port free right now, for a host that must come back on the same one. */
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
 
 /** Processes in a process group, other than zombies. */
 function groupMembers (pgid: number): string[] {
@@ -58,6 +68,38 @@ t.test('the mount can stop and come back while a job runs; the output is complet
   t.equal(await readFile(join(exec, 'exit'), 'utf8'), '0\n')
   const expected = Array.from({ length: 30 }, (_, i) => `step ${i + 1}\n`).join('')
   t.equal(await readFile(join(exec, 'stdout'), 'utf8'), expected)
+})
+
+t.test('kill -9 the host mid-job and start it again: cat goes on, the output is whole, jobs.json knows the end', async (t) => {
+  const root = tempDir(t)
+  const mnt = join(root, 'mnt')
+  unmountAtTeardown(t, mnt)
+  const port = await freePort()
+  const host1 = spawnHerds(t, ['host', '--port', String(port)], join(root, 'host'))
+  const url = (await host1.waitFor(/host\s+(ws:\/\/\S+)/))[1]
+  const node = spawnHerds(t, ['node', '--host', url, '--name', 'studio'], join(root, 'node'))
+  await node.waitFor(/node\s+studio/)
+  const mount = spawnHerds(t, ['mount', url, mnt], root)
+  await mount.waitFor(/mount\s+/)
+  const exec = join(mnt, 'nodes', 'studio', 'exec')
+  await writeFile(join(exec, 'cmd'), 'for i in $(seq 1 40); do echo step $i; sleep 0.1; done\n')
+  const cat = spawn('cat', [join(exec, 'stdout')], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => cat.kill('SIGKILL'))
+  let seen = ''
+  cat.stdout.on('data', (chunk) => { seen += chunk })
+  const catExit = new Promise<number | null>((resolve) => cat.on('exit', resolve))
+  await new Promise((resolve) => setTimeout(resolve, 800))
+  host1.signal('SIGKILL')
+  await host1.exited
+  const host2 = spawnHerds(t, ['host', '--port', String(port)], join(root, 'host'))
+  await host2.waitFor(/node studio connected/, 20_000)
+  t.equal(await catExit, 0, 'cat ended cleanly')
+  const expected = Array.from({ length: 40 }, (_, i) => `step ${i + 1}\n`).join('')
+  t.equal(seen, expected, 'cat saw every line, once, across the restart')
+  t.equal(await readFile(join(exec, 'exit'), 'utf8'), '0\n')
+  t.equal(await readFile(join(exec, 'stdout'), 'utf8'), expected)
+  const jobs = JSON.parse(await readFile(join(mnt, '.herds', 'catalog', 'jobs.json'), 'utf8'))
+  t.match(jobs[0], { node: 'studio', state: 'exited', exitCode: 0, cmd: /seq 1 40/ })
 })
 
 t.test('a second node with a connected name is refused with a clear message', async (t) => {

@@ -1,4 +1,5 @@
 // A local tree on a real temporary directory: it behaves like the disk and keeps to its root.
+import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
@@ -50,4 +51,11 @@ t.test('a whole-file write through open/write/flush/release', async (t) => {
   writeFileSync(join(root, 'w', 'f'), '')
   await writeWhole(tree, '/w/f', Buffer.from('abc'))
   t.equal(readFileSync(join(root, 'w', 'f'), 'utf8'), 'abc')
+})
+
+t.test('a FIFO is refused at once, not waited on; a linked directory is not listed', async (t) => {
+  execFileSync('mkfifo', [join(root, 'fifo')])
+  await t.rejects(tree.open('/fifo', 0), { code: 'EACCES' })
+  await t.rejects(tree.truncate('/fifo', 0), { code: 'EACCES' })
+  await t.rejects(tree.readdir('/out'), { code: 'EACCES' }, 'readdir through a link that leads out')
 })

@@ -42,6 +42,7 @@ export class Job extends EventEmitter {
   private readonly lengths: Record<StreamName, number> = { stdout: 0, stderr: 0, output: 0 }
   private readonly fds = new Map<StreamName, number>()
   private stdin: Writable | undefined
+  private pipes: Array<{ destroy (): void }> = []
   private timedOut = false
   private timers: NodeJS.Timeout[] = []
 
@@ -91,6 +92,7 @@ export class Job extends EventEmitter {
     })
     this.stdin = child.stdin ?? undefined
     this.stdin?.on('error', () => { /* the job closed its stdin; writes now fail with EPIPE */ })
+    this.pipes = [child.stdout, child.stderr].filter((p) => p !== null)
     child.stdout?.on('data', (chunk: Buffer) => this.append('stdout', chunk))
     child.stderr?.on('data', (chunk: Buffer) => this.append('stderr', chunk))
     this.record.pid = child.pid ?? null
@@ -107,23 +109,38 @@ export class Job extends EventEmitter {
         signal: result.signal ?? null,
         error: neverRan ? ((result.cause as Error | undefined)?.message ?? result.shortMessage ?? 'failed to start') : null,
       })
+    }).catch((err: unknown) => {
+      // Recording the end failed (a full disk): the job has ended all the same.
+      this.record = { ...this.record, state: 'lost', error: `could not record the end: ${(err as Error).message}` }
+      this.emit('end')
     })
     if (this.record.pid === null) await ended
   }
 
   private append (stream: 'stdout' | 'stderr', chunk: Buffer): void {
-    if (this.record.truncated) return // past the cap: drained and dropped, so the job never blocks on a full pipe
+    try {
+      this.keep(stream, chunk)
+    } catch (err) {
+      // The disk is full (or gone): keep the job running, drop its output, and say so.
+      this.record.truncated = true
+      this.record.error = `output could not be written: ${(err as Error).message}`
+    }
+    this.emit('output')
+  }
+
+  /** Keeps a chunk of output, up to the cap; past it the rest is drained and dropped, so the job never blocks on a full pipe. */
+  private keep (stream: 'stdout' | 'stderr', chunk: Buffer): void {
+    if (this.record.truncated) return
     const room = this.limits.maxOutputBytes - (this.lengths.stdout + this.lengths.stderr)
     if (chunk.length > room) {
       this.writeStream(stream, chunk.subarray(0, Math.max(0, room)))
       const note = Buffer.from(`\n[herds: output truncated: this job wrote more than ${this.limits.maxOutputBytes} bytes]\n`)
       for (const name of ['stdout', 'stderr'] as const) this.writeStream(name, note)
       this.record.truncated = true
-      void this.store.put(this.record)
+      this.store.put(this.record).catch(() => {})
     } else {
       this.writeStream(stream, chunk)
     }
-    this.emit('output')
   }
 
   /** Appends to a stream and to `output`. Synchronous: disk order is arrival order, and data is on disk before a reader hears of it. */
@@ -206,7 +223,20 @@ export class Job extends EventEmitter {
       try { process.kill(-pgid, sig) } catch { /* already gone */ }
     }
     send(signal)
-    if (signal !== 'SIGKILL') this.timers.push(setTimeout(() => { if (this.running) send('SIGKILL') }, this.limits.killGraceMs))
+    const forceEnd = (): void => {
+      // Killed, yet still "running": a process outside the group (setsid) holds
+      // its output open. Stop waiting for it, so the job (and a stopping node) can end.
+      if (this.running) for (const pipe of this.pipes) pipe.destroy()
+    }
+    if (signal === 'SIGKILL') {
+      this.timers.push(setTimeout(forceEnd, 1000))
+    } else {
+      this.timers.push(setTimeout(() => {
+        if (!this.running) return
+        send('SIGKILL')
+        this.timers.push(setTimeout(forceEnd, 1000))
+      }, this.limits.killGraceMs))
+    }
   }
 
   private waitFor (event: 'output' | 'end', signal?: AbortSignal): Promise<void> {

@@ -47,6 +47,8 @@ export class Runner {
   lastError = ''
   /** The job the top-level files show. */
   current: Job | undefined
+  /** A command is being started in the slot; it counts as busy from the first moment. */
+  private starting = false
 
   constructor (opts: RunnerOptions) {
     this.opts = opts
@@ -112,6 +114,7 @@ export class Runner {
 
   /** Refuses with EBUSY while the default slot's job runs. */
   checkSlotFree (): void {
+    if (this.starting) throw new HerdsError('EBUSY', 'a job is starting here; wait for it (cat exit) or take your own job (cat new)')
     if (this.current?.running) {
       throw new HerdsError('EBUSY', `job ${this.current.id} is still running here; wait for it (cat exit) or take your own job (cat new)`)
     }
@@ -120,10 +123,15 @@ export class Runner {
   /** Starts a command in the default slot; refused with EBUSY while its job runs. */
   async runInSlot (cmd: string): Promise<Job> {
     this.checkSlotFree()
-    const job = await this.allocate()
-    this.current = job
-    await this.run(job, cmd)
-    return job
+    this.starting = true
+    try {
+      const job = await this.allocate()
+      this.current = job
+      await this.run(job, cmd)
+      return job
+    } finally {
+      this.starting = false
+    }
   }
 
   async saveSettings (settings: Settings): Promise<void> {
