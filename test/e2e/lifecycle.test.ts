@@ -102,6 +102,28 @@ t.test('kill -9 the host mid-job and start it again: cat goes on, the output is 
   t.match(jobs[0], { node: 'studio', state: 'exited', exitCode: 0, cmd: /seq 1 40/ })
 })
 
+t.test('a node killed with -9 and started again marks the job that was running as lost', async (t) => {
+  const up = await herdsUp(t)
+  const root = tempDir(t)
+  const mnt = join(root, 'mnt')
+  unmountAtTeardown(t, mnt)
+  // A second node with a home of its own, so it can be killed alone.
+  const home = join(root, 'node')
+  const node1 = spawnHerds(t, ['node', '--host', up.url, '--name', 'laptop'], home)
+  await node1.waitFor(/node\s+laptop/)
+  const exec = join(up.mountpoint, 'nodes', 'laptop', 'exec')
+  t.teardown(() => { spawnSync('pkill', ['-f', 'sleep 77.7']) })
+  await writeFile(join(exec, 'cmd'), 'sleep 77.7\n')
+  t.equal(JSON.parse(await readFile(join(exec, 'status'), 'utf8')).state, 'running')
+  node1.signal('SIGKILL')
+  await node1.exited
+  const node2 = spawnHerds(t, ['node', '--host', up.url, '--name', 'laptop'], home)
+  await node2.waitFor(/node\s+laptop/, 30_000)
+  const status = JSON.parse(await readFile(join(exec, 'status'), 'utf8'))
+  t.match(status, { state: 'lost', error: /restarted/ })
+  t.equal(await readFile(join(exec, 'exit'), 'utf8'), '255\n', 'exit does not wait forever')
+})
+
 t.test('a second node with a connected name is refused with a clear message', async (t) => {
   const up = await herdsUp(t)
   const second = spawnHerds(t, ['node', '--host', up.url, '--name', up.name], tempDir(t))

@@ -32,7 +32,7 @@ others? Take a job of your own:
 - status   JSON, as above. state: idle (made, not started), running, exited, killed (by a
            signal), timed_out, failed_to_start (error says why), lost (the machine restarted
            while it ran).
-- exit     blocks until the job ends, then "<code>\\n".
+- exit     blocks until the job ends, then "<code>\\n" (255 for a lost job).
 - env      KEY=VALUE lines for the jobs started here from now on: \`> env\` replaces, \`>> env\` adds.
 - timeout  seconds a job started here may run (0: no limit); then it is ended as timed_out.
 - error    the last write this directory refused, with the reason in words.
