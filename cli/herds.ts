@@ -6,10 +6,10 @@ import { startHost, type RunningHost } from '../host/server.js'
 import { connectHost, type HostConnection } from '../mount/client.js'
 import { mountTree, type Mounted } from '../mount/fuse.js'
 import { defaultNodeName } from '../nodes/info.js'
-import { startNode, type RunningNode } from '../nodes/node.js'
+import { startNode, type Export, type RunningNode } from '../nodes/node.js'
 import { toHerdsError } from '../tree/errno.js'
 import { VERSION } from '../tree/version.js'
-import { DEFAULT_PORT, defaultMountpoint, Dir, herdsHome, HostUrl, NodeName, parseFlag, Port } from './options.js'
+import { collectExports, DEFAULT_PORT, defaultMountpoint, Dir, herdsHome, HostUrl, NodeName, parseFlag, Port } from './options.js'
 
 const say = (line: string): void => { process.stdout.write(`herds: ${line}\n`) }
 // A closed terminal or pipe must not crash a running host, node or mount.
@@ -46,12 +46,13 @@ async function runHost (port: number): Promise<RunningHost> {
   return host
 }
 
-async function runNode (url: string, name: string): Promise<RunningNode> {
-  const node = await startNode({ host: url, name, home: join(herdsHome(), 'nodes', name) })
+async function runNode (url: string, name: string, exports: Export[]): Promise<RunningNode> {
+  const node = await startNode({ host: url, name, home: join(herdsHome(), 'nodes', name), exports })
   stoppers.push(() => node.stop())
   node.dialer.on('disconnect', () => { if (!stopping) say('lost the host; reconnecting') })
   node.dialer.on('connect', () => say(`node   ${name} (connected)`))
   say(`node   ${name}`)
+  for (const ex of exports) say(`export ${ex.name} = ${ex.path}${ex.readOnly ? ' (read-only)' : ''}`)
   return node
 }
 
@@ -64,6 +65,14 @@ async function runMount (url: string, dir: string): Promise<Mounted> {
   return mounted
 }
 
+/** --export, repeatable; checked in the action so a bad one is one clear line. */
+const EXPORT_OPTION = [
+  '--export <name=path[:ro]>',
+  'show a directory of this machine at nodes/<node>/fs/<name>/ (":ro": read-only); repeatable',
+  (value: string, all: string[]) => [...all, value],
+  [] as string[],
+] as const
+
 const program = new Command()
   .name('herds')
   .description('The machines you own as one filesystem that is also an API.')
@@ -75,13 +84,15 @@ program.command('up')
   .option('--mount <dir>', 'where to mount', defaultMountpoint())
   .option('--name <node>', 'this node\'s name', defaultNodeName())
   .option('--port <n>', 'the host\'s port (0: any free port)', String(DEFAULT_PORT))
-  .action(async (opts: { mount: string, name: string, port: string }) => {
+  .option(...EXPORT_OPTION)
+  .action(async (opts: { mount: string, name: string, port: string, export: string[] }) => {
     const port = parseFlag(Port, opts.port, '--port')
     const name = parseFlag(NodeName, opts.name, '--name')
     const dir = resolve(parseFlag(Dir, opts.mount, '--mount'))
+    const exports = opts.export.reduce<Export[]>((all, value) => collectExports(value, all), [])
     exitOnSignals()
     const host = await runHost(port)
-    await runNode(host.url, name)
+    await runNode(host.url, name, exports)
     await runMount(host.url, dir)
     say(`ready: try   echo 'uname -a' > ${dir}/nodes/${name}/exec/cmd && cat ${dir}/nodes/${name}/exec/stdout`)
     say('Ctrl-C to stop')
@@ -100,11 +111,13 @@ program.command('node')
   .description('run this machine as a node of a host')
   .requiredOption('--host <url>', 'the host, e.g. ws://127.0.0.1:7077')
   .option('--name <node>', 'this node\'s name', defaultNodeName())
-  .action(async (opts: { host: string, name: string }) => {
+  .option(...EXPORT_OPTION)
+  .action(async (opts: { host: string, name: string, export: string[] }) => {
     const url = parseFlag(HostUrl, opts.host, '--host')
     const name = parseFlag(NodeName, opts.name, '--name')
+    const exports = opts.export.reduce<Export[]>((all, value) => collectExports(value, all), [])
     exitOnSignals()
-    await runNode(url, name)
+    await runNode(url, name, exports)
   })
 
 program.command('mount')

@@ -1,12 +1,14 @@
 /** CLI flags, validated with zod: a bad flag is one clear line, never a stack trace. */
 import os from 'node:os'
-import { join } from 'node:path'
+import { existsSync, statSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { z } from 'zod'
 import { HerdsError } from '../tree/errno.js'
 
 const PORT_MESSAGE = 'a port is a whole number from 0 to 65535'
 export const Port = z.string().regex(/^\d{1,5}$/, PORT_MESSAGE).transform(Number).refine((n) => n <= 65535, PORT_MESSAGE)
-export { SafeName as NodeName } from '../tree/wire.js'
+import { SafeName } from '../tree/wire.js'
+export { SafeName as NodeName }
 export const HostUrl = z.string().regex(/^wss?:\/\/[^\s/]+(\/\S*)?$/, 'the host URL looks like ws://127.0.0.1:7077')
 export const Dir = z.string().min(1, 'a directory is needed')
 
@@ -28,3 +30,20 @@ export function defaultMountpoint (): string {
 }
 
 export const DEFAULT_PORT = 7077
+
+/** --export name=path[:ro]: a directory of this machine shown at nodes/<node>/fs/<name>/. */
+export function parseExport (value: string): { name: string, path: string, readOnly: boolean } {
+  const match = value.match(/^([^=]+)=(.+?)(:ro)?$/)
+  const name = match && SafeName.safeParse(match[1])
+  if (!match || !name?.success) throw new HerdsError('EINVAL', `--export: expected name=path or name=path:ro with a name of letters, digits, "_", "-" or "." (got ${JSON.stringify(value)})`)
+  const path = resolve(match[2])
+  if (!existsSync(path) || !statSync(path).isDirectory()) throw new HerdsError('ENOENT', `--export ${match[1]}: ${path} is not a directory`)
+  return { name: match[1], path, readOnly: match[3] === ':ro' }
+}
+
+/** Collects repeated --export flags, refusing a name given twice. */
+export function collectExports (value: string, previous: Array<ReturnType<typeof parseExport>> = []): Array<ReturnType<typeof parseExport>> {
+  const ex = parseExport(value)
+  if (previous.some((p) => p.name === ex.name)) throw new HerdsError('EEXIST', `--export: the name ${ex.name} is given twice`)
+  return [...previous, ex]
+}

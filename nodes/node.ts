@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import { Dialer } from '../tree/dial.js'
 import { trackHandles } from '../tree/handles.js'
 import { LocalTree } from '../tree/local.js'
-import { jsonFile, SyntheticTree } from '../tree/synthetic.js'
+import { readOnly } from '../tree/readonly.js'
+import { jsonFile, SyntheticTree, type SynthDir } from '../tree/synthetic.js'
 import type { Tree } from '../tree/tree.js'
 import { PROTOCOL_VERSION, type JobSummary } from '../tree/wire.js'
 import type { JobRecord } from '../venoms/run/record.js'
@@ -26,6 +27,14 @@ export interface NodeOptions {
   home: string
   /** The working directory of exec/ jobs; default <home>/workspace. */
   workspace?: string
+  /** Directories of this machine shown at fs/<name>/ (opt-in). */
+  exports?: Export[]
+}
+
+export interface Export {
+  name: string
+  path: string
+  readOnly: boolean
 }
 
 export interface RunningNode {
@@ -51,13 +60,19 @@ function jobShell (): string {
 }
 
 /** Builds this node's tree over its runner. */
-export function nodeTree (runner: Runner, volumesDir: string): Tree {
+export function nodeTree (runner: Runner, volumesDir: string, exports: Export[] = []): Tree {
+  const fs: SynthDir = { kind: 'dir', entries: {} }
+  for (const ex of exports) {
+    const local = new LocalTree(ex.path)
+    fs.entries![ex.name] = { kind: 'tree', tree: ex.readOnly ? readOnly(local, `the export ${ex.name}`) : local }
+  }
   return new SyntheticTree({
     kind: 'dir',
     entries: {
       'status.json': jsonFile(() => nodeMetrics(runner.ids().filter((id) => runner.get(id)?.running).length)),
       exec: execDir(runner),
       volumes: { kind: 'tree', tree: new LocalTree(volumesDir) },
+      fs,
     },
   })
 }
@@ -79,7 +94,7 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
   await runner.load()
   const volumes = join(opts.home, 'volumes')
   await mkdir(volumes, { recursive: true })
-  const tree = nodeTree(runner, volumes)
+  const tree = nodeTree(runner, volumes, opts.exports)
   const dialer = new Dialer({
     url: opts.host,
     hello: { t: 'hello', role: 'node', protocol: PROTOCOL_VERSION, name: opts.name, info: nodeInfo(opts.name) },

@@ -163,7 +163,7 @@ export class Job extends EventEmitter {
       state,
       exitCode: end.error ? 127 : end.exitCode,
       signal: end.signal,
-      error: end.error,
+      error: end.error ?? this.record.error, // keep why output was dropped, if it was
       endedAt: endedAt.toISOString(),
       durationMs: endedAt.getTime() - Date.parse(this.record.startedAt!),
     }

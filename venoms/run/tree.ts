@@ -63,8 +63,13 @@ export function execDir (runner: Runner): SynthDir {
           return job && jobDir(runner, job)
         },
         mkdir: async (name) => {
-          if (!SafeName.safeParse(name).success) throw new HerdsError('EINVAL', `"${name}" is not a job name: use letters, digits, "_", "-" or "." (at most 64)`)
-          await runner.allocate(name)
+          try {
+            if (!SafeName.safeParse(name).success) throw new HerdsError('EINVAL', `"${name}" is not a job name: use letters, digits, "_", "-" or "." (at most 64)`)
+            await runner.allocate(name)
+          } catch (err) {
+            if (err instanceof HerdsError) runner.noteError(`jobs/${name}`, err)
+            throw err
+          }
         },
       },
     },
