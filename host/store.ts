@@ -1,5 +1,6 @@
 /** The host's lmdb database: the index of jobs across nodes, kept across restarts. */
 import { open, type RootDatabase } from 'lmdb'
+import { z } from 'zod'
 import { JobSummarySchema, type JobSummary } from '../tree/wire.js'
 
 /** Jobs the index keeps at most; the oldest go first. */
@@ -22,7 +23,7 @@ export function openJobIndex (path: string): JobIndex {
   const all = (): IndexedJob[] => {
     const jobs: IndexedJob[] = []
     for (const { value } of db.getRange({ start: 'job:', end: 'job:\uffff' })) {
-      const parsed = JobSummarySchema.extend({ node: JobSummarySchema.shape.id }).safeParse(value)
+      const parsed = JobSummarySchema.extend({ node: z.string().max(64) }).safeParse(value)
       if (parsed.success) jobs.push(parsed.data)
     }
     return jobs.sort((a, b) => (b.startedAt ?? b.createdAt).localeCompare(a.startedAt ?? a.createdAt))

@@ -16,6 +16,7 @@ import type { JobRecord } from '../venoms/run/record.js'
 import { Runner } from '../venoms/run/runner.js'
 import { execDir } from '../venoms/run/tree.js'
 import { nodeInfo, nodeMetrics } from './info.js'
+import { detectFence, Sandboxes } from './sandboxes.js'
 import { lmdbJobStore, openNodeDb } from './store.js'
 import { jobEnv } from './env.js'
 
@@ -60,7 +61,7 @@ function jobShell (): string {
 }
 
 /** Builds this node's tree over its runner. */
-export function nodeTree (runner: Runner, volumesDir: string, exports: Export[] = []): Tree {
+export function nodeTree (runner: Runner, volumesDir: string, exports: Export[] = [], sandboxes?: Sandboxes): Tree {
   const fs: SynthDir = { kind: 'dir', entries: {} }
   for (const ex of exports) {
     const local = new LocalTree(ex.path)
@@ -73,6 +74,7 @@ export function nodeTree (runner: Runner, volumesDir: string, exports: Export[] 
       exec: execDir(runner),
       volumes: { kind: 'tree', tree: new LocalTree(volumesDir) },
       fs,
+      ...(sandboxes ? { sandboxes: sandboxes.dir() } : {}),
     },
   })
 }
@@ -94,7 +96,15 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
   await runner.load()
   const volumes = join(opts.home, 'volumes')
   await mkdir(volumes, { recursive: true })
-  const tree = nodeTree(runner, volumes, opts.exports)
+  const sandboxes = new Sandboxes({
+    root: join(opts.home, 'sandboxes'),
+    db,
+    shell: jobShell(),
+    fence: detectFence(),
+    onRecord: (sandbox, record) => dialer.peer?.send({ t: 'jobs', jobs: [jobSummary({ ...record, id: `${sandbox}/${record.id}` })] }),
+  })
+  await sandboxes.load()
+  const tree = nodeTree(runner, volumes, opts.exports, sandboxes)
   const dialer = new Dialer({
     url: opts.host,
     hello: { t: 'hello', role: 'node', protocol: PROTOCOL_VERSION, name: opts.name, info: nodeInfo(opts.name) },
@@ -112,6 +122,7 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
   try {
     await dialer.start()
   } catch (err) {
+    await sandboxes.stopAll()
     await db.close()
     throw err
   }
@@ -121,7 +132,7 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
     dialer,
     stop: async () => {
       dialer.stop()
-      await runner.stopAll()
+      await Promise.all([runner.stopAll(), sandboxes.stopAll()])
       await db.close()
     },
   }

@@ -40,6 +40,11 @@ export function lmdbJobStore (db: RootDatabase, scope = 'exec'): JobStore {
       return parsed.success ? parsed.data : SettingsSchema.parse({})
     },
     saveSettings: async (settings) => { await db.put(SETTINGS, settings) },
+    clear: async () => {
+      await db.transaction(() => {
+        for (const key of db.getKeys({ start: `${scope}:`, end: `${scope}:\uffff` })) db.remove(key)
+      })
+    },
   }
 }
 

@@ -127,7 +127,8 @@ const Id = z.number().int().min(0)
 
 /** What a node tells the host of its jobs, for the index across nodes (catalog/jobs.json). */
 export const JobSummarySchema = z.object({
-  id: z.string().max(64),
+  /** The job's id; "<sandbox>/<id>" for a job in a sandbox. */
+  id: z.string().max(200),
   state: z.string().max(32),
   cmd: z.string().max(64 * 1024),
   exitCode: z.number().int().nullable(),

@@ -19,6 +19,8 @@ export interface RunOptions {
   cwd: string
   env: Record<string, string>
   shell: string
+  /** A command that runs the shell inside a fence (bwrap …), or none. */
+  wrap?: string[]
   /** Seconds before the job is ended as timed_out; 0: no limit. */
   timeout: number
 }
@@ -79,7 +81,8 @@ export class Job extends EventEmitter {
     if (this.record.state !== 'idle') throw new HerdsError('EBUSY', `job ${this.id} has already run; take a new job (cat new)`)
     this.record = { ...this.record, state: 'running', cmd: opts.cmd, cwd: opts.cwd, timeout: opts.timeout, startedAt: new Date().toISOString() }
     for (const stream of STREAMS) this.fds.set(stream, openSync(join(this.dir, stream), 'a'))
-    const child = execa(opts.shell, ['-c', opts.cmd], {
+    const [file, ...args] = [...(opts.wrap ?? []), opts.shell, '-c', opts.cmd]
+    const child = execa(file, args, {
       cwd: opts.cwd,
       env: opts.env,
       extendEnv: false,

@@ -48,4 +48,6 @@ export interface JobStore {
   nextId (): Promise<string>
   loadSettings (): Settings
   saveSettings (settings: Settings): Promise<void>
+  /** Removes every record and setting of this store. */
+  clear (): Promise<void>
 }

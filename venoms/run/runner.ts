@@ -26,10 +26,14 @@ export const RUN_DEFAULTS = {
 export interface RunnerOptions {
   /** The working directory of the jobs started here. */
   cwd: string
-  /** The environment of the jobs started here, before the user's `env`. */
-  env: Record<string, string>
+  /** The environment of the jobs started here, before the user's `env` (asked anew for every job). */
+  env: Record<string, string> | (() => Record<string, string>)
+  /** Asked before every job starts; throws to refuse (a stopped sandbox). */
+  gate?: () => void
   /** The shell that runs a command line: `<shell> -c <cmd>`. */
   shell: string
+  /** The fence to run each job in, asked anew for every job (a sandbox's config may change). */
+  wrap?: () => string[]
   /** Where job output lives, one folder a job. */
   outputDir: string
   store: JobStore
@@ -102,18 +106,22 @@ export class Runner {
 
   /** Runs a command in a job with this directory's settings. */
   async run (job: Job, cmd: string): Promise<void> {
+    this.opts.gate?.()
     await mkdir(this.opts.cwd, { recursive: true })
+    const base = typeof this.opts.env === 'function' ? this.opts.env() : this.opts.env
     await job.run({
       cmd,
       cwd: this.opts.cwd,
-      env: { ...this.opts.env, ...this.settings.env },
+      env: { ...base, ...this.settings.env },
       shell: this.opts.shell,
+      wrap: this.opts.wrap?.(),
       timeout: this.settings.timeout,
     })
   }
 
   /** Refuses with EBUSY while the default slot's job runs. */
   checkSlotFree (): void {
+    this.opts.gate?.()
     if (this.starting) throw new HerdsError('EBUSY', 'a job is starting here; wait for it (cat exit) or take your own job (cat new)')
     if (this.current?.running) {
       throw new HerdsError('EBUSY', `job ${this.current.id} is still running here; wait for it (cat exit) or take your own job (cat new)`)
@@ -165,6 +173,13 @@ export class Runner {
       await this.opts.store.remove(job.id)
       await rm(join(this.opts.outputDir, job.id), { recursive: true, force: true })
     }
+  }
+
+  /** Removes every record of this runner from the store (its directory is going away). */
+  async forget (): Promise<void> {
+    await this.opts.store.clear()
+    this.jobs.clear()
+    this.current = undefined
   }
 
   /** Ends every running job (the node is stopping on purpose): SIGTERM, then SIGKILL after the grace. */

@@ -1,0 +1,263 @@
+/**
+ * Sandboxes (DESIGN §5): isolated workspaces on a node, each with its own
+ * workspace/, its own run venom bound to it, a clean environment, and a write
+ * fence where the OS offers one (bwrap on Linux). Kept on disk under
+ * <node home>/sandboxes/<name>/; their job records live in the node's lmdb.
+ */
+import { existsSync } from 'node:fs'
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { delimiter, join } from 'node:path'
+import type { RootDatabase } from 'lmdb'
+import { z } from 'zod'
+import { HerdsError } from '../tree/errno.js'
+import { LocalTree } from '../tree/local.js'
+import { actionFile, jsonFile, type SynthDir } from '../tree/synthetic.js'
+import { SafeName } from '../tree/wire.js'
+import type { JobRecord } from '../venoms/run/record.js'
+import { Runner } from '../venoms/run/runner.js'
+import { execDir } from '../venoms/run/tree.js'
+import { lmdbJobStore } from './store.js'
+
+/** What config.json holds; written by a user, so validated. */
+export const SandboxConfigSchema = z.object({
+  image: z.string().max(64).nullable().default(null),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name'), z.string().max(64 * 1024)).default({}),
+  network: z.boolean().default(true),
+  /** Seconds without a running job before the sandbox stops (0: never). */
+  idleTimeout: z.number().min(0).max(366 * 24 * 3600).default(0),
+}).strict()
+export type SandboxConfig = z.infer<typeof SandboxConfigSchema>
+
+/** Variables a sandbox's jobs inherit from the node; everything else is left behind. */
+const ENV_ALLOWLIST = ['PATH', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TERM', 'TZ', 'USER', 'LOGNAME', 'SHELL']
+
+export type Fence = 'bwrap' | 'none'
+
+/** The write fence this machine offers. */
+export function detectFence (): Fence {
+  if (process.platform !== 'linux') return 'none'
+  const found = (process.env.PATH ?? '').split(delimiter).some((dir) => dir && existsSync(join(dir, 'bwrap')))
+  return found ? 'bwrap' : 'none'
+}
+
+interface Sandbox {
+  name: string
+  dir: string
+  /** One tree for the workspace, so handles and renames within it hold together. */
+  workspace: LocalTree
+  config: SandboxConfig
+  runner: Runner
+  state: 'running' | 'stopped'
+  createdAt: string
+  lastActivity: number
+}
+
+export interface SandboxOptions {
+  /** <node home>/sandboxes */
+  root: string
+  db: RootDatabase
+  shell: string
+  fence: Fence
+  onRecord?: (sandbox: string, record: JobRecord) => void
+}
+
+export class Sandboxes {
+  private readonly opts: SandboxOptions
+  private readonly boxes = new Map<string, Sandbox>()
+  private readonly idleTimer: NodeJS.Timeout
+
+  constructor (opts: SandboxOptions) {
+    this.opts = opts
+    this.idleTimer = setInterval(() => { void this.stopIdle() }, 5_000)
+    this.idleTimer.unref()
+  }
+
+  /** Loads the sandboxes kept on disk. */
+  async load (): Promise<void> {
+    await mkdir(this.opts.root, { recursive: true })
+    for (const name of await readdir(this.opts.root)) {
+      if (!SafeName.safeParse(name).success) continue
+      const config = await readFile(join(this.opts.root, name, 'config.json'), 'utf8')
+        .then((text) => SandboxConfigSchema.parse(JSON.parse(text)), () => SandboxConfigSchema.parse({}))
+      await this.open(name, config)
+    }
+  }
+
+  names (): string[] {
+    return [...this.boxes.keys()].sort()
+  }
+
+  /** Creates a sandbox; EEXIST if the name is taken, EINVAL for a bad name or config. */
+  async create (name: string, config: unknown = {}): Promise<void> {
+    if (!SafeName.safeParse(name).success) throw new HerdsError('EINVAL', `"${name}" is not a sandbox name: use letters, digits, "_", "-" or "." (at most 64)`)
+    if (this.boxes.has(name)) throw new HerdsError('EEXIST', `sandbox ${name} exists already`)
+    const box = await this.open(name, parseConfig(config))
+    await writeFile(join(box.dir, 'config.json'), JSON.stringify(box.config, null, 2) + '\n')
+  }
+
+  /** Removes a sandbox: its jobs are ended (the whole process groups), its files deleted. */
+  async remove (name: string): Promise<void> {
+    const box = this.boxes.get(name)
+    if (!box) throw new HerdsError('ENOENT', `no sandbox ${name}`)
+    this.boxes.delete(name)
+    await box.runner.stopAll()
+    await box.runner.forget()
+    await rm(box.dir, { recursive: true, force: true })
+  }
+
+  /** Ends every job in every sandbox (the node is stopping). */
+  async stopAll (): Promise<void> {
+    clearInterval(this.idleTimer)
+    await Promise.all([...this.boxes.values()].map((box) => box.runner.stopAll()))
+  }
+
+  private async open (name: string, config: SandboxConfig): Promise<Sandbox> {
+    const dir = join(this.opts.root, name)
+    for (const sub of ['workspace', 'home', 'tmp', 'cache']) await mkdir(join(dir, sub), { recursive: true })
+    const box: Sandbox = { name, dir, workspace: new LocalTree(join(dir, 'workspace')), config, state: 'running', createdAt: new Date().toISOString(), lastActivity: Date.now(), runner: undefined as unknown as Runner }
+    box.runner = new Runner({
+      cwd: join(dir, 'workspace'),
+      env: () => this.env(box),
+      shell: this.opts.shell,
+      wrap: () => this.fence(box),
+      gate: () => {
+        if (box.state === 'stopped') throw new HerdsError('EBUSY', `sandbox ${name} is stopped; start it with: echo start > ctl`)
+        box.lastActivity = Date.now()
+      },
+      outputDir: join(dir, 'jobs'),
+      store: lmdbJobStore(this.opts.db, `sandbox:${name}`),
+      onRecord: (record) => { box.lastActivity = Date.now(); this.opts.onRecord?.(name, record) },
+    })
+    await box.runner.load()
+    this.boxes.set(name, box)
+    return box
+  }
+
+  /** A clean environment: an allowlist of the node's, home and caches inside the sandbox, then the config's. */
+  private env (box: Sandbox): Record<string, string> {
+    const env: Record<string, string> = {}
+    for (const key of ENV_ALLOWLIST) if (process.env[key] !== undefined) env[key] = process.env[key]!
+    const home = join(box.dir, 'home')
+    const cache = join(box.dir, 'cache')
+    Object.assign(env, {
+      HOME: home,
+      TMPDIR: join(box.dir, 'tmp'),
+      XDG_CONFIG_HOME: join(home, '.config'),
+      XDG_DATA_HOME: join(home, '.local', 'share'),
+      XDG_STATE_HOME: join(home, '.local', 'state'),
+      XDG_CACHE_HOME: cache,
+      npm_config_cache: join(cache, 'npm'),
+      PIP_CACHE_DIR: join(cache, 'pip'),
+      CARGO_HOME: join(cache, 'cargo'),
+      HERDS_SANDBOX: box.name,
+    })
+    return { ...env, ...box.config.env }
+  }
+
+  /** The bwrap command a job runs in: the system read-only, the sandbox writable, a private /tmp. */
+  private fence (box: Sandbox): string[] {
+    if (this.opts.fence !== 'bwrap') return []
+    return [
+      // Order matters: later mounts go on top, and the sandbox may itself live under /tmp.
+      'bwrap', '--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp',
+      '--bind', box.dir, box.dir,
+      ...(box.config.network ? [] : ['--unshare-net']),
+      '--chdir', join(box.dir, 'workspace'),
+      '--',
+    ]
+  }
+
+  private async stopIdle (): Promise<void> {
+    const now = Date.now()
+    for (const box of this.boxes.values()) {
+      const busy = box.runner.all().some((job) => job.running)
+      if (busy) box.lastActivity = now
+      else if (box.state === 'running' && box.config.idleTimeout > 0 && now - box.lastActivity > box.config.idleTimeout * 1000) box.state = 'stopped'
+    }
+  }
+
+  /** sandboxes/: mkdir makes one, rmdir removes it. */
+  dir (): SynthDir {
+    return {
+      kind: 'dir',
+      mode: 0o755,
+      list: () => this.names(),
+      lookup: (name) => {
+        const box = this.boxes.get(name)
+        return box && this.sandboxDir(box)
+      },
+      mkdir: (name) => this.create(name),
+      rmdir: (name) => this.remove(name),
+    }
+  }
+
+  private sandboxDir (box: Sandbox): SynthDir {
+    return {
+      kind: 'dir',
+      entries: {
+        workspace: { kind: 'tree', tree: box.workspace },
+        exec: execDir(box.runner),
+        'status.json': jsonFile(() => ({
+          name: box.name,
+          state: box.state,
+          createdAt: box.createdAt,
+          lastActivity: new Date(box.lastActivity).toISOString(),
+          runningJobs: box.runner.all().filter((job) => job.running).length,
+          fence: this.opts.fence,
+          network: box.config.network,
+          isolation: this.opts.fence === 'bwrap'
+            ? 'bwrap: the system is read-only, the sandbox writable, /tmp private to each job' + (box.config.network ? '' : ', no network')
+            : 'no write fence on this machine: jobs can write wherever the node can (install bubblewrap for one)',
+        })),
+        'config.json': actionFile({
+          maxBytes: 256 * 1024,
+          read: () => JSON.stringify(box.config, null, 2) + '\n',
+          // Once what was written parses as JSON, check it now, where the shell sees a refusal.
+          validate: (soFar) => {
+            let parsed: unknown
+            try { parsed = JSON.parse(soFar.toString('utf8')) } catch { return }
+            parseConfig(parsed)
+          },
+          commit: async (data) => {
+            let parsed: unknown
+            try { parsed = JSON.parse(data.toString('utf8')) } catch (err) { throw new HerdsError('EINVAL', `config.json is not JSON: ${(err as Error).message}`) }
+            box.config = parseConfig(parsed)
+            await writeFile(join(box.dir, 'config.json'), JSON.stringify(box.config, null, 2) + '\n')
+          },
+          onRefuse: (err) => box.runner.noteError('../config.json', err),
+        }),
+        ctl: actionFile({
+          maxBytes: 1024,
+          validate: (soFar) => {
+            for (const line of soFar.toString('utf8').split('\n').slice(0, -1)) parseSandboxCtl(line)
+          },
+          commit: async (data) => {
+            for (const line of data.toString('utf8').split('\n')) {
+              const verb = parseSandboxCtl(line)
+              if (verb === 'stop') { box.state = 'stopped'; await box.runner.stopAll() }
+              if (verb === 'start') { box.state = 'running'; box.lastActivity = Date.now() }
+            }
+          },
+          onRefuse: (err) => box.runner.noteError('../ctl', err),
+        }),
+      },
+    }
+  }
+}
+
+function parseSandboxCtl (line: string): 'stop' | 'start' | undefined {
+  const verb = line.trim()
+  if (verb === '') return undefined
+  if (verb === 'stop' || verb === 'start') return verb
+  throw new HerdsError('EINVAL', `a sandbox's ctl takes "stop" or "start", not ${JSON.stringify(verb.slice(0, 80))}`)
+}
+
+/** Validates a config, naming the field that is wrong. */
+function parseConfig (value: unknown): SandboxConfig {
+  const parsed = SandboxConfigSchema.safeParse(value)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    throw new HerdsError('EINVAL', `config.json: ${issue.path.join('.') || '(top)'}: ${issue.message}`)
+  }
+  return parsed.data
+}

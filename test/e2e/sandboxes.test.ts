@@ -1,0 +1,88 @@
+// Sandboxes through a real mount (issue 4, first part): workspace, exec bound to it, clean env, bwrap fence.
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { errnoOf } from './files.js'
+import { herdsUp } from './harness.js'
+
+const up = await herdsUp(t)
+const boxes = join(up.nodeDir, 'sandboxes')
+const run = async (box: string, cmd: string): Promise<{ output: string, exit: string }> => {
+  const exec = join(boxes, box, 'exec')
+  await writeFile(join(exec, 'cmd'), cmd + '\n')
+  const exit = await readFile(join(exec, 'exit'), 'utf8')
+  return { output: await readFile(join(exec, 'output'), 'utf8'), exit }
+}
+const hasBwrap = spawnSync('sh', ['-c', 'command -v bwrap']).status === 0
+
+t.test('git in a sandbox workspace through the mount, and the same repository seen by a job in it', async (t) => {
+  await mkdir(join(boxes, 'web'))
+  const ws = join(boxes, 'web', 'workspace')
+  const git = (...args: string[]): string => execFileSync('git', ['-c', 'user.email=t@herds', '-c', 'user.name=t', ...args], { cwd: ws, encoding: 'utf8' })
+  git('init', '-q', '.')
+  await writeFile(join(ws, 'hello.txt'), 'hello\n')
+  git('add', 'hello.txt')
+  git('commit', '-qm', 'first through FUSE')
+  t.match(git('log', '--oneline'), /first through FUSE/)
+  const job = await run('web', 'git log --oneline; pwd; echo "home=$HOME tmp=$TMPDIR"')
+  t.equal(job.exit, '0\n', job.output)
+  t.match(job.output, /first through FUSE/)
+  t.match(job.output, /sandboxes\/web\/workspace\n/, 'cwd is the workspace')
+  t.match(job.output, /home=\S*sandboxes\/web\/home tmp=\S*sandboxes\/web\/tmp/, 'HOME and TMPDIR inside the sandbox')
+})
+
+t.test('the environment is rebuilt from an allowlist; config.json adds to it', async (t) => {
+  process.env.HERDS_TEST_SECRET = 'leak' // not in the host process the node runs in, but a guard all the same
+  await writeFile(join(boxes, 'web', 'config.json'), JSON.stringify({ env: { STAGE: 'test' } }))
+  const job = await run('web', 'env')
+  t.match(job.output, /^STAGE=test$/m)
+  t.match(job.output, /^HERDS_SANDBOX=web$/m)
+  t.notMatch(job.output, /^HERDS_HOME=/m, 'the node\'s own variables stay behind')
+})
+
+t.test('the fence: a job in one sandbox cannot write into another, nor the node\'s home', { skip: !hasBwrap && 'bubblewrap is not installed' }, async (t) => {
+  await mkdir(join(boxes, 'other'))
+  const status = JSON.parse(await readFile(join(boxes, 'web', 'status.json'), 'utf8'))
+  t.equal(status.fence, 'bwrap')
+  const otherWs = join(up.home, 'nodes', up.name, 'sandboxes', 'other', 'workspace')
+  const home = homedir()
+  const job = await run('web', `touch ${otherWs}/intruder; touch ${home}/.herds-intruder; touch /etc/intruder; echo done`)
+  t.match(job.output, /cannot touch[\s\S]*cannot touch[\s\S]*cannot touch[\s\S]*done/, 'all three refused')
+  t.notOk(existsSync(join(otherWs, 'intruder')))
+  t.notOk(existsSync(join(home, '.herds-intruder')))
+  await writeFile(join(boxes, 'web', 'config.json'), JSON.stringify({ network: false }))
+  const net = await run('web', 'cat /proc/net/dev | grep -c : ')
+  t.equal(net.output.trim(), '1', 'only the loopback device without network')
+})
+
+t.test('bad input: invalid config.json is EINVAL with the reason readable; bad names refused', async (t) => {
+  t.equal(await errnoOf(writeFile(join(boxes, 'web', 'config.json'), '{"network": "yes"}')), 'EINVAL')
+  t.match(await readFile(join(boxes, 'web', 'exec', 'error'), 'utf8'), /config\.json: network: .*boolean/)
+  t.equal(await errnoOf(writeFile(join(boxes, 'web', 'config.json'), '{"bogus": 1}')), 'EINVAL', 'unknown fields too')
+  t.match(JSON.parse(await readFile(join(boxes, 'web', 'config.json'), 'utf8')), { network: false }, 'nothing half-applied')
+  t.equal(await errnoOf(mkdir(join(boxes, 'tab\tname'))), 'EINVAL')
+  t.equal(await errnoOf(mkdir(join(boxes, '.hidden'))), 'EINVAL')
+  t.equal(await errnoOf(mkdir(join(boxes, 'web'))), 'EEXIST')
+})
+
+t.test('stop ends jobs and refuses new ones until start', async (t) => {
+  await writeFile(join(boxes, 'web', 'exec', 'cmd'), 'sleep 60.3\n')
+  await writeFile(join(boxes, 'web', 'ctl'), 'stop\n')
+  t.equal(JSON.parse(await readFile(join(boxes, 'web', 'status.json'), 'utf8')).state, 'stopped')
+  t.equal(spawnSync('pgrep', ['-f', 'sleep 60.3']).status, 1, 'its job is gone')
+  t.equal(await errnoOf(writeFile(join(boxes, 'web', 'exec', 'cmd'), 'true\n')), 'EBUSY')
+  await writeFile(join(boxes, 'web', 'ctl'), 'start\n')
+  t.equal((await run('web', 'echo again')).output, 'again\n')
+})
+
+t.test('rmdir removes a sandbox with running jobs, leaving no process', async (t) => {
+  await writeFile(join(boxes, 'other', 'exec', 'cmd'), 'sh -c "sleep 70.7 & sleep 70.7 & wait"\n')
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.equal(spawnSync('pgrep', ['-f', 'sleep 70.7']).status, 0)
+  await rmdir(join(boxes, 'other'))
+  t.equal(spawnSync('pgrep', ['-f', 'sleep 70.7']).status, 1, 'no sleep left')
+  t.notOk(existsSync(join(up.home, 'nodes', up.name, 'sandboxes', 'other')), 'its files are gone')
+})
