@@ -141,6 +141,12 @@ export function fuseOps (tree: Tree): Record<string, (...args: any[]) => void> {
     symlink: (target: string, path: string, cb) => { tree.symlink(target, path).then(done(cb), fail(cb)) },
     readlink: (path: string, cb) => { tree.readlink(path).then((target) => cb(0, target), fail(cb)) },
     chmod: (path: string, mode: number, cb) => { tree.chmod(path, mode).then(done(cb), fail(cb)) },
+    // Every file shows as the mount user's: giving it to that user (tar, cp -p as
+    // root do) changes nothing and succeeds; any other owner is refused.
+    chown: (path: string, newUid: number, newGid: number, cb) => {
+      const same = (want: number, have: number): boolean => want === have || want === -1 || want === 0xffffffff
+      tree.getattr(path).then(() => cb(same(newUid, uid) && same(newGid, gid) ? 0 : -errnoNumber('EPERM')), fail(cb))
+    },
     utimens: (path: string, atime: number, mtime: number, cb) => { tree.utimens(path, atime, mtime).then(done(cb), fail(cb)) },
     statfs: (path: string, cb) => {
       tree.statfs(path).then((s) => cb(0, { ...s, frsize: s.bsize, favail: s.ffree, fsid: 0, flag: 0 }), fail(cb))

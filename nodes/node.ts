@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { Dialer } from '../tree/dial.js'
 import { trackHandles } from '../tree/handles.js'
 import { LocalTree } from '../tree/local.js'
+import { safeTopNames } from '../tree/names.js'
 import { readOnly } from '../tree/readonly.js'
 import { jsonFile, SyntheticTree, type SynthDir } from '../tree/synthetic.js'
 import type { Tree } from '../tree/tree.js'
@@ -72,7 +73,7 @@ export function nodeTree (runner: Runner, volumesDir: string, exports: Export[] 
     entries: {
       'status.json': jsonFile(() => nodeMetrics(runner.ids().filter((id) => runner.get(id)?.running).length)),
       exec: execDir(runner),
-      volumes: { kind: 'tree', tree: new LocalTree(volumesDir) },
+      volumes: { kind: 'tree', tree: safeTopNames(new LocalTree(volumesDir), 'volume') },
       fs,
       ...(sandboxes ? { sandboxes: sandboxes.dir() } : {}),
     },

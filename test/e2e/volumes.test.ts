@@ -1,0 +1,64 @@
+// Volumes behave like a disk through the mount: cp -r, diff -r, tar, fresh reads after a change on the node.
+import { execFileSync, spawnSync } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdir, readFile, rmdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import t from 'tap'
+import { errnoOf } from './files.js'
+import { herdsUp, tempDir } from './harness.js'
+
+const up = await herdsUp(t)
+const volumes = join(up.nodeDir, 'volumes')
+const onDisk = join(up.home, 'nodes', up.name, 'volumes')
+const sh = (script: string, cwd = volumes): ReturnType<typeof spawnSync> => spawnSync('sh', ['-c', script], { cwd, encoding: 'utf8', timeout: 120_000 })
+
+t.test('cp -r of 1,000 files into a volume, then diff -r: identical', async (t) => {
+  const src = join(tempDir(t), 'tree')
+  for (let d = 0; d < 20; d++) {
+    mkdirSync(join(src, `dir${d}`), { recursive: true })
+    for (let f = 0; f < 50; f++) writeFileSync(join(src, `dir${d}`, `file${f}.txt`), `dir ${d} file ${f}\n`.repeat(f + 1))
+  }
+  await mkdir(join(volumes, 'copies'))
+  const cp = sh(`cp -r ${src} copies/tree`)
+  t.equal(cp.status, 0, String(cp.stderr))
+  const diff = sh(`diff -r ${src} copies/tree`)
+  t.equal(diff.status, 0, String(diff.stdout).slice(0, 400))
+  t.equal(sh('find copies/tree -type f | wc -l').stdout.toString().trim(), '1000')
+})
+
+t.test('a tar round trip through a volume is identical', async (t) => {
+  const src = join(tempDir(t), 'src')
+  mkdirSync(join(src, 'a', 'b'), { recursive: true })
+  writeFileSync(join(src, 'a', 'b', 'data.bin'), Buffer.alloc(300_000, 7))
+  writeFileSync(join(src, 'readme'), 'tar me\n')
+  await mkdir(join(volumes, 'tars'))
+  t.equal(sh(`tar -C ${src} -cf tars/x.tar .`).status, 0)
+  await mkdir(join(volumes, 'tars', 'out'))
+  const x = sh('tar -C tars/out -xf tars/x.tar')
+  t.equal(x.status, 0, String(x.stderr))
+  t.equal(sh(`diff -r ${src} tars/out`).status, 0)
+})
+
+t.test('a file changed on the node\'s disk reads fresh through the mount', async (t) => {
+  await mkdir(join(volumes, 'fresh'))
+  writeFileSync(join(onDisk, 'fresh', 'note.txt'), 'first version\n')
+  t.equal(await readFile(join(volumes, 'fresh', 'note.txt'), 'utf8'), 'first version\n')
+  writeFileSync(join(onDisk, 'fresh', 'note.txt'), 'second, longer version\n')
+  t.equal(await readFile(join(volumes, 'fresh', 'note.txt'), 'utf8'), 'second, longer version\n', 'at once')
+})
+
+t.test('volume names are checked; rmdir of a non-empty volume is refused', async (t) => {
+  t.equal(await errnoOf(mkdir(join(volumes, 'tab\there'))), 'EINVAL')
+  t.equal(await errnoOf(mkdir(join(volumes, '.hidden'))), 'EINVAL')
+  t.equal(await errnoOf(rmdir(join(volumes, 'fresh'))), 'ENOTEMPTY')
+  t.ok(execFileSync('ls', [join(volumes, 'fresh')], { encoding: 'utf8' }).includes('note.txt'))
+})
+
+const hasSqlite = spawnSync('sh', ['-c', 'command -v sqlite3']).status === 0
+t.test('a sqlite3 database made in a volume through the mount answers a query', { skip: !hasSqlite && 'sqlite3 is not installed' }, async (t) => {
+  await mkdir(join(volumes, 'db'))
+  const r = sh("sqlite3 db/app.db 'create table t(x); insert into t values (41),(1); select sum(x) from t;'")
+  t.equal(r.status, 0, String(r.stderr))
+  t.equal(String(r.stdout).trim(), '42')
+  t.equal(String(sh("sqlite3 db/app.db 'select count(*) from t;'").stdout).trim(), '2', 'and again from a new process')
+})
