@@ -17,8 +17,8 @@ async function guard<T> (path: string, work: () => Promise<T>): Promise<T> {
   try {
     return await work()
   } catch (err) {
-    const error = toHerdsError(err)
-    throw error.message.includes(sep) ? new HerdsError(error.code, `${error.code}: ${path}`) : error
+    if (err instanceof HerdsError) throw err // ours already name the tree path
+    throw new HerdsError(toHerdsError(err).code, `${toHerdsError(err).code}: ${path}`)
   }
 }
 
@@ -160,12 +160,19 @@ export class LocalTree implements Tree {
   }
 
   symlink (target: string, path: string): Promise<void> {
-    // The target is stored as written; it is never followed on this side.
+    // A mount follows links on its own side: a link that leads out of this tree
+    // would show whatever is there (the mount's /etc/passwd). Refuse to make one.
+    if (!staysInside(path, target)) return Promise.reject(new HerdsError('EPERM', `a link here may only point inside its tree (relative, no way out): ${target}`))
     return guard(path, async () => symlink(target, await this.inside(path)))
   }
 
   readlink (path: string): Promise<string> {
-    return guard(path, async () => readlink(await this.inside(path)))
+    return guard(path, async () => {
+      const target = await readlink(await this.inside(path))
+      // One made on the node itself may lead out: it is not shown, so it cannot be followed.
+      if (!staysInside(path, target)) throw new HerdsError('EACCES', `${path} is a link that leads outside its tree`)
+      return target
+    })
   }
 
   utimens (path: string, atimeMs: number, mtimeMs: number): Promise<void> {
@@ -197,4 +204,16 @@ export class LocalTree implements Tree {
       return { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, namemax: 255 }
     })
   }
+}
+
+/** Does a link at `path` with this target stay inside the tree (relative, never climbing above the root)? */
+function staysInside (path: string, target: string): boolean {
+  if (target.startsWith('/')) return false
+  let depth = splitPath(path).length - 1
+  for (const part of target.split('/')) {
+    if (part === '..') depth--
+    else if (part !== '' && part !== '.') depth++
+    if (depth < 0) return false
+  }
+  return true
 }

@@ -34,6 +34,17 @@ t.test('git in a sandbox workspace through the mount, and the same repository se
   t.match(job.output, /home=\S*sandboxes\/web\/home tmp=\S*sandboxes\/web\/tmp/, 'HOME and TMPDIR inside the sandbox')
 })
 
+t.test('ln -s /etc/passwd in a workspace does not show the node\'s /etc/passwd', async (t) => {
+  const ws = join(boxes, 'web', 'workspace')
+  const ln = spawnSync('ln', ['-s', '/etc/passwd', join(ws, 'x')], { encoding: 'utf8' })
+  t.not(ln.status, 0, 'the link is refused')
+  const cat = spawnSync('cat', [join(ws, 'x')], { encoding: 'utf8' })
+  t.notMatch(cat.stdout, /root:/)
+  // A job in the sandbox may make such a link on the node itself; the mount does not follow it.
+  await run('web', 'ln -s /etc/passwd y; ln -s ../../../../../../../../etc/passwd z')
+  for (const name of ['y', 'z']) t.notMatch(spawnSync('cat', [join(ws, name)], { encoding: 'utf8' }).stdout, /root:/, name)
+})
+
 t.test('the environment is rebuilt from an allowlist; config.json adds to it', async (t) => {
   process.env.HERDS_TEST_SECRET = 'leak' // not in the host process the node runs in, but a guard all the same
   await writeFile(join(boxes, 'web', 'config.json'), JSON.stringify({ env: { STAGE: 'test' } }))
