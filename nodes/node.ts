@@ -99,6 +99,7 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
   await mkdir(volumes, { recursive: true })
   const sandboxes = new Sandboxes({
     root: join(opts.home, 'sandboxes'),
+    volumes,
     db,
     shell: jobShell(),
     fence: detectFence(),

@@ -5,7 +5,7 @@
  * <node home>/sandboxes/<name>/; their job records live in the node's lmdb.
  */
 import { existsSync } from 'node:fs'
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { delimiter, join } from 'node:path'
 import type { RootDatabase } from 'lmdb'
 import { z } from 'zod'
@@ -25,6 +25,8 @@ export const SandboxConfigSchema = z.object({
   network: z.boolean().default(true),
   /** Seconds without a running job before the sandbox stops (0: never). */
   idleTimeout: z.number().min(0).max(366 * 24 * 3600).default(0),
+  /** Volumes to mount: workspace/<mount> → the node's volumes/<volume> (made if missing). */
+  volumes: z.record(SafeName, SafeName).default({}),
 }).strict()
 export type SandboxConfig = z.infer<typeof SandboxConfigSchema>
 
@@ -45,6 +47,8 @@ interface Sandbox {
   dir: string
   /** One tree for the workspace, so handles and renames within it hold together. */
   workspace: LocalTree
+  /** The volumes mounted into the workspace, by mount name. */
+  mounts: Map<string, LocalTree>
   config: SandboxConfig
   runner: Runner
   state: 'running' | 'stopped'
@@ -55,6 +59,8 @@ interface Sandbox {
 export interface SandboxOptions {
   /** <node home>/sandboxes */
   root: string
+  /** <node home>/volumes */
+  volumes: string
   db: RootDatabase
   shell: string
   fence: Fence
@@ -114,7 +120,7 @@ export class Sandboxes {
   private async open (name: string, config: SandboxConfig): Promise<Sandbox> {
     const dir = join(this.opts.root, name)
     for (const sub of ['workspace', 'home', 'tmp', 'cache']) await mkdir(join(dir, sub), { recursive: true })
-    const box: Sandbox = { name, dir, workspace: new LocalTree(join(dir, 'workspace')), config, state: 'running', createdAt: new Date().toISOString(), lastActivity: Date.now(), runner: undefined as unknown as Runner }
+    const box: Sandbox = { name, dir, workspace: new LocalTree(join(dir, 'workspace')), mounts: new Map(), config, state: 'running', createdAt: new Date().toISOString(), lastActivity: Date.now(), runner: undefined as unknown as Runner }
     box.runner = new Runner({
       cwd: join(dir, 'workspace'),
       env: () => this.env(box),
@@ -129,8 +135,30 @@ export class Sandboxes {
       onRecord: (record) => { box.lastActivity = Date.now(); this.opts.onRecord?.(name, record) },
     })
     await box.runner.load()
+    await this.mountVolumes(box)
     this.boxes.set(name, box)
     return box
+  }
+
+  /**
+   * Makes the config's volumes appear at workspace/<mount>: through the mount
+   * as the volume's own tree, for jobs as a bind mount (bwrap) or a link.
+   */
+  private async mountVolumes (box: Sandbox): Promise<void> {
+    box.mounts = new Map()
+    for (const [mount, volume] of Object.entries(box.config.volumes)) {
+      const source = join(this.opts.volumes, volume)
+      await mkdir(source, { recursive: true })
+      const target = join(box.dir, 'workspace', mount)
+      const existing = await lstat(target).catch(() => undefined)
+      if (this.opts.fence === 'bwrap') {
+        if (existing?.isSymbolicLink()) await rm(target)
+        if (!existing?.isDirectory()) await mkdir(target, { recursive: true })
+      } else if (!existing) {
+        await symlink(source, target)
+      }
+      box.mounts.set(mount, new LocalTree(source))
+    }
   }
 
   /** A clean environment: an allowlist of the node's, home and caches inside the sandbox, then the config's. */
@@ -151,6 +179,9 @@ export class Sandboxes {
       CARGO_HOME: join(cache, 'cargo'),
       HERDS_SANDBOX: box.name,
     })
+    for (const mount of box.mounts.keys()) {
+      env[`HERDS_VOLUME_${mount.toUpperCase().replace(/[^A-Z0-9_]/g, '_')}`] = join(box.dir, 'workspace', mount)
+    }
     return { ...env, ...box.config.env }
   }
 
@@ -161,6 +192,7 @@ export class Sandboxes {
       // Order matters: later mounts go on top, and the sandbox may itself live under /tmp.
       'bwrap', '--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp',
       '--bind', box.dir, box.dir,
+      ...[...box.mounts.keys()].flatMap((mount) => ['--bind', join(this.opts.volumes, box.config.volumes[mount]), join(box.dir, 'workspace', mount)]),
       ...(box.config.network ? [] : ['--unshare-net']),
       '--chdir', join(box.dir, 'workspace'),
       '--',
@@ -195,7 +227,9 @@ export class Sandboxes {
     return {
       kind: 'dir',
       entries: {
-        workspace: { kind: 'tree', tree: box.workspace },
+        workspace: box.mounts.size === 0
+          ? { kind: 'tree', tree: box.workspace }
+          : { kind: 'dir', mode: 0o755, union: () => box.workspace, entries: Object.fromEntries([...box.mounts].map(([mount, tree]) => [mount, { kind: 'tree' as const, tree }])) },
         exec: execDir(box.runner),
         'status.json': jsonFile(() => ({
           name: box.name,
@@ -223,6 +257,7 @@ export class Sandboxes {
             try { parsed = JSON.parse(data.toString('utf8')) } catch (err) { throw new HerdsError('EINVAL', `config.json is not JSON: ${(err as Error).message}`) }
             box.config = parseConfig(parsed)
             await writeFile(join(box.dir, 'config.json'), JSON.stringify(box.config, null, 2) + '\n')
+            await this.mountVolumes(box)
           },
           onRefuse: (err) => box.runner.noteError('../config.json', err),
         }),

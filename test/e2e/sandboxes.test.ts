@@ -69,6 +69,16 @@ t.test('the fence: a job in one sandbox cannot write into another, nor the node\
   t.equal(net.output.trim(), '1', 'only the loopback device without network')
 })
 
+t.test('a volume mounted as cache: at workspace/cache through the mount, and as $HERDS_VOLUME_CACHE for jobs', async (t) => {
+  await writeFile(join(boxes, 'web', 'config.json'), JSON.stringify({ network: false, volumes: { cache: 'shared' } }))
+  await writeFile(join(boxes, 'web', 'workspace', 'cache', 'from-mount.txt'), 'via the mount\n')
+  t.equal(await readFile(join(up.nodeDir, 'volumes', 'shared', 'from-mount.txt'), 'utf8'), 'via the mount\n', 'lands in the volume')
+  const job = await run('web', 'echo "$HERDS_VOLUME_CACHE"; cat "$HERDS_VOLUME_CACHE/from-mount.txt"; echo from-job > cache/from-job.txt')
+  t.equal(job.exit, '0\n', job.output)
+  t.match(job.output, /sandboxes\/web\/workspace\/cache\nvia the mount\n/)
+  t.equal(await readFile(join(up.nodeDir, 'volumes', 'shared', 'from-job.txt'), 'utf8'), 'from-job\n', 'a job writes into the volume')
+})
+
 t.test('bad input: invalid config.json is EINVAL with the reason readable; bad names refused', async (t) => {
   t.equal(await errnoOf(writeFile(join(boxes, 'web', 'config.json'), '{"network": "yes"}')), 'EINVAL')
   t.match(await readFile(join(boxes, 'web', 'exec', 'error'), 'utf8'), /config\.json: network: .*boolean/)
