@@ -101,13 +101,17 @@ t.test('bad input: EINVAL where the shell sees it, the reason in error; oversize
   t.match(await readFile(join(exec, 'error'), 'utf8'), /cmd: EFBIG/)
   // A job that never reads: stdin is bounded, the writer is refused rather than buffered without end.
   await writeFile(join(exec, 'cmd'), 'sleep 5\n')
-  t.teardown(() => writeFile(join(exec, 'ctl'), 'kill KILL\n').catch(() => {}))
+  t.teardown(async () => {
+    await writeFile(join(exec, 'ctl'), 'kill KILL\n').catch(() => {})
+    await readFile(join(exec, 'exit')) // the slot is free again for the next test
+  })
   const big = Buffer.alloc(4 * 1024 * 1024, 0x61)
   t.equal(await errnoOf(writeFile(join(exec, 'stdin'), big)), 'EAGAIN')
   t.match(await readFile(join(exec, 'error'), 'utf8'), /stdin: EAGAIN: job \S+ has not read/)
 })
 
 t.test('writers racing for the slot: exactly one job starts, the others get EBUSY', async (t) => {
+  await readFile(join(exec, 'exit')) // wait until the slot is free
   const handles = await Promise.all(Array.from({ length: 6 }, () => open(join(exec, 'cmd'), 'w')))
   await Promise.all(handles.map((h, i) => h.write(`sleep 0.5; echo racer ${i}\n`)))
   const closes = await Promise.all(handles.map((h) => errnoOf(h.close())))
