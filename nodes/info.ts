@@ -2,6 +2,7 @@
 import os from 'node:os'
 import type { NodeInfo } from '../tree/wire.js'
 import { VERSION } from '../tree/version.js'
+import { nodeImages } from './images.js'
 
 /** The default node name: the short hostname, made safe. */
 export function defaultNodeName (): string {
@@ -19,7 +20,7 @@ export function nodeInfo (name: string): NodeInfo {
     cpus: os.cpus().length,
     memory: os.totalmem(),
     version: VERSION,
-    images: [],
+    images: nodeImages(),
   }
 }
 

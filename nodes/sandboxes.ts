@@ -16,11 +16,12 @@ import { SafeName } from '../tree/wire.js'
 import type { JobRecord } from '../venoms/run/record.js'
 import { Runner } from '../venoms/run/runner.js'
 import { execDir } from '../venoms/run/tree.js'
+import { ImageSchema, planImage } from './images.js'
 import { lmdbJobStore } from './store.js'
 
 /** What config.json holds; written by a user, so validated. */
 export const SandboxConfigSchema = z.object({
-  image: z.string().max(64).nullable().default(null),
+  image: ImageSchema.nullable().default(null),
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name'), z.string().max(64 * 1024)).default({}),
   network: z.boolean().default(true),
   /** Seconds without a running job before the sandbox stops (0: never). */
@@ -182,12 +183,13 @@ export class Sandboxes {
     for (const mount of box.mounts.keys()) {
       env[`HERDS_VOLUME_${mount.toUpperCase().replace(/[^A-Z0-9_]/g, '_')}`] = join(box.dir, 'workspace', mount)
     }
-    return { ...env, ...box.config.env }
+    return { ...env, ...planImage(box.config.image).env, ...box.config.env }
   }
 
   /** The bwrap command a job runs in: the system read-only, the sandbox writable, a private /tmp. */
   private fence (box: Sandbox): string[] {
-    if (this.opts.fence !== 'bwrap') return []
+    const image = planImage(box.config.image).prefix
+    if (this.opts.fence !== 'bwrap') return image
     return [
       // Order matters: later mounts go on top, and the sandbox may itself live under /tmp.
       'bwrap', '--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp',
@@ -196,6 +198,7 @@ export class Sandboxes {
       ...(box.config.network ? [] : ['--unshare-net']),
       '--chdir', join(box.dir, 'workspace'),
       '--',
+      ...image,
     ]
   }
 

@@ -79,6 +79,21 @@ t.test('a volume mounted as cache: at workspace/cache through the mount, and as 
   t.equal(await readFile(join(up.nodeDir, 'volumes', 'shared', 'from-job.txt'), 'utf8'), 'from-job\n', 'a job writes into the volume')
 })
 
+t.test('an image: pinned through mise where it is installed, else the job runs with a note on stderr', async (t) => {
+  const info = JSON.parse(await readFile(join(up.nodeDir, 'info.json'), 'utf8'))
+  t.ok(info.images.includes(`node:${process.versions.node}`), `info.json lists what the node has: ${info.images.join(', ')}`)
+  await mkdir(join(boxes, 'img'))
+  await writeFile(join(boxes, 'img', 'config.json'), JSON.stringify({ image: 'python:3.12' }))
+  const job = await run('img', 'echo ran')
+  t.equal(job.exit, '0\n')
+  if (info.images.includes('mise')) {
+    t.match(job.output, /ran/)
+  } else {
+    t.match(job.output, /herds: image python:3\.12 would be pinned through mise, which is not installed[^\n]*\nran\n/)
+  }
+  t.equal(await errnoOf(writeFile(join(boxes, 'img', 'config.json'), JSON.stringify({ image: 'ruby:3' }))), 'EINVAL')
+})
+
 t.test('bad input: invalid config.json is EINVAL with the reason readable; bad names refused', async (t) => {
   t.equal(await errnoOf(writeFile(join(boxes, 'web', 'config.json'), '{"network": "yes"}')), 'EINVAL')
   t.match(await readFile(join(boxes, 'web', 'exec', 'error'), 'utf8'), /config\.json: network: .*boolean/)
