@@ -115,8 +115,11 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
       const session = trackHandles(tree)
       peer.serve(session.tree)
       // The host may have missed job ends while away (or restarted): tell it the recent ones.
-      const recent = runner.all().map((job) => job.record).filter((r) => r.startedAt)
-        .sort((a, b) => b.startedAt!.localeCompare(a.startedAt!)).slice(0, REPORT_ON_CONNECT)
+      const all = [
+        ...runner.all().map((job) => job.record),
+        ...sandboxes.records().map(({ sandbox, record }) => ({ ...record, id: `${sandbox}/${record.id}` })),
+      ]
+      const recent = all.filter((r) => r.startedAt).sort((a, b) => b.startedAt!.localeCompare(a.startedAt!)).slice(0, REPORT_ON_CONNECT)
       if (recent.length) peer.send({ t: 'jobs', jobs: recent.map(jobSummary) })
       peer.on('close', () => { void session.releaseAll() })
     },

@@ -31,6 +31,17 @@ export const SandboxConfigSchema = z.object({
 }).strict()
 export type SandboxConfig = z.infer<typeof SandboxConfigSchema>
 
+/** The folders of a sandbox its jobs may write; the rest of it (record, job output) they cannot. */
+const WRITABLE = ['workspace', 'home', 'tmp', 'cache']
+
+/** The file, in a sandbox's folder, that keeps its config and state. */
+const SAVED = 'sandbox.json'
+const SavedSchema = z.object({
+  config: SandboxConfigSchema,
+  createdAt: z.string(),
+  state: z.enum(['running', 'stopped']),
+})
+
 /** Variables a sandbox's jobs inherit from the node; everything else is left behind. */
 const ENV_ALLOWLIST = ['PATH', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TERM', 'TZ', 'USER', 'LOGNAME', 'SHELL']
 
@@ -79,15 +90,37 @@ export class Sandboxes {
     this.idleTimer.unref()
   }
 
-  /** Loads the sandboxes kept on disk. */
+  /**
+   * Loads the sandboxes kept on disk. A record that no longer reads (damaged,
+   * or from another version) gives that sandbox the defaults, and says so in
+   * its `error` file; it never keeps the node from starting.
+   */
   async load (): Promise<void> {
     await mkdir(this.opts.root, { recursive: true })
     for (const name of await readdir(this.opts.root)) {
       if (!SafeName.safeParse(name).success) continue
-      const config = await readFile(join(this.opts.root, name, 'config.json'), 'utf8')
-        .then((text) => SandboxConfigSchema.parse(JSON.parse(text)), () => SandboxConfigSchema.parse({}))
-      await this.open(name, config)
+      let saved: z.infer<typeof SavedSchema> | undefined
+      let problem: HerdsError | undefined
+      try {
+        saved = SavedSchema.parse(JSON.parse(await readFile(join(this.opts.root, name, SAVED), 'utf8')))
+      } catch (err) {
+        problem = new HerdsError('EINVAL', `${SAVED} could not be read (${(err as Error).message.split('\n')[0].slice(0, 200)}); the defaults are in force`)
+      }
+      const box = await this.open(name, saved?.config ?? SandboxConfigSchema.parse({}))
+      if (saved) Object.assign(box, { createdAt: saved.createdAt, state: saved.state })
+      if (problem) box.runner.noteError(`../${SAVED}`, problem)
     }
+  }
+
+  /** Keeps a sandbox's config and state, outside anything its jobs can write. */
+  private async save (box: Sandbox): Promise<void> {
+    const saved: z.infer<typeof SavedSchema> = { config: box.config, createdAt: box.createdAt, state: box.state }
+    await writeFile(join(box.dir, SAVED), JSON.stringify(saved, null, 2) + '\n')
+  }
+
+  /** Every sandbox job's record, for the host's index when the node (re)connects. */
+  records (): Array<{ sandbox: string, record: JobRecord }> {
+    return [...this.boxes.values()].flatMap((box) => box.runner.all().map((job) => ({ sandbox: box.name, record: job.record })))
   }
 
   names (): string[] {
@@ -99,7 +132,7 @@ export class Sandboxes {
     if (!SafeName.safeParse(name).success) throw new HerdsError('EINVAL', `"${name}" is not a sandbox name: use letters, digits, "_", "-" or "." (at most 64)`)
     if (this.boxes.has(name)) throw new HerdsError('EEXIST', `sandbox ${name} exists already`)
     const box = await this.open(name, parseConfig(config))
-    await writeFile(join(box.dir, 'config.json'), JSON.stringify(box.config, null, 2) + '\n')
+    await this.save(box)
   }
 
   /** Removes a sandbox: its jobs are ended (the whole process groups), its files deleted. */
@@ -120,7 +153,7 @@ export class Sandboxes {
 
   private async open (name: string, config: SandboxConfig): Promise<Sandbox> {
     const dir = join(this.opts.root, name)
-    for (const sub of ['workspace', 'home', 'tmp', 'cache']) await mkdir(join(dir, sub), { recursive: true })
+    for (const sub of WRITABLE) await mkdir(join(dir, sub), { recursive: true })
     const box: Sandbox = { name, dir, workspace: new LocalTree(join(dir, 'workspace')), mounts: new Map(), config, state: 'running', createdAt: new Date().toISOString(), lastActivity: Date.now(), runner: undefined as unknown as Runner }
     box.runner = new Runner({
       cwd: join(dir, 'workspace'),
@@ -192,8 +225,12 @@ export class Sandboxes {
     if (this.opts.fence !== 'bwrap') return image
     return [
       // Order matters: later mounts go on top, and the sandbox may itself live under /tmp.
+      // Only what jobs may write is bound: not the sandbox's record, nor its jobs' output.
+      // Capabilities are dropped (a root node must not hand jobs a way to remount /),
+      // and a PID namespace keeps them from entering the node's namespaces.
       'bwrap', '--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp',
-      '--bind', box.dir, box.dir,
+      ...WRITABLE.flatMap((sub) => ['--bind', join(box.dir, sub), join(box.dir, sub)]),
+      '--unshare-pid', '--cap-drop', 'ALL',
       ...[...box.mounts.keys()].flatMap((mount) => ['--bind', join(this.opts.volumes, box.config.volumes[mount]), join(box.dir, 'workspace', mount)]),
       ...(box.config.network ? [] : ['--unshare-net']),
       '--chdir', join(box.dir, 'workspace'),
@@ -207,7 +244,10 @@ export class Sandboxes {
     for (const box of this.boxes.values()) {
       const busy = box.runner.all().some((job) => job.running)
       if (busy) box.lastActivity = now
-      else if (box.state === 'running' && box.config.idleTimeout > 0 && now - box.lastActivity > box.config.idleTimeout * 1000) box.state = 'stopped'
+      else if (box.state === 'running' && box.config.idleTimeout > 0 && now - box.lastActivity > box.config.idleTimeout * 1000) {
+        box.state = 'stopped'
+        await this.save(box)
+      }
     }
   }
 
@@ -244,7 +284,7 @@ export class Sandboxes {
           network: box.config.network,
           isolation: this.opts.fence === 'bwrap'
             ? 'bwrap: the system is read-only, the sandbox writable, /tmp private to each job' + (box.config.network ? '' : ', no network')
-            : 'no write fence on this machine: jobs can write wherever the node can (install bubblewrap for one)',
+            : 'no fence on this machine: jobs can write wherever the node can, and "network": false is not enforced (install bubblewrap for a fence)',
         })),
         'config.json': actionFile({
           maxBytes: 256 * 1024,
@@ -259,7 +299,7 @@ export class Sandboxes {
             let parsed: unknown
             try { parsed = JSON.parse(data.toString('utf8')) } catch (err) { throw new HerdsError('EINVAL', `config.json is not JSON: ${(err as Error).message}`) }
             box.config = parseConfig(parsed)
-            await writeFile(join(box.dir, 'config.json'), JSON.stringify(box.config, null, 2) + '\n')
+            await this.save(box)
             await this.mountVolumes(box)
           },
           onRefuse: (err) => box.runner.noteError('../config.json', err),
@@ -274,6 +314,7 @@ export class Sandboxes {
               const verb = parseSandboxCtl(line)
               if (verb === 'stop') { box.state = 'stopped'; await box.runner.stopAll() }
               if (verb === 'start') { box.state = 'running'; box.lastActivity = Date.now() }
+              if (verb) await this.save(box)
             }
           },
           onRefuse: (err) => box.runner.noteError('../ctl', err),

@@ -1,6 +1,6 @@
 // Sandboxes through a real mount (issue 4, first part): workspace, exec bound to it, clean env, bwrap fence.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
@@ -64,6 +64,11 @@ t.test('the fence: a job in one sandbox cannot write into another, nor the node\
   t.match(job.output, /cannot touch[\s\S]*cannot touch[\s\S]*cannot touch[\s\S]*done/, 'all three refused')
   t.notOk(existsSync(join(otherWs, 'intruder')))
   t.notOk(existsSync(join(home, '.herds-intruder')))
+  const boxDir = join(up.home, 'nodes', up.name, 'sandboxes', 'web')
+  const own = await run('web', 'echo x > ../sandbox.json; echo x >> ../jobs/1/stdout; mount -o remount,rw / 2>/dev/null || echo refused-remount')
+  t.match(own.output, /refused-remount\n/, 'no remount, even on a root node')
+  t.doesNotThrow(() => JSON.parse(readFileSync(join(boxDir, 'sandbox.json'), 'utf8')), 'its record on disk is untouched')
+  t.notMatch(readFileSync(join(boxDir, 'jobs', '1', 'stdout'), 'utf8'), /^x$/m, 'its output on disk is untouched')
   await writeFile(join(boxes, 'web', 'config.json'), JSON.stringify({ network: false }))
   const net = await run('web', 'cat /proc/net/dev | grep -c : ')
   t.equal(net.output.trim(), '1', 'only the loopback device without network')

@@ -1,0 +1,35 @@
+// Sandboxes kept on disk: a damaged record never keeps the node from starting; state and config come back.
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { Sandboxes } from '../../nodes/sandboxes.js'
+import { openNodeDb } from '../../nodes/store.js'
+import { readWhole, writeWhole } from '../../tree/bind.js'
+import { SyntheticTree } from '../../tree/synthetic.js'
+import { tempDir } from '../e2e/harness.js'
+
+t.test('a damaged sandbox.json gives the defaults and says so; a good one restores config and state', async (t) => {
+  const home = tempDir(t)
+  const root = join(home, 'sandboxes')
+  mkdirSync(join(root, 'broken'), { recursive: true })
+  writeFileSync(join(root, 'broken', 'sandbox.json'), '{"config": {"network": "nope"')
+  const db = openNodeDb(join(home, 'db'))
+  t.teardown(() => db.close())
+  const make = async (): Promise<{ sandboxes: Sandboxes, tree: SyntheticTree }> => {
+    const sandboxes = new Sandboxes({ root, volumes: join(home, 'volumes'), db, shell: '/bin/sh', fence: 'none' })
+    t.teardown(() => sandboxes.stopAll())
+    await sandboxes.load()
+    return { sandboxes, tree: new SyntheticTree(sandboxes.dir()) }
+  }
+  const first = await make()
+  t.same(first.sandboxes.names(), ['broken'])
+  t.match((await readWhole(first.tree, '/broken/exec/error')).toString(), /sandbox\.json could not be read.*defaults are in force/)
+  await first.sandboxes.create('kept', { env: { A: '1' } })
+  await writeWhole(first.tree, '/kept/ctl', Buffer.from('stop\n'))
+  await first.sandboxes.stopAll()
+
+  const second = await make()
+  const status = JSON.parse((await readWhole(second.tree, '/kept/status.json')).toString())
+  t.equal(status.state, 'stopped', 'a stopped sandbox stays stopped across a restart')
+  t.match(JSON.parse((await readWhole(second.tree, '/kept/config.json')).toString()), { env: { A: '1' } })
+})
