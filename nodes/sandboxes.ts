@@ -4,9 +4,10 @@
  * fence where the OS offers one (bwrap on Linux). Kept on disk under
  * <node home>/sandboxes/<name>/; their job records live in the node's lmdb.
  */
-import { existsSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { delimiter, join } from 'node:path'
+import { execa } from 'execa'
 import type { RootDatabase } from 'lmdb'
 import { z } from 'zod'
 import { HerdsError } from '../tree/errno.js'
@@ -139,10 +140,13 @@ export class Sandboxes {
   async remove (name: string): Promise<void> {
     const box = this.boxes.get(name)
     if (!box) throw new HerdsError('ENOENT', `no sandbox ${name}`)
-    this.boxes.delete(name)
+    box.state = 'stopped'
     await box.runner.stopAll()
-    await box.runner.forget()
+    // Tools leave read-only folders behind (Go's module cache): make them removable first.
+    await execa('chmod', ['-R', 'u+w', box.dir], { reject: false })
     await rm(box.dir, { recursive: true, force: true })
+    this.boxes.delete(name)
+    await box.runner.forget()
   }
 
   /** Ends every job in every sandbox (the node is stopping). */
@@ -169,8 +173,9 @@ export class Sandboxes {
       onRecord: (record) => { box.lastActivity = Date.now(); this.opts.onRecord?.(name, record) },
     })
     await box.runner.load()
-    await this.mountVolumes(box)
     this.boxes.set(name, box)
+    // A mount that cannot be made is noted, not fatal: the sandbox still opens.
+    await this.mountVolumes(box).catch((err: unknown) => box.runner.noteError('../config.json', err instanceof HerdsError ? err : new HerdsError('EIO', String(err))))
     return box
   }
 
@@ -178,20 +183,42 @@ export class Sandboxes {
    * Makes the config's volumes appear at workspace/<mount>: through the mount
    * as the volume's own tree, for jobs as a bind mount (bwrap) or a link.
    */
-  private async mountVolumes (box: Sandbox): Promise<void> {
-    box.mounts = new Map()
+  private async mountVolumes (box: Sandbox, previous: SandboxConfig['volumes'] = {}): Promise<void> {
+    const mounts = new Map<string, LocalTree>()
     for (const [mount, volume] of Object.entries(box.config.volumes)) {
       const source = join(this.opts.volumes, volume)
       await mkdir(source, { recursive: true })
       const target = join(box.dir, 'workspace', mount)
       const existing = await lstat(target).catch(() => undefined)
+      if (existing?.isSymbolicLink()) {
+        await rm(target) // made by us for an earlier mapping; remade below
+      }
       if (this.opts.fence === 'bwrap') {
-        if (existing?.isSymbolicLink()) await rm(target)
-        if (!existing?.isDirectory()) await mkdir(target, { recursive: true })
-      } else if (!existing) {
+        if (!existing?.isSymbolicLink() && existing && !existing.isDirectory()) throw new HerdsError('EEXIST', `workspace/${mount} is a file; move it before mounting a volume there`)
+        await mkdir(target, { recursive: true })
+      } else {
+        if (!existing?.isSymbolicLink() && existing) throw new HerdsError('EEXIST', `workspace/${mount} exists; move it before mounting a volume there (without a fence, a mount is a link)`)
         await symlink(source, target)
       }
-      box.mounts.set(mount, new LocalTree(source))
+      mounts.set(mount, new LocalTree(source))
+    }
+    // Links of mounts that are gone would still lead jobs into their volumes.
+    for (const mount of Object.keys(previous)) {
+      if (mounts.has(mount)) continue
+      const target = join(box.dir, 'workspace', mount)
+      if ((await lstat(target).catch(() => undefined))?.isSymbolicLink()) await rm(target)
+    }
+    box.mounts = mounts
+  }
+
+  /** Checks a new config's mounts before anything is saved: a file in the way refuses the whole config. */
+  private async checkMounts (box: Sandbox, config: SandboxConfig): Promise<void> {
+    for (const mount of Object.keys(config.volumes)) {
+      if (Object.hasOwn(box.config.volumes, mount)) continue
+      const existing = await lstat(join(box.dir, 'workspace', mount)).catch(() => undefined)
+      if (existing && !(this.opts.fence === 'bwrap' && existing.isDirectory())) {
+        throw new HerdsError('EEXIST', `config.json: volumes.${mount}: workspace/${mount} exists already; move it first`)
+      }
     }
   }
 
@@ -229,9 +256,16 @@ export class Sandboxes {
       // Capabilities are dropped (a root node must not hand jobs a way to remount /),
       // and a PID namespace keeps them from entering the node's namespaces.
       'bwrap', '--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp',
+      // /proc is fresh and writable to root: its knobs on the host stay read-only.
+      '--ro-bind', '/proc/sys', '/proc/sys', '--ro-bind-try', '/proc/sysrq-trigger', '/proc/sysrq-trigger',
+      '--unshare-uts', '--unshare-ipc',
       ...WRITABLE.flatMap((sub) => ['--bind', join(box.dir, sub), join(box.dir, sub)]),
       '--unshare-pid', '--cap-drop', 'ALL',
-      ...[...box.mounts.keys()].flatMap((mount) => ['--bind', join(this.opts.volumes, box.config.volumes[mount]), join(box.dir, 'workspace', mount)]),
+      ...[...box.mounts.keys()].flatMap((mount) => {
+        const source = join(this.opts.volumes, box.config.volumes[mount])
+        mkdirSync(source, { recursive: true }) // a volume removed since is made again, empty, rather than fail the job
+        return ['--bind', source, join(box.dir, 'workspace', mount)]
+      }),
       ...(box.config.network ? [] : ['--unshare-net']),
       '--chdir', join(box.dir, 'workspace'),
       '--',
@@ -298,9 +332,12 @@ export class Sandboxes {
           commit: async (data) => {
             let parsed: unknown
             try { parsed = JSON.parse(data.toString('utf8')) } catch (err) { throw new HerdsError('EINVAL', `config.json is not JSON: ${(err as Error).message}`) }
-            box.config = parseConfig(parsed)
+            const config = parseConfig(parsed)
+            await this.checkMounts(box, config)
+            const previous = box.config.volumes
+            box.config = config
             await this.save(box)
-            await this.mountVolumes(box)
+            await this.mountVolumes(box, previous)
           },
           onRefuse: (err) => box.runner.noteError('../config.json', err),
         }),

@@ -206,14 +206,17 @@ export class LocalTree implements Tree {
   }
 }
 
-/** Does a link at `path` with this target stay inside the tree (relative, never climbing above the root)? */
+/**
+ * Does a link at `path` with this target stay inside the tree? Relative only,
+ * every ".." first (a ".." after a name could follow another link upward, since
+ * the kernel resolves links before it applies ".."), and no more of them than
+ * the link's depth.
+ */
 function staysInside (path: string, target: string): boolean {
   if (target.startsWith('/')) return false
-  let depth = splitPath(path).length - 1
-  for (const part of target.split('/')) {
-    if (part === '..') depth--
-    else if (part !== '' && part !== '.') depth++
-    if (depth < 0) return false
-  }
-  return true
+  const parts = target.split('/').filter((part) => part !== '' && part !== '.')
+  const ups = parts.findIndex((part) => part !== '..')
+  const leading = ups === -1 ? parts.length : ups
+  if (parts.slice(leading).includes('..')) return false
+  return leading <= splitPath(path).length - 1
 }

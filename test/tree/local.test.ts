@@ -44,6 +44,7 @@ t.test('no symbolic link leads outside the root', async (t) => {
   t.equal(readFileSync(join(outside, 'secret'), 'utf8'), 'do not read')
   await t.rejects(tree.symlink('/etc/passwd', '/pw'), { code: 'EPERM' }, 'no absolute links')
   await t.rejects(tree.symlink('../../etc/passwd', '/d2/pw'), { code: 'EPERM' }, 'no links that climb out')
+  await t.rejects(tree.symlink('a/up/../../../x', '/d2/sneaky'), { code: 'EPERM' }, 'no ".." after a name: a link on the way could lead upward')
   await tree.mkdir('/d2', 0o755)
   await tree.symlink('../a-target', '/d2/ok')
   t.equal(await tree.readlink('/d2/ok'), '../a-target', 'a link that stays inside is fine')

@@ -5,7 +5,7 @@
  * `cmd`) and runs once.
  */
 import { EventEmitter } from 'node:events'
-import { closeSync, openSync, writeSync } from 'node:fs'
+import { closeSync, constants as fsConstants, openSync, writeSync } from 'node:fs'
 import { open, stat } from 'node:fs/promises'
 import { constants } from 'node:os'
 import { join } from 'node:path'
@@ -80,7 +80,9 @@ export class Job extends EventEmitter {
   async run (opts: RunOptions): Promise<void> {
     if (this.record.state !== 'idle') throw new HerdsError('EBUSY', `job ${this.id} has already run; take a new job (cat new)`)
     this.record = { ...this.record, state: 'running', cmd: opts.cmd, cwd: opts.cwd, timeout: opts.timeout, startedAt: new Date().toISOString() }
-    for (const stream of STREAMS) this.fds.set(stream, openSync(join(this.dir, stream), 'a'))
+    // Never through a link: whatever is in this folder, the node writes only its own files.
+    const flags = fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW
+    for (const stream of STREAMS) this.fds.set(stream, openSync(join(this.dir, stream), flags, 0o644))
     const [file, ...args] = [...(opts.wrap ?? []), opts.shell, '-c', opts.cmd]
     const child = execa(file, args, {
       cwd: opts.cwd,
