@@ -1,7 +1,7 @@
 // Volumes behave like a disk through the mount: cp -r, diff -r, tar, fresh reads after a change on the node.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { mkdir, readFile, rmdir } from 'node:fs/promises'
+import { mkdirSync, statSync, writeFileSync } from 'node:fs'
+import { mkdir, readFile, rmdir, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { errnoOf } from './files.js'
@@ -61,4 +61,18 @@ t.test('a sqlite3 database made in a volume through the mount answers a query', 
   t.equal(r.status, 0, String(r.stderr))
   t.equal(String(r.stdout).trim(), '42')
   t.equal(String(sh("sqlite3 db/app.db 'select count(*) from t;'").stdout).trim(), '2', 'and again from a new process')
+})
+
+t.test('file times set through the mount land on the node: utimes with two times, cp -p', async (t) => {
+  await mkdir(join(volumes, 'times'))
+  writeFileSync(join(onDisk, 'times', 'f'), 'x')
+  await utimes(join(volumes, 'times', 'f'), 1_000_000_000, 1_500_000_000)
+  const s = statSync(join(onDisk, 'times', 'f'))
+  t.equal(Math.round(s.atimeMs / 1000), 1_000_000_000, 'access time')
+  t.equal(Math.round(s.mtimeMs / 1000), 1_500_000_000, 'modification time')
+  const src = join(tempDir(t), 'old.txt')
+  writeFileSync(src, 'old')
+  await utimes(src, 1_200_000_000, 1_300_000_000)
+  t.equal(sh(`cp -p ${src} times/copy.txt`).status, 0)
+  t.equal(Math.round(statSync(join(onDisk, 'times', 'copy.txt')).mtimeMs / 1000), 1_300_000_000, 'cp -p keeps the modification time')
 })
