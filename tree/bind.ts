@@ -1,23 +1,5 @@
-/** Binding: a tree seen from one of its directories (Plan 9's bind), and whole-file helpers. */
+/** Whole-file helpers over the Tree interface. */
 import type { CallContext, Tree } from './tree.js'
-import { joinPath, splitPath } from './paths.js'
-import { OP_ARGS, OPS, PATH_ARGS } from './wire.js'
-
-/** The part of `tree` below `dir`, as a tree of its own. */
-export function subtree (tree: Tree, dir: string): Tree {
-  const base = splitPath(dir)
-  const bound: Record<string, unknown> = {}
-  for (const op of OPS) {
-    const arity = OP_ARGS[op].def.items.length
-    bound[op] = (...args: unknown[]) => {
-      const mapped = args.slice(0, arity)
-      for (const i of PATH_ARGS[op]) mapped[i] = joinPath([...base, ...splitPath(mapped[i] as string)])
-      const method = tree[op] as (...a: unknown[]) => Promise<unknown>
-      return method.call(tree, ...mapped, args[arity] as CallContext | undefined)
-    }
-  }
-  return bound as unknown as Tree
-}
 
 /** Reads a whole file through the Tree interface (open, read to EOF, release). */
 export async function readWhole (tree: Tree, path: string, ctx?: CallContext): Promise<Buffer> {

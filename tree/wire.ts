@@ -88,11 +88,6 @@ export const OP_RESULTS = {
 
 export const OPS = Object.keys(OP_ARGS) as [Op, ...Op[]]
 
-/** Which arguments of each operation are paths in the tree (symlink's target is not). */
-export const PATH_ARGS: Record<Op, number[]> = Object.fromEntries(
-  OPS.map((op) => [op, op === 'rename' ? [0, 1] : op === 'symlink' ? [1] : [0]]),
-) as Record<Op, number[]>
-
 /**
  * How long a caller waits for each operation, in ms (0: no limit). Reads may
  * block on purpose (a job's stdout, `exit`); everything else answers promptly
