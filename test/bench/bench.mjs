@@ -7,6 +7,7 @@ import { readFile, writeFile, mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { startSshBaseline } from './sshfs.mjs'
 
 const BIN = resolve(fileURLToPath(import.meta.url), '../../../dist/cli/herds.js')
 const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 200)
@@ -20,7 +21,9 @@ const up = spawn(process.execPath, [BIN, 'up', '--port', '0', '--name', 'bench',
 let upOut = ''
 up.stdout.on('data', (d) => { upOut += d })
 
+let ssh
 function cleanup () {
+  ssh?.stop?.()
   try { process.kill(-up.pid, 'SIGINT') } catch {}
   const deadline = Date.now() + 5000
   while (Date.now() < deadline && readFileSync('/proc/mounts', 'utf8').includes(` ${mnt} `)) execFileSync('sleep', ['0.1'])
@@ -63,12 +66,26 @@ for (let i = 0; i < ROUND_TRIPS; i++) {
 }
 times.sort((a, b) => a - b)
 
+// The baseline: ssh to run a command, sshfs for files, on this machine.
+ssh = await startSshBaseline(root)
+const sshTimes = []
+if (!ssh.missing) {
+  for (let i = 0; i < Math.min(ROUND_TRIPS, 50); i++) {
+    const started = process.hrtime.bigint()
+    ssh.run('true')
+    sshTimes.push(Number(process.hrtime.bigint() - started) / 1e6)
+  }
+  sshTimes.sort((a, b) => a - b)
+}
+
 // Sequential I/O: through the mount (volumes/) and, as the yardstick, the local disk beneath it.
 const volume = join(mnt, 'nodes', 'bench', 'volumes', 'bench')
 await mkdir(volume)
 const local = join(root, 'local.bin')
 const rows = []
-for (const [where, file] of [['mount (volumes/)', join(volume, 'file.bin')], ['local disk', local]]) {
+const targets = [['mount (volumes/)', join(volume, 'file.bin')], ['local disk', local]]
+if (!ssh.missing) targets.push(['sshfs', join(ssh.mnt, 'file.bin')])
+for (const [where, file] of targets) {
   const write = dd(['if=/dev/zero', `of=${file}`, `count=${FILE_MIB}`, 'conv=fsync'])
   execFileSync('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true'])
   const read = dd([`if=${file}`, 'of=/dev/null'])
@@ -81,9 +98,12 @@ console.log(`exec round trip (write cmd "true", read exit), ${ROUND_TRIPS} runs`
 console.log(`  ${pad('p50', 8)}${times[Math.floor(times.length / 2)].toFixed(1)} ms`)
 console.log(`  ${pad('p99', 8)}${percentile(times, 99).toFixed(1)} ms`)
 console.log(`  ${pad('max', 8)}${times.at(-1).toFixed(1)} ms`)
+if (ssh.missing) console.log(`  (no ssh baseline: ${ssh.missing})`)
+else console.log(`  ssh 127.0.0.1 true, ${sshTimes.length} runs: p50 ${sshTimes[Math.floor(sshTimes.length / 2)].toFixed(1)} ms, p99 ${percentile(sshTimes, 99).toFixed(1)} ms`)
 console.log(`\nsequential ${FILE_MIB} MiB, dd bs=1M`)
 console.log(`  ${pad('', 20)}${pad('write MB/s', 13)}read MB/s`)
 for (const [where, write, read] of rows) console.log(`  ${pad(where, 20)}${pad(write.toFixed(0), 13)}${read.toFixed(0)}`)
-const [mount, disk] = rows
+const [mount, disk, sshfs] = rows
 console.log(`  ${pad('mount / disk', 20)}${pad((mount[1] / disk[1]).toFixed(2), 13)}${(mount[2] / disk[2]).toFixed(2)}`)
+if (sshfs) console.log(`  ${pad('mount / sshfs', 20)}${pad((mount[1] / sshfs[1]).toFixed(2), 13)}${(mount[2] / sshfs[2]).toFixed(2)}`)
 process.exit(0) // runs cleanup: stops herds up, unmounts, removes the temporary home
