@@ -4,9 +4,9 @@
  * fence where the OS offers one (bwrap on Linux). Kept on disk under
  * <node home>/sandboxes/<name>/; their job records live in the node's lmdb.
  */
-import { existsSync, mkdirSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
-import { delimiter, join } from 'node:path'
+import { join } from 'node:path'
 import { execa } from 'execa'
 import type { RootDatabase } from 'lmdb'
 import { z } from 'zod'
@@ -17,6 +17,7 @@ import { SafeName } from '../tree/wire.js'
 import type { JobRecord } from '../venoms/run/record.js'
 import { Runner } from '../venoms/run/runner.js'
 import { execDir } from '../venoms/run/tree.js'
+import { fenceArgs, type Fence } from './fence.js'
 import { ImageSchema, planImage } from './images.js'
 import { lmdbJobStore } from './store.js'
 
@@ -32,6 +33,13 @@ export const SandboxConfigSchema = z.object({
 }).strict()
 export type SandboxConfig = z.infer<typeof SandboxConfigSchema>
 
+/** What status.json says each fence does. */
+const ISOLATION: Record<Fence, string> = {
+  bwrap: 'bwrap: the system is read-only, the sandbox writable, /tmp private to each job',
+  'sandbox-exec': 'sandbox-exec: writes are denied outside the sandbox and its volumes',
+  none: 'no fence on this machine: jobs can write wherever the node can, and "network": false is not enforced (install bubblewrap for a fence)',
+}
+
 /** The folders of a sandbox its jobs may write; the rest of it (record, job output) they cannot. */
 const WRITABLE = ['workspace', 'home', 'tmp', 'cache']
 
@@ -46,14 +54,6 @@ const SavedSchema = z.object({
 /** Variables a sandbox's jobs inherit from the node; everything else is left behind. */
 const ENV_ALLOWLIST = ['PATH', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TERM', 'TZ', 'USER', 'LOGNAME', 'SHELL']
 
-export type Fence = 'bwrap' | 'none'
-
-/** The write fence this machine offers. */
-export function detectFence (): Fence {
-  if (process.platform !== 'linux') return 'none'
-  const found = (process.env.PATH ?? '').split(delimiter).some((dir) => dir && existsSync(join(dir, 'bwrap')))
-  return found ? 'bwrap' : 'none'
-}
 
 interface Sandbox {
   name: string
@@ -248,29 +248,13 @@ export class Sandboxes {
 
   /** The bwrap command a job runs in: the system read-only, the sandbox writable, a private /tmp. */
   private fence (box: Sandbox): string[] {
-    const image = planImage(box.config.image).prefix
-    if (this.opts.fence !== 'bwrap') return image
-    return [
-      // Order matters: later mounts go on top, and the sandbox may itself live under /tmp.
-      // Only what jobs may write is bound: not the sandbox's record, nor its jobs' output.
-      // Capabilities are dropped (a root node must not hand jobs a way to remount /),
-      // and a PID namespace keeps them from entering the node's namespaces.
-      'bwrap', '--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp',
-      // /proc is fresh and writable to root: its knobs on the host stay read-only.
-      '--ro-bind', '/proc/sys', '/proc/sys', '--ro-bind-try', '/proc/sysrq-trigger', '/proc/sysrq-trigger',
-      '--unshare-uts', '--unshare-ipc',
-      ...WRITABLE.flatMap((sub) => ['--bind', join(box.dir, sub), join(box.dir, sub)]),
-      '--unshare-pid', '--cap-drop', 'ALL',
-      ...[...box.mounts.keys()].flatMap((mount) => {
-        const source = join(this.opts.volumes, box.config.volumes[mount])
-        mkdirSync(source, { recursive: true }) // a volume removed since is made again, empty, rather than fail the job
-        return ['--bind', source, join(box.dir, 'workspace', mount)]
-      }),
-      ...(box.config.network ? [] : ['--unshare-net']),
-      '--chdir', join(box.dir, 'workspace'),
-      '--',
-      ...image,
-    ]
+    const binds = [...box.mounts.keys()].map((mount): [string, string] => {
+      const source = join(this.opts.volumes, box.config.volumes[mount])
+      mkdirSync(source, { recursive: true }) // a volume removed since is made again, empty, rather than fail the job
+      return [source, join(box.dir, 'workspace', mount)]
+    })
+    const spec = { writable: WRITABLE.map((sub) => join(box.dir, sub)), binds, network: box.config.network, cwd: join(box.dir, 'workspace') }
+    return [...fenceArgs(this.opts.fence, spec), ...planImage(box.config.image).prefix]
   }
 
   private async stopIdle (): Promise<void> {
@@ -316,9 +300,7 @@ export class Sandboxes {
           runningJobs: box.runner.all().filter((job) => job.running).length,
           fence: this.opts.fence,
           network: box.config.network,
-          isolation: this.opts.fence === 'bwrap'
-            ? 'bwrap: the system is read-only, the sandbox writable, /tmp private to each job' + (box.config.network ? '' : ', no network')
-            : 'no fence on this machine: jobs can write wherever the node can, and "network": false is not enforced (install bubblewrap for a fence)',
+          isolation: ISOLATION[this.opts.fence] + (this.opts.fence !== 'none' && !box.config.network ? ', no network' : ''),
         })),
         'config.json': actionFile({
           maxBytes: 256 * 1024,
