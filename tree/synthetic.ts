@@ -94,13 +94,6 @@ export class SyntheticTree implements Tree {
     return { kind: 'node', node, parent, name: parts.at(-1) ?? '' }
   }
 
-  private async file (path: string): Promise<SynthFile> {
-    const r = await this.resolve(path)
-    if (r.kind !== 'node') throw new HerdsError('EINVAL', `not a synthetic file: ${path}`)
-    if (r.node.kind === 'dir') throw new HerdsError('EISDIR', `is a directory: ${path}`)
-    return r.node
-  }
-
   private handle (fh: number): OpenFile {
     return this.handles.must(fh)
   }
@@ -171,9 +164,9 @@ export class SyntheticTree implements Tree {
   async truncate (path: string, size: number, ctx?: CallContext): Promise<void> {
     const r = await this.resolve(path)
     if (r.kind === 'tree') return r.tree.truncate(r.rest, size, ctx)
-    const file = await this.file(path)
-    if (!(file.mode & 0o222)) throw new HerdsError('EACCES', `read-only file: ${path}`)
-    await file.truncate?.(size)
+    if (r.node.kind === 'dir') throw new HerdsError('EISDIR', `is a directory: ${path}`)
+    if (!(r.node.mode & 0o222)) throw new HerdsError('EACCES', `read-only file: ${path}`)
+    await r.node.truncate?.(size)
   }
 
   async create (path: string, mode: number, ctx?: CallContext): Promise<number> {
