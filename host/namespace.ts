@@ -3,11 +3,10 @@
  * that node's remote tree; /.herds holds the catalog (and, later, control).
  */
 import { catalogDir } from '../catalog/tree.js'
-import { HerdsError } from '../tree/errno.js'
 import { jsonFile, SyntheticTree, textFile, type SynthDir } from '../tree/synthetic.js'
 import type { Tree } from '../tree/tree.js'
 import { nodeStatus } from './status.js'
-import type { NodeEntry, Registry } from './registry.js'
+import { offline, type NodeEntry, type Registry } from './registry.js'
 import { ROOT_README } from './readme.js'
 import type { JobIndex } from './store.js'
 
@@ -41,6 +40,6 @@ function nodeDir (entry: NodeEntry): SynthDir {
       'info.json': jsonFile(() => entry.info),
       'status.json': jsonFile(() => nodeStatus(entry)),
     },
-    union: () => entry.link.connected ? entry.link.tree : new HerdsError('EHOSTDOWN', `node "${entry.name}" is offline (last seen ${entry.lastSeen})`),
+    union: () => entry.link.connected ? entry.link.tree : offline(entry),
   }
 }

@@ -19,6 +19,11 @@ export interface NodeEntry {
   lastSeen: string
 }
 
+/** What a call to a node that is offline fails with. */
+export function offline (entry: NodeEntry): HerdsError {
+  return new HerdsError('EHOSTDOWN', `node "${entry.name}" is offline (last seen ${entry.lastSeen})`)
+}
+
 export class Registry {
   private readonly nodes = new Map<string, NodeEntry>()
 
@@ -44,7 +49,7 @@ export class Registry {
     const entry: NodeEntry = known ?? {
       name,
       info,
-      link: new ResilientRemote(() => new HerdsError('EHOSTDOWN', `node "${name}" is offline (last seen ${entry.lastSeen})`)),
+      link: new ResilientRemote(() => offline(entry)),
       peer: undefined,
       connectedAt: null,
       lastSeen: now,

@@ -6,9 +6,8 @@ import { JobSummarySchema, type JobSummary } from '../tree/wire.js'
 /** Jobs the index keeps at most; the oldest go first. */
 export const INDEX_LIMIT = 10_000
 
-export interface IndexedJob extends JobSummary {
-  node: string
-}
+const IndexedJobSchema = JobSummarySchema.extend({ node: z.string().max(64) })
+export type IndexedJob = z.infer<typeof IndexedJobSchema>
 
 export interface JobIndex {
   /** Records what a node said of its jobs. */
@@ -23,7 +22,7 @@ export function openJobIndex (path: string): JobIndex {
   const all = (): IndexedJob[] => {
     const jobs: IndexedJob[] = []
     for (const { value } of db.getRange({ start: 'job:', end: 'job:\uffff' })) {
-      const parsed = JobSummarySchema.extend({ node: z.string().max(64) }).safeParse(value)
+      const parsed = IndexedJobSchema.safeParse(value)
       if (parsed.success) jobs.push(parsed.data)
     }
     return jobs.sort((a, b) => (b.startedAt ?? b.createdAt).localeCompare(a.startedAt ?? a.createdAt))

@@ -12,6 +12,7 @@ import type { RootDatabase } from 'lmdb'
 import { z } from 'zod'
 import { HerdsError } from '../tree/errno.js'
 import { LocalTree } from '../tree/local.js'
+import { checkName } from '../tree/names.js'
 import { actionFile, jsonFile, type SynthDir } from '../tree/synthetic.js'
 import { SafeName } from '../tree/wire.js'
 import type { JobRecord } from '../venoms/run/record.js'
@@ -130,7 +131,7 @@ export class Sandboxes {
 
   /** Creates a sandbox; EEXIST if the name is taken, EINVAL for a bad name or config. */
   async create (name: string, config: unknown = {}): Promise<void> {
-    if (!SafeName.safeParse(name).success) throw new HerdsError('EINVAL', `"${name}" is not a sandbox name: use letters, digits, "_", "-" or "." (at most 64)`)
+    checkName(name, 'sandbox')
     if (this.boxes.has(name)) throw new HerdsError('EEXIST', `sandbox ${name} exists already`)
     const box = await this.open(name, parseConfig(config))
     await this.save(box)

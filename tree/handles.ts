@@ -3,7 +3,7 @@
  * it goes away: a peer that vanishes mid-read leaks no file descriptor.
  */
 import { HerdsError } from './errno.js'
-import { treeFromCall } from './peer.js'
+import { callOp, treeFromCall } from './peer.js'
 import type { Tree } from './tree.js'
 
 export interface TrackedTree {
@@ -16,9 +16,8 @@ export function trackHandles (inner: Tree): TrackedTree {
   const open = new Map<number, string>()
   let closed = false
   const tree = treeFromCall(async (op, args, ctx) => {
-    const method = inner[op] as (...a: unknown[]) => Promise<unknown>
     if (op === 'release') open.delete(args[1] as number)
-    const result = await method.call(inner, ...args, ctx)
+    const result = await callOp(inner, op, args, ctx)
     if (op === 'open' || op === 'create') {
       // An open that finished after its connection closed is released at once.
       if (closed) await inner.release(args[0] as string, result as number).catch(() => {})

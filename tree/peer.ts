@@ -145,8 +145,7 @@ export class Peer extends EventEmitter {
     this.readBytesInFlight += readLength
     try {
       const args = parseArgs(op, rawArgs)
-      const method = this.served[op] as (...a: unknown[]) => Promise<unknown>
-      const value = await method.call(this.served, ...args, { signal: controller.signal })
+      const value = await callOp(this.served, op, args, { signal: controller.signal })
       if (!controller.signal.aborted) this.send({ t: 'res', id, ok: true, value: value ?? null })
     } catch (err) {
       const error = toHerdsError(err)
@@ -193,6 +192,11 @@ export function treeFromCall (call: (op: Op, args: unknown[], ctx?: CallContext)
     tree[op] = (...args: unknown[]) => call(op, args.slice(0, arity), args[arity] as CallContext | undefined)
   }
   return tree as unknown as Tree
+}
+
+/** Calls `op` on `tree` with arguments in wire order: how wrappers forward what they do not change. */
+export function callOp (tree: Tree, op: Op, args: unknown[], ctx?: CallContext): Promise<unknown> {
+  return (tree[op] as (...a: unknown[]) => Promise<unknown>).call(tree, ...args, ctx)
 }
 
 /** The tree the other side of `peer` serves. */

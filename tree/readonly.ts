@@ -3,7 +3,7 @@
  * show no write bits, so `ls -l` tells the truth.
  */
 import { HerdsError } from './errno.js'
-import { treeFromCall } from './peer.js'
+import { callOp, treeFromCall } from './peer.js'
 import { wantsWrite, type Op, type Stat, type Tree } from './tree.js'
 
 /** Operations that change a tree. */
@@ -14,8 +14,7 @@ export function readOnly (inner: Tree, what = 'this tree'): Tree {
     if (CHANGES.has(op) || (op === 'open' && wantsWrite(args[1] as number))) {
       throw new HerdsError('EROFS', `${what} is read-only: ${String(args[op === 'symlink' ? 1 : 0])}`)
     }
-    const method = inner[op] as (...a: unknown[]) => Promise<unknown>
-    const result = await method.call(inner, ...args, ctx)
+    const result = await callOp(inner, op, args, ctx)
     if (op === 'getattr') return { ...(result as Stat), mode: (result as Stat).mode & ~0o222 }
     return result
   })

@@ -334,16 +334,17 @@ export function actionFile (opts: {
         read: (offset, length) => snapshot.subarray(offset, offset + length),
         write: (_offset, data) => {
           // Appends whatever the offset: a command is a stream of bytes, not a seekable file.
+          const piece = Buffer.from(data) // the caller's buffer may be reused once we return
           try {
             if (refused) throw refused
             if (spent) throw new HerdsError('EBUSY', 'already acted on when a copy of this file was closed; write it in one go, or open it again')
             if (size + data.length > opts.maxBytes) throw new HerdsError('EFBIG', `too long: at most ${opts.maxBytes} bytes`)
-            opts.validate?.(Buffer.concat([...chunks, Buffer.from(data)]))
+            opts.validate?.(Buffer.concat([...chunks, piece]))
           } catch (err) {
             refused = noted(err)
             throw refused
           }
-          chunks.push(Buffer.from(data))
+          chunks.push(piece)
           size += data.length
           return data.length
         },

@@ -6,7 +6,7 @@
 import { constants } from 'node:os'
 import { HerdsError } from '../../tree/errno.js'
 import { actionFile, jsonFile, textFile, type SynthDir, type SynthFile } from '../../tree/synthetic.js'
-import { SafeName } from '../../tree/wire.js'
+import { checkName } from '../../tree/names.js'
 import type { Job } from './job.js'
 import { STREAMS, type StreamName } from './record.js'
 import { RUN_README } from './readme.js'
@@ -64,7 +64,7 @@ export function execDir (runner: Runner): SynthDir {
         },
         mkdir: async (name) => {
           try {
-            if (!SafeName.safeParse(name).success) throw new HerdsError('EINVAL', `"${name}" is not a job name: use letters, digits, "_", "-" or "." (at most 64)`)
+            checkName(name, 'job')
             await runner.allocate(name)
           } catch (err) {
             if (err instanceof HerdsError) runner.noteError(`jobs/${name}`, err)
