@@ -1,20 +1,22 @@
 /** /.herds/catalog: read-only discovery for people and agents (DESIGN §7). */
 import type { Registry } from '../host/registry.js'
 import type { JobIndex } from '../host/store.js'
+import { jsonSchema, SCHEMAS } from '../control/schemas.js'
 import { jsonFile, textFile, type SynthDir } from '../tree/synthetic.js'
-
-const CATALOG_README = `# /.herds/catalog — what is here, read-only
-
-- nodes.json   every node the host knows: name, online, os, arch, hostname, version, lastSeen
-- jobs.json    the 500 most recent jobs across nodes, newest first: node, id, state, cmd,
-               exitCode, signal, createdAt, startedAt, endedAt, durationMs. Kept by the host
-               across restarts; a node that was away reports what happened when it is back.
-`
+import { RUN_README } from '../venoms/run/readme.js'
+import { CATALOG_README } from './readme.js'
 
 /** How many jobs jobs.json lists. */
 const RECENT_JOBS = 500
 
-export function catalogDir (registry: Registry, index: JobIndex): SynthDir {
+export interface CatalogDeps {
+  registry: Registry
+  jobs: JobIndex
+  /** health.json: the host's version, uptime, nodes online, mounts connected. */
+  health (): unknown
+}
+
+export function catalogDir ({ registry, jobs, health }: CatalogDeps): SynthDir {
   return {
     kind: 'dir',
     entries: {
@@ -29,7 +31,13 @@ export function catalogDir (registry: Registry, index: JobIndex): SynthDir {
         connectedAt: entry.link.connected ? entry.connectedAt : null,
         lastSeen: entry.lastSeen,
       }))),
-      'jobs.json': jsonFile(() => index.recent(RECENT_JOBS)),
+      'health.json': jsonFile(health),
+      'jobs.json': jsonFile(() => jobs.recent(RECENT_JOBS)),
+      venoms: { kind: 'dir', entries: { 'run.md': textFile(RUN_README) } },
+      schemas: {
+        kind: 'dir',
+        entries: Object.fromEntries(Object.keys(SCHEMAS).map((name) => [`${name}.json`, jsonFile(() => jsonSchema(name))])),
+      },
     },
   }
 }

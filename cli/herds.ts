@@ -2,14 +2,16 @@
 /** The herds command: run the host, a node, a mount, or all three (`herds up`). */
 import { resolve, join } from 'node:path'
 import { Command } from 'commander'
-import { startHost, type RunningHost } from '../host/server.js'
+import { readFileSync } from 'node:fs'
+import { startHost, type HostOptions, type RunningHost } from '../host/server.js'
 import { connectHost, type HostConnection } from '../mount/client.js'
 import { mountTree, type Mounted } from '../mount/fuse.js'
 import { defaultNodeName } from '../nodes/info.js'
 import { startNode, type Export, type RunningNode } from '../nodes/node.js'
-import { toHerdsError } from '../tree/errno.js'
+import type { Dialer } from '../tree/dial.js'
+import { HerdsError, toHerdsError } from '../tree/errno.js'
 import { VERSION } from '../tree/version.js'
-import { collectExports, DEFAULT_PORT, defaultMountpoint, Dir, herdsHome, HostUrl, NodeName, parseFlag, Port } from './options.js'
+import { collectExports, DEFAULT_PORT, defaultMountpoint, Dir, herdsHome, HostUrl, ListenAddress, NodeName, parseFlag, Port, readAdminToken, readFlagFile, TokenSecret } from './options.js'
 
 const say = (line: string): void => { process.stdout.write(`herds: ${line}\n`) }
 // A closed terminal or pipe must not crash a running host, node or mount.
@@ -39,16 +41,25 @@ function exitOnSignals (): void {
   }
 }
 
-async function runHost (port: number): Promise<RunningHost> {
-  const host = await startHost({ port, home: join(herdsHome(), 'host'), log: say })
+/** A refused or revoked token ends the process: retrying would not help. */
+function stopOnFatal (dialer: Dialer, what: string): void {
+  dialer.on('fatal', (err: HerdsError) => {
+    process.stderr.write(`herds: ${what}: ${err.message}\n`)
+    void stopAll(1)
+  })
+}
+
+async function runHost (opts: HostFlags): Promise<RunningHost> {
+  const host = await startHost({ ...hostOptions(opts), home: join(herdsHome(), 'host'), log: say })
   stoppers.push(() => host.stop())
   say(`host   ${host.url}`)
   return host
 }
 
-async function runNode (url: string, name: string, exports: Export[]): Promise<RunningNode> {
-  const node = await startNode({ host: url, name, home: join(herdsHome(), 'nodes', name), exports })
+async function runNode (url: string, name: string, exports: Export[], access: Access): Promise<RunningNode> {
+  const node = await startNode({ host: url, name, home: join(herdsHome(), 'nodes', name), exports, ...access })
   stoppers.push(() => node.stop())
+  stopOnFatal(node.dialer, `node ${name}`)
   node.dialer.on('disconnect', () => { if (!stopping) say('lost the host; reconnecting') })
   node.dialer.on('connect', () => say(`node   ${name} (connected)`))
   say(`node   ${name}`)
@@ -56,13 +67,49 @@ async function runNode (url: string, name: string, exports: Export[]): Promise<R
   return node
 }
 
-async function runMount (url: string, dir: string): Promise<Mounted> {
-  const connection: HostConnection = await connectHost(url)
+async function runMount (url: string, dir: string, access: Access): Promise<Mounted> {
+  const connection: HostConnection = await connectHost(url, access)
   stoppers.push(() => connection.close())
+  stopOnFatal(connection.dialer, 'mount')
   const mounted = await mountTree(connection.tree, dir)
   stoppers.push(() => mounted.unmount())
   say(`mount  ${mounted.mountpoint}`)
   return mounted
+}
+
+const TOKEN_OPTION = ['--token <secret>', 'the token to connect with (default: $HERDS_TOKEN, else this machine\'s admin token)'] as const
+const CA_OPTION = ['--ca <file>', 'trust this certificate (PEM) for a wss:// host with a self-signed one'] as const
+
+interface AccessFlags { token?: string, ca?: string }
+interface Access { token: string, ca?: Buffer }
+
+/** The token and TLS trust to connect with: --token, else $HERDS_TOKEN, else the local admin token. */
+async function accessFrom (opts: AccessFlags): Promise<Access> {
+  const token = opts.token ?? (process.env.HERDS_TOKEN || undefined) ?? await readAdminToken()
+  return { token: parseFlag(TokenSecret, token, '--token'), ca: opts.ca ? readFlagFile(opts.ca, '--ca') : undefined }
+}
+
+interface HostFlags { port: string, listen: string, tlsCert?: string, tlsKey?: string, insecure?: boolean, defaultNode?: string }
+
+function withHostOptions (command: Command): Command {
+  return command
+    .option('--port <n>', 'the port (0: any free port)', String(DEFAULT_PORT))
+    .option('--listen <addr>', 'the address to listen on; other than loopback needs --tls-cert/--tls-key or --insecure', '127.0.0.1')
+    .option('--tls-cert <file>', 'serve wss:// with this certificate (PEM)')
+    .option('--tls-key <file>', 'the certificate\'s private key (PEM)')
+    .option('--insecure', 'allow plain ws:// on a non-loopback address (tokens cross the network in clear)')
+}
+
+/** Checks the host's flags; TLS needs both files. */
+function hostOptions (opts: HostFlags): Omit<HostOptions, 'home'> {
+  if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) throw new HerdsError('EINVAL', '--tls-cert and --tls-key go together')
+  return {
+    port: parseFlag(Port, opts.port, '--port'),
+    address: parseFlag(ListenAddress, opts.listen, '--listen'),
+    tls: opts.tlsCert && opts.tlsKey ? { cert: readFlagFile(opts.tlsCert, '--tls-cert'), key: readFlagFile(opts.tlsKey, '--tls-key') } : undefined,
+    insecure: opts.insecure,
+    defaultNode: opts.defaultNode === undefined ? undefined : parseFlag(NodeName, opts.defaultNode, '--default-node'),
+  }
 }
 
 /** --export, repeatable; checked in the action so a bad one is one clear line. */
@@ -79,32 +126,34 @@ const program = new Command()
   .version(VERSION)
   .showHelpAfterError()
 
-program.command('up')
-  .description('run a host, this machine as a node, and a mount, in one process')
+withHostOptions(program.command('up')
+  .description('run a host, this machine as a node, and a mount, in one process'))
   .option('--mount <dir>', 'where to mount', defaultMountpoint())
   .option('--name <node>', 'this node\'s name', defaultNodeName())
-  .option('--port <n>', 'the host\'s port (0: any free port)', String(DEFAULT_PORT))
   .option(...EXPORT_OPTION)
-  .action(async (opts: { mount: string, name: string, port: string, export: string[] }) => {
-    const port = parseFlag(Port, opts.port, '--port')
+  .action(async (opts: HostFlags & { mount: string, name: string, export: string[] }) => {
     const name = parseFlag(NodeName, opts.name, '--name')
     const dir = resolve(parseFlag(Dir, opts.mount, '--mount'))
     const exports = opts.export.reduce<Export[]>((all, value) => collectExports(value, all), [])
     exitOnSignals()
-    const host = await runHost(port)
-    await runNode(host.url, name, exports)
-    await runMount(host.url, dir)
+    const host = await runHost({ defaultNode: name, ...opts })
+    // The local node and mount get tokens of their own, made anew each start.
+    const nodeToken = (await host.tokens.put({ name: `up-node-${name}`, scope: 'node', node: name })).secret
+    const mountToken = (await host.tokens.put({ name: 'up-mount', scope: 'admin' })).secret
+    const ca = opts.tlsCert ? readFileSync(opts.tlsCert) : undefined
+    const url = host.url.replace(/\/\/(0\.0\.0\.0|\[::\])/, '//127.0.0.1')
+    await runNode(url, name, exports, { token: nodeToken, ca })
+    await runMount(url, dir, { token: mountToken, ca })
     say(`ready: try   echo 'uname -a' > ${dir}/nodes/${name}/exec/cmd && cat ${dir}/nodes/${name}/exec/stdout`)
     say('Ctrl-C to stop')
   })
 
-program.command('host')
-  .description('run the host alone')
-  .option('--port <n>', 'the port (0: any free port)', String(DEFAULT_PORT))
-  .action(async (opts: { port: string }) => {
-    const port = parseFlag(Port, opts.port, '--port')
+withHostOptions(program.command('host')
+  .description('run the host alone'))
+  .option('--default-node <name>', 'the node /.herds/venoms/run runs on (default: the first to connect)')
+  .action(async (opts: HostFlags) => {
     exitOnSignals()
-    await runHost(port)
+    await runHost(opts)
   })
 
 program.command('node')
@@ -112,22 +161,36 @@ program.command('node')
   .requiredOption('--host <url>', 'the host, e.g. ws://127.0.0.1:7077')
   .option('--name <node>', 'this node\'s name', defaultNodeName())
   .option(...EXPORT_OPTION)
-  .action(async (opts: { host: string, name: string, export: string[] }) => {
+  .option(...TOKEN_OPTION)
+  .option(...CA_OPTION)
+  .action(async (opts: AccessFlags & { host: string, name: string, export: string[] }) => {
     const url = parseFlag(HostUrl, opts.host, '--host')
     const name = parseFlag(NodeName, opts.name, '--name')
     const exports = opts.export.reduce<Export[]>((all, value) => collectExports(value, all), [])
+    const access = await accessFrom(opts)
     exitOnSignals()
-    await runNode(url, name, exports)
+    await runNode(url, name, exports, access)
   })
 
 program.command('mount')
   .description('mount a host\'s namespace at a directory')
   .argument('<url>', 'the host, e.g. ws://127.0.0.1:7077')
   .argument('[dir]', 'where to mount', defaultMountpoint())
-  .action(async (url: string, dir: string) => {
+  .option(...TOKEN_OPTION)
+  .option(...CA_OPTION)
+  .action(async (url: string, dir: string, opts: AccessFlags) => {
     const hostUrl = parseFlag(HostUrl, url, 'url')
+    const access = await accessFrom(opts)
     exitOnSignals()
-    await runMount(hostUrl, resolve(parseFlag(Dir, dir, 'dir')))
+    await runMount(hostUrl, resolve(parseFlag(Dir, dir, 'dir')), access)
+  })
+
+program.command('token')
+  .description('tokens: `herds token show` prints this machine\'s admin token')
+  .command('show')
+  .description('print the admin token the host made in HERDS_HOME/host/admin.token')
+  .action(async () => {
+    process.stdout.write(await readAdminToken() + '\n')
   })
 
 program.parseAsync().catch(async (err: unknown) => {

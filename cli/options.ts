@@ -1,6 +1,7 @@
 /** CLI flags, validated with zod: a bad flag is one clear line, never a stack trace. */
 import os from 'node:os'
-import { existsSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { z } from 'zod'
 import { HerdsError } from '../tree/errno.js'
@@ -11,6 +12,27 @@ import { SafeName } from '../tree/wire.js'
 export { SafeName as NodeName }
 export const HostUrl = z.string().regex(/^wss?:\/\/[^\s/]+(\/\S*)?$/, 'the host URL looks like ws://127.0.0.1:7077')
 export const Dir = z.string().min(1, 'a directory is needed')
+export const ListenAddress = z.string().regex(/^[0-9A-Za-z.:-]{1,253}$/, 'an address is an IP address or a host name, e.g. 0.0.0.0')
+export const TokenSecret = z.string().regex(/^herds_[A-Za-z0-9_-]{20,200}$/, 'a token looks like herds_… (herds token show; or .herds/control/tokens/<name>/secret)')
+
+/** Reads a file a flag names (a certificate, a key); ENOENT in one line. */
+export function readFlagFile (path: string, flag: string): Buffer {
+  try {
+    return readFileSync(path)
+  } catch (err) {
+    throw new HerdsError('ENOENT', `${flag}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+}
+
+/** The admin token the local host made (HERDS_HOME/host/admin.token). */
+export async function readAdminToken (): Promise<string> {
+  const file = join(herdsHome(), 'host', 'admin.token')
+  try {
+    return (await readFile(file, 'utf8')).trim()
+  } catch {
+    throw new HerdsError('EACCES', `no token: give --token or set HERDS_TOKEN (no admin token at ${file}; a host started here makes one)`)
+  }
+}
 
 /** Parses one flag's value or throws a HerdsError naming the flag. */
 export function parseFlag<T> (schema: z.ZodType<T>, value: unknown, flag: string): T {

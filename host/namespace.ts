@@ -1,17 +1,26 @@
 /**
  * The namespace: the host's mount table (DESIGN §3). /nodes/<name> routes to
- * that node's remote tree; /.herds holds the catalog (and, later, control).
+ * that node's remote tree; /.herds holds control, the catalog, and the run
+ * venom of the default node.
  */
-import { catalogDir } from '../catalog/tree.js'
+import { catalogDir, type CatalogDeps } from '../catalog/tree.js'
+import { controlDir, type ControlDeps } from '../control/tree.js'
+import { HerdsError } from '../tree/errno.js'
+import { rooted } from '../tree/rooted.js'
 import { jsonFile, SyntheticTree, textFile, type SynthDir } from '../tree/synthetic.js'
 import type { Tree } from '../tree/tree.js'
 import { nodeStatus } from './status.js'
-import { offline, type NodeEntry, type Registry } from './registry.js'
+import { offline, type NodeEntry } from './registry.js'
 import { ROOT_README } from './readme.js'
-import type { JobIndex } from './store.js'
+
+export interface NamespaceDeps extends ControlDeps, CatalogDeps {
+  /** The node /.herds/venoms/run runs on (--default-node); else the first to have connected. */
+  defaultNode?: string
+}
 
 /** Builds the namespace tree the host serves to mounts. */
-export function namespaceTree (registry: Registry, index: JobIndex): Tree {
+export function namespaceTree (deps: NamespaceDeps): Tree {
+  const { registry } = deps
   return new SyntheticTree({
     kind: 'dir',
     entries: {
@@ -26,7 +35,23 @@ export function namespaceTree (registry: Registry, index: JobIndex): Tree {
       },
       '.herds': {
         kind: 'dir',
-        entries: { catalog: catalogDir(registry, index) },
+        entries: {
+          control: controlDir(deps),
+          catalog: catalogDir(deps),
+          venoms: {
+            kind: 'dir',
+            entries: {
+              run: {
+                kind: 'dir',
+                union: () => {
+                  const entry = deps.defaultNode ? registry.get(deps.defaultNode) : registry.first()
+                  if (!entry) return new HerdsError('EHOSTDOWN', deps.defaultNode ? `the default node "${deps.defaultNode}" has not connected yet` : 'no node has connected yet')
+                  return entry.link.connected ? rooted(entry.link.tree, '/exec') : offline(entry)
+                },
+              },
+            },
+          },
+        },
       },
     },
   })

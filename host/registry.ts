@@ -6,6 +6,7 @@
 import { HerdsError } from '../tree/errno.js'
 import type { Peer } from '../tree/peer.js'
 import { ResilientRemote } from '../tree/resilient.js'
+import type { Tree } from '../tree/tree.js'
 import type { NodeInfo } from '../tree/wire.js'
 
 export interface NodeEntry {
@@ -33,6 +34,11 @@ export class Registry {
 
   get (name: string): NodeEntry | undefined {
     return this.nodes.get(name)
+  }
+
+  /** The node that registered first and is still known. */
+  first (): NodeEntry | undefined {
+    return this.nodes.values().next().value
   }
 
   all (): NodeEntry[] {
@@ -63,6 +69,22 @@ export class Registry {
       entry.lastSeen = new Date().toISOString()
     })
     return entry
+  }
+
+  /** The tree of a node that is online; ENOENT for an unknown name, EHOSTDOWN while it is offline. */
+  treeOf (name: string): Tree {
+    const entry = this.nodes.get(name)
+    if (!entry) throw new HerdsError('ENOENT', `no node named "${name}" (see /nodes)`)
+    if (!entry.link.connected) throw offline(entry)
+    return entry.link.tree
+  }
+
+  /** Forgets a node that is offline; EBUSY while it is connected. */
+  forget (name: string): void {
+    const entry = this.nodes.get(name)
+    if (!entry) throw new HerdsError('ENOENT', `no node named "${name}"`)
+    if (entry.link.connected) throw new HerdsError('EBUSY', `node "${name}" is connected: stop it first, then forget it`)
+    this.nodes.delete(name)
   }
 
   /** Notes that a node answered a heartbeat. */

@@ -1,29 +1,43 @@
 /**
  * The host: a WebSocket server that nodes dial into and mounts connect to. It
- * composes the namespace from the nodes' trees and serves it to every mount.
+ * checks each connection's token at the upgrade, composes the namespace from
+ * the nodes' trees and serves it to every mount through its token's scope.
  */
 import { mkdir } from 'node:fs/promises'
-import { createServer, type Server } from 'node:http'
+import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import { isIP, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
-import type { AddressInfo } from 'node:net'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { HerdsError, toHerdsError } from '../tree/errno.js'
 import { HEARTBEAT_MS } from '../tree/dial.js'
 import { trackHandles } from '../tree/handles.js'
 import { Peer } from '../tree/peer.js'
 import type { Tree } from '../tree/tree.js'
+import { VERSION } from '../tree/version.js'
 import { PROTOCOL_VERSION, type Frame } from '../tree/wire.js'
+import { ensureAdminToken } from './admin.js'
+import { audited } from './audit.js'
+import { Journal } from './journal.js'
 import { namespaceTree } from './namespace.js'
 import { Registry } from './registry.js'
-import { openJobIndex } from './store.js'
+import { scoped } from './scope.js'
+import { openHostStore } from './store.js'
+import { bearer, type TokenRecord, type TokenStore } from './tokens.js'
 
 export interface HostOptions {
   /** Port to listen on; 0 picks a free one. */
   port: number
-  /** Address to listen on; 127.0.0.1 until tokens exist. */
+  /** Address to listen on (default 127.0.0.1); any other needs `tls` or `insecure`. */
   address?: string
+  /** Serve wss:// with this certificate and key (PEM). */
+  tls?: { cert: Buffer, key: Buffer }
+  /** Allow plain ws:// on an address other than loopback (tokens then cross the network in clear). */
+  insecure?: boolean
   /** Where the host keeps its state (HERDS_HOME/host). */
   home: string
+  /** The node /.herds/venoms/run runs on; else the first to connect. */
+  defaultNode?: string
   log?: (line: string) => void
 }
 
@@ -32,6 +46,9 @@ export interface RunningHost {
   port: number
   registry: Registry
   namespace: Tree
+  tokens: TokenStore
+  /** The admin token's secret (also in HERDS_HOME/host/admin.token). */
+  adminToken: string
   /** Connected mounts, for health. */
   mounts (): number
   stop (): Promise<void>
@@ -39,53 +56,124 @@ export interface RunningHost {
 
 /** A peer that has not said hello by then is dropped. */
 const HELLO_TIMEOUT_MS = 10_000
+/** setTimeout's longest wait; a token expiring later is checked again then. */
+const MAX_TIMER_MS = 2 ** 31 - 1
 
 export async function startHost (opts: HostOptions): Promise<RunningHost> {
   const log = opts.log ?? (() => {})
-  await mkdir(opts.home, { recursive: true })
-  const index = openJobIndex(join(opts.home, 'db'))
+  const address = opts.address ?? '127.0.0.1'
+  if (!isLoopback(address) && !opts.tls && !opts.insecure) {
+    throw new HerdsError('EINVAL', `listening on ${address} would send tokens in clear: give --tls-cert and --tls-key, or --insecure on a network you trust`)
+  }
+  await mkdir(opts.home, { recursive: true, mode: 0o700 })
+  const store = openHostStore(join(opts.home, 'db'))
+  const journal = new Journal(join(opts.home, 'audit.jsonl'))
+  const adminToken = await ensureAdminToken(join(opts.home, 'admin.token'), store.tokens)
   const registry = new Registry()
-  const namespace = namespaceTree(registry, index)
+  const startedAt = Date.now()
   const mounts = new Set<Peer>()
-  const http: Server = createServer((_req, res) => {
+  /** Every live connection and the token it came with, so a revocation closes them. */
+  const sessions = new Map<Peer, TokenRecord>()
+  const revoked = (name: string): void => {
+    for (const [peer, token] of sessions) {
+      if (token.name === name) peer.bye(new HerdsError('EACCES', `the token "${name}" was revoked`), 4001)
+    }
+  }
+  const namespace = namespaceTree({
+    registry,
+    jobs: store.jobs,
+    tokens: store.tokens,
+    journal,
+    revoked,
+    defaultNode: opts.defaultNode,
+    health: () => ({
+      version: VERSION,
+      protocol: PROTOCOL_VERSION,
+      startedAt: new Date(startedAt).toISOString(),
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      nodes: { known: registry.names().length, online: registry.all().filter((e) => e.link.connected).length },
+      mounts: mounts.size,
+    }),
+  })
+  const http: Server = (opts.tls ? createHttpsServer(opts.tls) : createHttpServer()).on('request', (_req, res) => {
     res.writeHead(426, { 'content-type': 'text/plain' }).end('Herds host: connect with a WebSocket (herds node, herds mount)\n')
   })
-  const wss = new WebSocketServer({ server: http, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 })
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 })
   const alive = new WeakMap<WebSocket, boolean>()
 
-  wss.on('connection', (socket) => {
+  // The token is checked before the upgrade: a wrong one gets HTTP 401 and never a WebSocket.
+  http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    socket.on('error', () => {})
+    const token = store.tokens.verify(bearer(req.headers.authorization) ?? '')
+    if (!token) {
+      const why = req.headers.authorization ? 'the token is not known, revoked or expired' : 'no token (Authorization: Bearer <token>)'
+      journal.refused('(connect)', new HerdsError('EACCES', `${why}; from ${req.socket.remoteAddress}`))
+      socket.end(`HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${why}\n`)
+      return
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => connected(ws, token))
+  })
+
+  function connected (socket: WebSocket, token: TokenRecord): void {
     const peer = new Peer(socket)
     peer.requireHello()
+    sessions.set(peer, token)
     alive.set(socket, true)
     socket.on('pong', () => { alive.set(socket, true); registry.seen(peer) })
     const helloTimer = setTimeout(() => peer.bye(new HerdsError('ETIMEDOUT', 'no hello in time')), HELLO_TIMEOUT_MS)
-    peer.on('close', () => clearTimeout(helloTimer))
+    const expiry = expiryTimer(peer, token)
+    peer.on('close', () => { clearTimeout(helloTimer); clearTimeout(expiry.timer); sessions.delete(peer) })
     peer.once('frame', (frame: Frame) => {
       clearTimeout(helloTimer)
       try {
-        welcome(peer, frame)
+        welcome(peer, frame, token)
       } catch (err) {
         const error = toHerdsError(err)
         log(`refused a peer: ${error.message}`)
+        journal.refused('(hello)', error, token.name)
         peer.bye(error, 4000)
       }
     })
-  })
+  }
 
-  function welcome (peer: Peer, frame: Frame): void {
+  /** Closes the connection when its token expires. */
+  function expiryTimer (peer: Peer, token: TokenRecord): { timer?: NodeJS.Timeout } {
+    const holder: { timer?: NodeJS.Timeout } = {}
+    if (!token.expiresAt) return holder
+    const check = (): void => {
+      const left = Date.parse(token.expiresAt!) - Date.now()
+      if (left <= 0) return peer.bye(new HerdsError('EACCES', `the token "${token.name}" has expired`), 4001)
+      holder.timer = setTimeout(check, Math.min(left, MAX_TIMER_MS))
+      holder.timer.unref()
+    }
+    check()
+    return holder
+  }
+
+  function welcome (peer: Peer, frame: Frame, token: TokenRecord): void {
     if (frame.t !== 'hello') throw new HerdsError('EPROTO', 'the first frame must be a hello')
     if (frame.protocol !== PROTOCOL_VERSION) throw new HerdsError('EPROTO', `protocol ${frame.protocol} is not spoken here (host speaks ${PROTOCOL_VERSION})`)
     if (frame.role === 'node') {
       const name = frame.name
+      if (token.scope === 'node' ? token.node !== name : token.scope !== 'admin') {
+        throw new HerdsError('EACCES', token.scope === 'node'
+          ? `the token "${token.name}" is for node "${token.node}"; it cannot register as "${name}"`
+          : `the token "${token.name}" has scope ${token.scope}; a node needs a node token (or admin)`)
+      }
       registry.connect(name, frame.info, peer)
       log(`node ${name} connected (${frame.info.hostname}, ${frame.info.os}/${frame.info.arch})`)
       peer.on('frame', (event: Frame) => {
-        if (event.t === 'jobs') index.update(name, event.jobs).catch((err) => log(`job index: ${toHerdsError(err).message}`))
+        if (event.t === 'jobs') store.jobs.update(name, event.jobs).catch((err) => log(`job index: ${toHerdsError(err).message}`))
       })
       peer.on('close', () => log(`node ${frame.name} disconnected`))
     } else {
+      if (token.scope === 'node') throw new HerdsError('EACCES', `the token "${token.name}" is a node token; a mount needs a read, run or admin token`)
       const session = trackHandles(namespace)
-      peer.serve(session.tree)
+      peer.serve(scoped(audited(session.tree, token.name, journal), {
+        scope: token.scope,
+        token: token.name,
+        onRefuse: (path, err) => journal.refused(path, err, token.name),
+      }))
       mounts.add(peer)
       peer.on('close', () => { mounts.delete(peer); void session.releaseAll() })
     }
@@ -104,33 +192,38 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
   heartbeat.unref()
 
   await new Promise<void>((resolve, reject) => {
-    const address = opts.address ?? '127.0.0.1'
     const fail = (err: NodeJS.ErrnoException): void => {
       clearInterval(heartbeat)
-      void index.close()
+      void store.close()
       reject(err.code === 'EADDRINUSE'
         ? new HerdsError('EBUSY', `port ${opts.port} on ${address} is in use: is another host running? (--port picks another)`)
-        : err)
+        : err.code === 'EADDRNOTAVAIL'
+          ? new HerdsError('EINVAL', `--listen ${address}: this machine has no such address`)
+          : err)
     }
-    // ws re-emits the server's errors; without a listener they would crash the process.
-    wss.on('error', fail)
     http.once('error', fail)
     http.listen(opts.port, address, () => resolve())
   })
-  const { port, address } = http.address() as AddressInfo
-  const host = address.includes(':') ? `[${address}]` : address
+  const { port, address: bound } = http.address() as AddressInfo
+  const hostPart = bound.includes(':') ? `[${bound}]` : bound
   return {
-    url: `ws://${host}:${port}`,
+    url: `${opts.tls ? 'wss' : 'ws'}://${hostPart}:${port}`,
     port,
     registry,
     namespace,
+    tokens: store.tokens,
+    adminToken,
     mounts: () => mounts.size,
     stop: async () => {
       clearInterval(heartbeat)
       for (const socket of wss.clients) socket.terminate()
       await new Promise<void>((resolve) => wss.close(() => resolve()))
       await new Promise<void>((resolve) => http.close(() => resolve()))
-      await index.close()
+      await store.close()
     },
   }
+}
+
+function isLoopback (address: string): boolean {
+  return address === 'localhost' || address === '::1' || (isIP(address) === 4 && address.startsWith('127.'))
 }

@@ -1,7 +1,8 @@
-/** The host's lmdb database: the index of jobs across nodes, kept across restarts. */
+/** The host's lmdb database: the index of jobs across nodes and the tokens, kept across restarts. */
 import { open, type RootDatabase } from 'lmdb'
 import { z } from 'zod'
 import { JobSummarySchema, type JobSummary } from '../tree/wire.js'
+import { TokenStore } from './tokens.js'
 
 /** Jobs the index keeps at most; the oldest go first. */
 export const INDEX_LIMIT = 10_000
@@ -14,11 +15,21 @@ export interface JobIndex {
   update (node: string, jobs: JobSummary[]): Promise<void>
   /** The most recent jobs across nodes, newest first. */
   recent (limit: number): IndexedJob[]
+}
+
+export interface HostStore {
+  jobs: JobIndex
+  tokens: TokenStore
   close (): Promise<void>
 }
 
-export function openJobIndex (path: string): JobIndex {
+/** Opens (or creates) the host's database in `path`. */
+export function openHostStore (path: string): HostStore {
   const db: RootDatabase = open({ path, encoding: 'msgpack', compression: false })
+  return { jobs: jobIndex(db), tokens: new TokenStore(db), close: () => db.close() }
+}
+
+function jobIndex (db: RootDatabase): JobIndex {
   const all = (): IndexedJob[] => {
     const jobs: IndexedJob[] = []
     for (const { value } of db.getRange({ start: 'job:', end: 'job:\uffff' })) {
@@ -43,6 +54,5 @@ export function openJobIndex (path: string): JobIndex {
       }
     },
     recent: (limit) => all().slice(0, limit),
-    close: () => db.close(),
   }
 }

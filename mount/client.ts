@@ -15,11 +15,20 @@ export interface HostConnection {
   close (): void
 }
 
+export interface ConnectOptions {
+  /** A read, run or admin token. */
+  token?: string
+  /** Extra TLS trust for a wss:// host with a self-signed certificate (PEM). */
+  ca?: Buffer
+}
+
 /** Connects to the host as a mount; rejects with the host's refusal or the network error. */
-export async function connectHost (url: string): Promise<HostConnection> {
+export async function connectHost (url: string, opts: ConnectOptions = {}): Promise<HostConnection> {
   const link = new ResilientRemote(() => new HerdsError('EHOSTDOWN', `not connected to the host at ${url}; reconnecting`))
   const dialer = new Dialer({
     url,
+    token: opts.token,
+    ca: opts.ca,
     hello: { t: 'hello', role: 'mount', protocol: PROTOCOL_VERSION },
     onConnect: (peer) => link.attach(peer),
   })

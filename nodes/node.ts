@@ -25,6 +25,10 @@ import { jobEnv } from './env.js'
 export interface NodeOptions {
   /** The host's WebSocket URL, e.g. ws://127.0.0.1:7070. */
   host: string
+  /** A node token for this name (or an admin token). */
+  token?: string
+  /** Extra TLS trust for a wss:// host with a self-signed certificate (PEM). */
+  ca?: Buffer
   name: string
   /** Where this node keeps its state (HERDS_HOME/nodes/<name>). */
   home: string
@@ -110,6 +114,8 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
   const tree = nodeTree(runner, volumes, opts.exports, sandboxes)
   const dialer = new Dialer({
     url: opts.host,
+    token: opts.token,
+    ca: opts.ca,
     hello: { t: 'hello', role: 'node', protocol: PROTOCOL_VERSION, name: opts.name, info: nodeInfo(opts.name) },
     onConnect: (peer) => {
       // What the host opened through a connection it lost, it can no longer close.

@@ -11,6 +11,7 @@ import { execa } from 'execa'
 import type { RootDatabase } from 'lmdb'
 import { z } from 'zod'
 import { HerdsError } from '../tree/errno.js'
+import { jsonActionFile, parseAs } from '../tree/json.js'
 import { LocalTree } from '../tree/local.js'
 import { checkName } from '../tree/names.js'
 import { actionFile, jsonFile, type SynthDir } from '../tree/synthetic.js'
@@ -133,7 +134,7 @@ export class Sandboxes {
   async create (name: string, config: unknown = {}): Promise<void> {
     checkName(name, 'sandbox')
     if (this.boxes.has(name)) throw new HerdsError('EEXIST', `sandbox ${name} exists already`)
-    const box = await this.open(name, parseConfig(config))
+    const box = await this.open(name, parseAs(SandboxConfigSchema, config, 'config.json'))
     await this.save(box)
   }
 
@@ -303,19 +304,11 @@ export class Sandboxes {
           network: box.config.network,
           isolation: ISOLATION[this.opts.fence] + (this.opts.fence !== 'none' && !box.config.network ? ', no network' : ''),
         })),
-        'config.json': actionFile({
-          maxBytes: 256 * 1024,
+        'config.json': jsonActionFile({
+          schema: SandboxConfigSchema,
+          what: 'config.json',
           read: () => JSON.stringify(box.config, null, 2) + '\n',
-          // Once what was written parses as JSON, check it now, where the shell sees a refusal.
-          validate: (soFar) => {
-            let parsed: unknown
-            try { parsed = JSON.parse(soFar.toString('utf8')) } catch { return }
-            parseConfig(parsed)
-          },
-          commit: async (data) => {
-            let parsed: unknown
-            try { parsed = JSON.parse(data.toString('utf8')) } catch (err) { throw new HerdsError('EINVAL', `config.json is not JSON: ${(err as Error).message}`) }
-            const config = parseConfig(parsed)
+          commit: async (config) => {
             await this.checkMounts(box, config)
             const previous = box.config.volumes
             box.config = config
@@ -351,12 +344,3 @@ function parseSandboxCtl (line: string): 'stop' | 'start' | undefined {
   throw new HerdsError('EINVAL', `a sandbox's ctl takes "stop" or "start", not ${JSON.stringify(verb.slice(0, 80))}`)
 }
 
-/** Validates a config, naming the field that is wrong. */
-function parseConfig (value: unknown): SandboxConfig {
-  const parsed = SandboxConfigSchema.safeParse(value)
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]
-    throw new HerdsError('EINVAL', `config.json: ${issue.path.join('.') || '(top)'}: ${issue.message}`)
-  }
-  return parsed.data
-}

@@ -16,6 +16,10 @@ export const DEAD_AFTER_MS = 3 * HEARTBEAT_MS
 export interface DialOptions {
   url: string
   hello: Extract<Frame, { t: 'hello' }>
+  /** Sent as "Authorization: Bearer <token>" in the upgrade. */
+  token?: string
+  /** Extra TLS trust for wss:// (a self-signed host's certificate, PEM). */
+  ca?: Buffer
   /** Called for each new connection after the host welcomed it. */
   onConnect?: (peer: Peer) => void
   backoff?: { minMs: number, maxMs: number }
@@ -45,7 +49,12 @@ export class Dialer extends EventEmitter {
 
   private connect (): Promise<void> {
     return new Promise((resolve, reject) => {
-      const socket = new WebSocket(this.opts.url, { perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 })
+      const socket = new WebSocket(this.opts.url, {
+        perMessageDeflate: false,
+        maxPayload: 64 * 1024 * 1024,
+        headers: this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {},
+        ca: this.opts.ca,
+      })
       const peer = new Peer(socket)
       let welcomed = false
       let refusal: HerdsError | undefined
@@ -57,6 +66,14 @@ export class Dialer extends EventEmitter {
       socket.on('open', () => { feed(); peer.send(this.opts.hello) })
       socket.on('ping', feed)
       socket.on('error', (err) => { refusal ??= new HerdsError('ECONNREFUSED', `cannot reach the host at ${this.opts.url}: ${err.message}`) })
+      // A refused token is answered before the upgrade, with HTTP 401.
+      socket.on('unexpected-response', (_req, res) => {
+        refusal = res.statusCode === 401
+          ? new HerdsError('EACCES', `the host at ${this.opts.url} refused the token (HTTP 401): ${this.opts.token ? 'it is not known, revoked or expired' : 'none was given (--token or HERDS_TOKEN)'}`)
+          : new HerdsError('EPROTO', `the host at ${this.opts.url} answered HTTP ${res.statusCode ?? '?'}: is it a Herds host?`)
+        res.resume()
+        socket.terminate()
+      })
       peer.on('frame', (frame: Frame) => {
         if (frame.t === 'welcome') {
           welcomed = true
@@ -77,6 +94,11 @@ export class Dialer extends EventEmitter {
         } else {
           this.emit('disconnect', refusal)
         }
+        // A refused or revoked token will not get better by trying again.
+        if (refusal?.code === 'EACCES') {
+          this.stopped = true
+          if (welcomed) this.emit('fatal', refusal)
+        }
         if (welcomed) this.scheduleReconnect()
       })
     })
@@ -88,6 +110,7 @@ export class Dialer extends EventEmitter {
     const delay = Math.min(maxMs, minMs * 2 ** this.attempt++) * (0.75 + Math.random() * 0.5)
     this.timer = setTimeout(() => {
       this.connect().catch((err: HerdsError) => {
+        if (err.code === 'EACCES') return this.emit('fatal', err)
         this.emit('retry', err)
         this.scheduleReconnect()
       })

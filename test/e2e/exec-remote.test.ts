@@ -6,6 +6,6 @@ import { treeFiles } from './files.js'
 import { herdsUp, tempDir } from './harness.js'
 
 const up = await herdsUp(t, 'remote-node')
-const connection = await connectHost(up.url)
+const connection = await connectHost(up.url, { token: up.adminToken })
 t.teardown(() => connection.close())
 execContract(t, treeFiles(connection.tree), up.name, tempDir(t))

@@ -35,10 +35,10 @@ export function tempDir (t: Teardown, prefix = 'herds-test-'): string {
   return dir
 }
 
-/** Starts `herds <args>` with HERDS_HOME=home. */
-export function spawnHerds (t: Teardown, args: string[], home: string): HerdsProcess {
+/** Starts `herds <args>` with HERDS_HOME=home (and `env` added to the environment). */
+export function spawnHerds (t: Teardown, args: string[], home: string, env: Record<string, string> = {}): HerdsProcess {
   const child = spawn(process.execPath, [HERDS_BIN, ...args], {
-    env: { ...process.env, HERDS_HOME: home },
+    env: { ...process.env, HERDS_HOME: home, ...env },
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -103,6 +103,13 @@ export interface Up {
   name: string
   /** The node's directory in the mount. */
   nodeDir: string
+  /** The host's admin token, for other nodes and mounts. */
+  adminToken: string
+}
+
+/** The admin token a host with this HERDS_HOME made. */
+export function adminToken (home: string): string {
+  return readFileSync(join(home, 'host', 'admin.token'), 'utf8').trim()
 }
 
 /** Runs `herds up` as a user would, on port 0, in a temporary home and mountpoint. */
@@ -115,5 +122,5 @@ export async function herdsUp (t: Teardown, name = 'studio', extra: string[] = [
   const proc = spawnHerds(t, ['up', '--port', '0', '--name', name, '--mount', mountpoint, ...extra], home)
   const url = (await proc.waitFor(/host\s+(ws:\/\/\S+)/))[1]
   await proc.waitFor(/Ctrl-C to stop/)
-  return { proc, home, url, mountpoint, name, nodeDir: join(mountpoint, 'nodes', name) }
+  return { proc, home, url, mountpoint, name, nodeDir: join(mountpoint, 'nodes', name), adminToken: adminToken(home) }
 }

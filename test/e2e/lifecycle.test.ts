@@ -53,7 +53,7 @@ t.test('the mount can stop and come back while a job runs; the output is complet
   const home = join(root, 'home')
   const mnt = join(root, 'mnt')
   unmountAtTeardown(t, mnt)
-  const host = spawnHerds(t, ['host', '--port', '0'], join(home, 'host'))
+  const host = spawnHerds(t, ['host', '--port', '0'], home)
   const url = (await host.waitFor(/host\s+(ws:\/\/\S+)/))[1]
   const node = spawnHerds(t, ['node', '--host', url, '--name', 'studio'], home)
   await node.waitFor(/node\s+studio/)
@@ -75,9 +75,9 @@ t.test('kill -9 the host mid-job and start it again: cat goes on, the output is 
   const mnt = join(root, 'mnt')
   unmountAtTeardown(t, mnt)
   const port = await freePort()
-  const host1 = spawnHerds(t, ['host', '--port', String(port)], join(root, 'host'))
+  const host1 = spawnHerds(t, ['host', '--port', String(port)], root)
   const url = (await host1.waitFor(/host\s+(ws:\/\/\S+)/))[1]
-  const node = spawnHerds(t, ['node', '--host', url, '--name', 'studio'], join(root, 'node'))
+  const node = spawnHerds(t, ['node', '--host', url, '--name', 'studio'], root)
   await node.waitFor(/node\s+studio/)
   const mount = spawnHerds(t, ['mount', url, mnt], root)
   await mount.waitFor(/mount\s+/)
@@ -91,7 +91,7 @@ t.test('kill -9 the host mid-job and start it again: cat goes on, the output is 
   await new Promise((resolve) => setTimeout(resolve, 800))
   host1.signal('SIGKILL')
   await host1.exited
-  const host2 = spawnHerds(t, ['host', '--port', String(port)], join(root, 'host'))
+  const host2 = spawnHerds(t, ['host', '--port', String(port)], root)
   await host2.waitFor(/node studio connected/, 20_000)
   t.equal(await catExit, 0, 'cat ended cleanly')
   const expected = Array.from({ length: 40 }, (_, i) => `step ${i + 1}\n`).join('')
@@ -109,7 +109,7 @@ t.test('a node killed with -9 and started again marks the job that was running a
   unmountAtTeardown(t, mnt)
   // A second node with a home of its own, so it can be killed alone.
   const home = join(root, 'node')
-  const node1 = spawnHerds(t, ['node', '--host', up.url, '--name', 'laptop'], home)
+  const node1 = spawnHerds(t, ['node', '--host', up.url, '--name', 'laptop'], home, { HERDS_TOKEN: up.adminToken })
   await node1.waitFor(/node\s+laptop/)
   const exec = join(up.mountpoint, 'nodes', 'laptop', 'exec')
   t.teardown(() => { spawnSync('pkill', ['-f', 'sleep 77.7']) })
@@ -117,7 +117,7 @@ t.test('a node killed with -9 and started again marks the job that was running a
   t.equal(JSON.parse(await readFile(join(exec, 'status'), 'utf8')).state, 'running')
   node1.signal('SIGKILL')
   await node1.exited
-  const node2 = spawnHerds(t, ['node', '--host', up.url, '--name', 'laptop'], home)
+  const node2 = spawnHerds(t, ['node', '--host', up.url, '--name', 'laptop'], home, { HERDS_TOKEN: up.adminToken })
   await node2.waitFor(/node\s+laptop/, 30_000)
   const status = JSON.parse(await readFile(join(exec, 'status'), 'utf8'))
   t.match(status, { state: 'lost', error: /restarted/ })
@@ -126,7 +126,7 @@ t.test('a node killed with -9 and started again marks the job that was running a
 
 t.test('a second node with a connected name is refused with a clear message', async (t) => {
   const up = await herdsUp(t)
-  const second = spawnHerds(t, ['node', '--host', up.url, '--name', up.name], tempDir(t))
+  const second = spawnHerds(t, ['node', '--host', up.url, '--name', up.name], tempDir(t), { HERDS_TOKEN: up.adminToken })
   t.equal(await second.exited, 1)
   t.match(second.output(), /herds: a node named "studio" is already connected/)
   t.notMatch(second.output(), /\n\s+at /, 'no stack trace')
@@ -136,9 +136,9 @@ t.test('an offline node shows its status and fails fast with EHOSTDOWN', async (
   const root = tempDir(t)
   const mnt = join(root, 'mnt')
   unmountAtTeardown(t, mnt)
-  const host = spawnHerds(t, ['host', '--port', '0'], join(root, 'host'))
+  const host = spawnHerds(t, ['host', '--port', '0'], root)
   const url = (await host.waitFor(/host\s+(ws:\/\/\S+)/))[1]
-  const node = spawnHerds(t, ['node', '--host', url, '--name', 'laptop'], join(root, 'node'))
+  const node = spawnHerds(t, ['node', '--host', url, '--name', 'laptop'], root)
   await node.waitFor(/node\s+laptop/)
   const mount = spawnHerds(t, ['mount', url, mnt], root)
   await mount.waitFor(/mount\s+/)
@@ -159,7 +159,10 @@ t.test('bad flags are one clear line, not a stack trace', async (t) => {
     t.match(result.stderr, /^herds: (--port|--host|--name): /, result.stderr)
     t.notMatch(result.stderr, /\n\s+at /)
   }
-  const mountErr = spawnSync(process.execPath, [HERDS_BIN, 'mount', 'ws://127.0.0.1:1', '/tmp/herds-never'], { encoding: 'utf8' })
+  const mountErr = spawnSync(process.execPath, [HERDS_BIN, 'mount', '--token', 'herds_' + 'x'.repeat(43), 'ws://127.0.0.1:1', '/tmp/herds-never'], { encoding: 'utf8' })
   t.equal(mountErr.status, 1)
   t.match(mountErr.stderr, /^herds: cannot reach the host at ws:\/\/127\.0\.0\.1:1/)
+  const noToken = spawnSync(process.execPath, [HERDS_BIN, 'mount', 'ws://127.0.0.1:1', '/tmp/herds-never'], { encoding: 'utf8', env: { ...process.env, HERDS_HOME: tempDir(t), HERDS_TOKEN: '' } })
+  t.equal(noToken.status, 1)
+  t.match(noToken.stderr, /^herds: no token: give --token or set HERDS_TOKEN/)
 })

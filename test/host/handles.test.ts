@@ -9,20 +9,20 @@ import { tempDir } from '../e2e/harness.js'
 
 const host = await startHost({ port: 0, home: join(tempDir(t), 'host') })
 t.teardown(() => host.stop())
-const node = await startNode({ host: host.url, name: 'studio', home: join(tempDir(t), 'node') })
+const node = await startNode({ host: host.url, token: host.adminToken, name: 'studio', home: join(tempDir(t), 'node') })
 t.teardown(() => node.stop())
 
 const openFds = (): number => readdirSync('/proc/self/fd').length
 const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 300))
 
 t.test('handles of a mount that disconnects are released on the node', async (t) => {
-  const setup = await connectHost(host.url)
+  const setup = await connectHost(host.url, { token: host.adminToken })
   await setup.tree.mkdir('/nodes/studio/volumes/v', 0o755)
   await setup.tree.release('/nodes/studio/volumes/v/f', await setup.tree.create('/nodes/studio/volumes/v/f', 0o644))
   setup.close()
   await settle()
   const before = openFds()
-  const mount = await connectHost(host.url)
+  const mount = await connectHost(host.url, { token: host.adminToken })
   for (let i = 0; i < 50; i++) await mount.tree.open('/nodes/studio/volumes/v/f', 0)
   t.ok(openFds() >= before + 50, 'fifty files open')
   mount.close()
@@ -31,7 +31,7 @@ t.test('handles of a mount that disconnects are released on the node', async (t)
 })
 
 t.test('an error about a very long path is cut to fit, and the connection lives', async (t) => {
-  const mount = await connectHost(host.url)
+  const mount = await connectHost(host.url, { token: host.adminToken })
   t.teardown(() => mount.close())
   const long = '/nodes/studio/exec/jobs/' + Array.from({ length: 16 }, () => 'x'.repeat(250)).join('/')
   await t.rejects(mount.tree.getattr(long), { code: 'ENOENT' })

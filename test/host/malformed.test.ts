@@ -13,9 +13,9 @@ import { tempDir } from '../e2e/harness.js'
 
 const host = await startHost({ port: 0, home: join(tempDir(t), 'host') })
 t.teardown(() => host.stop())
-const node = await startNode({ host: host.url, name: 'studio', home: join(tempDir(t), 'node') })
+const node = await startNode({ host: host.url, token: host.adminToken, name: 'studio', home: join(tempDir(t), 'node') })
 t.teardown(() => node.stop())
-const mount = await connectHost(host.url)
+const mount = await connectHost(host.url, { token: host.adminToken })
 t.teardown(() => mount.close())
 
 /** The host still serves a well-behaved mount. */
@@ -26,7 +26,7 @@ async function hostServes (): Promise<boolean> {
 
 /** Opens a raw connection and collects the frames and the close code it gets. */
 async function raw (): Promise<{ socket: WebSocket, frames: Frame[], closed: Promise<number> }> {
-  const socket = new WebSocket(host.url)
+  const socket = new WebSocket(host.url, { headers: { authorization: `Bearer ${host.adminToken}` } })
   const frames: Frame[] = []
   socket.on('message', (data) => { try { frames.push(decodeFrame(data as Buffer)) } catch { /* not ours to judge */ } })
   const closed = new Promise<number>((resolve) => socket.on('close', (code) => resolve(code)))

@@ -1,0 +1,145 @@
+/**
+ * /.herds/control: write-driven administration (DESIGN §6). Each file takes
+ * one JSON object, validated with the schemas in ./schemas.ts; the result shows
+ * up where it belongs (a sandbox under /nodes/<n>/sandboxes/<name>, a token
+ * under tokens/<name>/), so no shared result file is raced.
+ */
+import type { Journal } from '../host/journal.js'
+import type { Registry } from '../host/registry.js'
+import { TokenRequestSchema, tokenInfo, type TokenStore } from '../host/tokens.js'
+import { writeWhole } from '../tree/bind.js'
+import { HerdsError } from '../tree/errno.js'
+import { jsonActionFile } from '../tree/json.js'
+import { actionFile, jsonFile, textFile, type SynthDir, type SynthFile } from '../tree/synthetic.js'
+import { CONTROL_README } from './readme.js'
+import { RemoveSchema, SandboxCreateSchema, VolumeCreateSchema } from './schemas.js'
+
+export interface ControlDeps {
+  tokens: TokenStore
+  registry: Registry
+  journal: Journal
+  /** Closes the connections that use a token that was just revoked. */
+  revoked (name: string): void
+}
+
+/** A new token's secret waits here, in memory only, until it is read once (or this long). */
+const SECRET_KEPT_MS = 10 * 60_000
+
+export function controlDir (deps: ControlDeps): SynthDir {
+  const secrets = new Map<string, { secret: string, until: number }>()
+  const pendingSecret = (name: string): string | undefined => {
+    const kept = secrets.get(name)
+    if (kept && kept.until < Date.now()) secrets.delete(name)
+    return secrets.get(name)?.secret
+  }
+
+  const tokenDir = (name: string): SynthDir | undefined => {
+    const record = deps.tokens.get(name)
+    if (!record) return undefined
+    const entries: Record<string, SynthFile> = { 'info.json': jsonFile(() => tokenInfo(record)) }
+    if (pendingSecret(name) !== undefined) entries.secret = onceFile(() => {
+      const secret = pendingSecret(name)
+      secrets.delete(name)
+      if (secret === undefined) throw new HerdsError('ENOENT', `the secret of token "${name}" was shown once already; revoke it and make another`)
+      return secret + '\n'
+    })
+    return { kind: 'dir', entries }
+  }
+
+  return {
+    kind: 'dir',
+    entries: {
+      'README.md': textFile(CONTROL_README),
+      tokens: {
+        kind: 'dir',
+        entries: {
+          create: jsonActionFile({
+            schema: TokenRequestSchema,
+            what: 'tokens/create',
+            maxBytes: 4096,
+            commit: async (request) => {
+              const { record, secret } = await deps.tokens.create(request)
+              secrets.set(record.name, { secret, until: Date.now() + SECRET_KEPT_MS })
+            },
+          }),
+        },
+        list: () => deps.tokens.list().map((t) => t.name),
+        lookup: tokenDir,
+        rmdir: async (name) => {
+          await deps.tokens.revoke(name)
+          secrets.delete(name)
+          deps.revoked(name)
+        },
+      },
+      sandboxes: {
+        kind: 'dir',
+        entries: {
+          create: jsonActionFile({
+            schema: SandboxCreateSchema,
+            what: 'sandboxes/create',
+            commit: async ({ node, name, config }) => {
+              const tree = deps.registry.treeOf(node)
+              const path = `/sandboxes/${name}`
+              await tree.mkdir(path, 0o755)
+              if (!config) return
+              // Nothing half-applied: a config the node refuses takes the new sandbox with it.
+              try {
+                await writeWhole(tree, `${path}/config.json`, Buffer.from(JSON.stringify(config)))
+              } catch (err) {
+                await tree.rmdir(path).catch(() => {})
+                throw err
+              }
+            },
+          }),
+          remove: removeFile(deps, 'sandboxes'),
+        },
+      },
+      volumes: {
+        kind: 'dir',
+        entries: {
+          create: jsonActionFile({
+            schema: VolumeCreateSchema,
+            what: 'volumes/create',
+            maxBytes: 4096,
+            commit: ({ node, name }) => deps.registry.treeOf(node).mkdir(`/volumes/${name}`, 0o755),
+          }),
+          remove: removeFile(deps, 'volumes'),
+        },
+      },
+      nodes: {
+        kind: 'dir',
+        list: () => deps.registry.names(),
+        lookup: (name) => deps.registry.get(name) && {
+          kind: 'dir',
+          entries: {
+            forget: actionFile({ maxBytes: 64, commit: () => deps.registry.forget(name) }),
+          },
+        },
+      },
+      'errors.log': textFile(() => deps.journal.errorsLog()),
+      'audit.jsonl': textFile(() => deps.journal.auditLog()),
+    },
+  }
+}
+
+/** sandboxes/remove, volumes/remove: {node, name}. */
+function removeFile (deps: ControlDeps, folder: 'sandboxes' | 'volumes'): SynthFile {
+  return jsonActionFile({
+    schema: RemoveSchema,
+    what: `${folder}/remove`,
+    maxBytes: 4096,
+    commit: ({ node, name }) => deps.registry.treeOf(node).rmdir(`/${folder}/${name}`),
+  })
+}
+
+/** A read-only file whose content can be had once; the content is taken at open. */
+function onceFile (take: () => string): SynthFile {
+  return {
+    kind: 'file',
+    mode: 0o400,
+    open: () => {
+      const bytes = Buffer.from(take())
+      return { read: (offset, length) => bytes.subarray(offset, offset + length) }
+    },
+  }
+}

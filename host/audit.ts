@@ -1,0 +1,89 @@
+/**
+ * Auditing, as a view of the namespace for one session: every change under
+ * /.herds/control and every job started through a `cmd` file is written to
+ * audit.jsonl with the token's name; refused control writes go to errors.log.
+ */
+import { toHerdsError, type HerdsError } from '../tree/errno.js'
+import { callOp, treeFromCall } from '../tree/peer.js'
+import { wantsWrite, type Op, type Tree } from '../tree/tree.js'
+import type { Journal } from './journal.js'
+
+const CONTROL = /^\/\.herds\/control\//
+/** A cmd file: writing it and closing starts a job. */
+const CMD = /^\/nodes\/[^/]+\/(sandboxes\/[^/]+\/)?exec\/(jobs\/[^/]+\/)?cmd$|^\/\.herds\/venoms\/run\/(jobs\/[^/]+\/)?cmd$/
+/** The most of a command audit.jsonl keeps. */
+const CMD_CHARS = 4096
+
+/** Changes under control that are not file writes. */
+const CONTROL_OPS: ReadonlySet<Op> = new Set(['mkdir', 'rmdir', 'unlink', 'create', 'rename', 'symlink', 'chmod'])
+
+interface Watched {
+  path: string
+  kind: 'control' | 'job'
+  written: Buffer[]
+  /** Set once a refusal of this handle was logged, so close does not log it again. */
+  refused: boolean
+}
+
+export function audited (inner: Tree, token: string, journal: Journal): Tree {
+  const open = new Map<number, Watched>()
+  const refused = (w: Watched, err: HerdsError): void => {
+    if (w.kind === 'control' && !w.refused) journal.refused(w.path, err, token)
+    w.refused = true
+  }
+  return treeFromCall(async (op, args, ctx) => {
+    const path = args[0] as string
+    if (CONTROL_OPS.has(op) && CONTROL.test(path)) {
+      try {
+        const result = await callOp(inner, op, args, ctx)
+        journal.audit({ token, event: 'control', op, path, ok: true })
+        return result
+      } catch (err) {
+        const error = toHerdsError(err)
+        journal.refused(path, error, token)
+        journal.audit({ token, event: 'control', op, path, ok: false, error: `${error.code}: ${error.message}` })
+        throw error
+      }
+    }
+    if (op === 'open' && wantsWrite(args[1] as number) && (CONTROL.test(path) || CMD.test(path))) {
+      const watched: Watched = { path, kind: CMD.test(path) ? 'job' : 'control', written: [], refused: false }
+      try {
+        const fh = await callOp(inner, op, args, ctx) as number
+        open.set(fh, watched)
+        return fh
+      } catch (err) {
+        refused(watched, toHerdsError(err))
+        throw err
+      }
+    }
+    const watched = op === 'write' || op === 'flush' || op === 'release' ? open.get(args[1] as number) : undefined
+    if (!watched) return callOp(inner, op, args, ctx)
+    if (op === 'release') open.delete(args[1] as number)
+    try {
+      const result = await callOp(inner, op, args, ctx)
+      if (op === 'write') watched.written.push(Buffer.from(args[3] as Uint8Array).subarray(0, CMD_CHARS))
+      if (op === 'flush' && watched.written.length > 0) record(watched, true)
+      return result
+    } catch (err) {
+      const error = toHerdsError(err)
+      if (!watched.refused && op !== 'release') record(watched, false, error)
+      refused(watched, error)
+      throw error
+    }
+  })
+
+  /** One audit line for what a close acted on. */
+  function record (w: Watched, ok: boolean, error?: HerdsError): void {
+    const text = Buffer.concat(w.written).toString('utf8')
+    w.written = []
+    journal.audit({
+      token,
+      event: w.kind,
+      op: 'write',
+      path: w.path,
+      ok,
+      ...(error ? { error: `${error.code}: ${error.message}` } : {}),
+      ...(w.kind === 'job' ? { cmd: text.slice(0, CMD_CHARS) } : {}),
+    })
+  }
+}
