@@ -1,10 +1,12 @@
 /**
- * The handles one connection opened, so that they can all be released when
- * it goes away: a peer that vanishes mid-read leaks no file descriptor.
+ * The handles one connection opened: only they may be used through it (the
+ * numbers are the whole tree's, so another connection's are refused with
+ * EBADF), and they are all released when it goes away, so a peer that
+ * vanishes mid-read leaks no file descriptor.
  */
 import { HerdsError } from './errno.js'
 import { callOp, treeFromCall } from './peer.js'
-import type { Tree } from './tree.js'
+import type { Op, Tree } from './tree.js'
 
 export interface TrackedTree {
   tree: Tree
@@ -12,10 +14,17 @@ export interface TrackedTree {
   releaseAll (): Promise<void>
 }
 
+/** Operations on an open file, by its handle (the second argument). */
+const HANDLE_OPS: ReadonlySet<Op> = new Set(['read', 'write', 'flush', 'release'])
+
 export function trackHandles (inner: Tree): TrackedTree {
   const open = new Map<number, string>()
   let closed = false
   const tree = treeFromCall(async (op, args, ctx) => {
+    if (HANDLE_OPS.has(op) && !open.has(args[1] as number)) {
+      if (op === 'release') return
+      throw new HerdsError('EBADF', `no file open as handle ${String(args[1])} on this connection`)
+    }
     if (op === 'release') open.delete(args[1] as number)
     const result = await callOp(inner, op, args, ctx)
     if (op === 'open' || op === 'create') {

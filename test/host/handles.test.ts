@@ -42,3 +42,19 @@ t.test('an error about a very long path is cut to fit, and the connection lives'
 t.test('a busy port is one clear error', async (t) => {
   await t.rejects(startHost({ port: host.port, home: join(tempDir(t), 'host2') }), { code: 'EBUSY', message: new RegExp(`port ${host.port} on 127.0.0.1 is in use`) })
 })
+
+t.test('a connection cannot use a file another connection opened', async (t) => {
+  const owner = await connectHost(host.url, { token: host.adminToken })
+  t.teardown(() => owner.close())
+  const other = await connectHost(host.url, { token: host.adminToken })
+  t.teardown(() => other.close())
+  await owner.tree.mkdir('/nodes/studio/volumes/private', 0o755).catch(() => {})
+  const path = '/nodes/studio/volumes/private/secret'
+  const fh = await owner.tree.create(path, 0o600)
+  await owner.tree.write(path, fh, 0, Buffer.from('mine'))
+  await t.rejects(other.tree.read(path, fh, 0, 100), { code: 'EBADF' }, 'no reading through it')
+  await t.rejects(other.tree.write(path, fh, 0, Buffer.from('theirs')), { code: 'EBADF' }, 'no writing through it')
+  await other.tree.release(path, fh) // quietly ignored
+  t.equal(Buffer.from(await owner.tree.read(path, fh, 0, 100)).toString(), 'mine', 'the owner\'s handle still works')
+  await owner.tree.release(path, fh)
+})
