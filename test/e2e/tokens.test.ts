@@ -142,3 +142,16 @@ t.test('bad JSON or a schema violation in a control file: EINVAL, the reason in 
   t.notOk(existsSync(join(up.nodeDir, 'sandboxes', 'half')), 'no sandbox made')
   t.equal(await errnoOf(writeFile(join(control, 'tokens', 'create'), '{"name":"x1","scope":"root"}')), 'EINVAL', 'EINVAL where a program sees it')
 })
+
+t.test('a token that expires closes its mount when it does; one already past is refused', async (t) => {
+  const expiresAt = new Date(Date.now() + 2500).toISOString()
+  const { proc, dir } = await mountWith(t, await makeToken({ name: 'brief', scope: 'read', expiresAt }))
+  t.ok(isMounted(dir))
+  t.equal(await proc.exited, 1, 'the mount stops when the token expires')
+  t.ok(Date.now() >= Date.parse(expiresAt), 'not before')
+  t.match(proc.output(), /the token "brief" has expired/)
+  t.notOk(isMounted(dir))
+  const past = new Date(Date.now() - 1000).toISOString()
+  t.equal(await errnoOf(writeFile(join(control, 'tokens', 'create'), JSON.stringify({ name: 'stale', scope: 'read', expiresAt: past }))), 'EINVAL')
+  t.match((await readFile(join(control, 'errors.log'), 'utf8')).trim().split('\n').at(-1), /expiresAt: .* has passed/)
+})
