@@ -57,7 +57,7 @@ async function runHost (opts: HostFlags): Promise<RunningHost> {
 }
 
 async function runNode (url: string, name: string, exports: Export[], access: Access): Promise<RunningNode> {
-  const node = await startNode({ host: url, name, home: join(herdsHome(), 'nodes', name), exports, ...access })
+  const node = await startNode({ host: url, name, home: join(herdsHome(), 'nodes', name), hidden: [herdsHome()], exports, ...access })
   stoppers.push(() => node.stop())
   stopOnFatal(node.dialer, `node ${name}`)
   node.dialer.on('disconnect', () => { if (!stopping) say('lost the host; reconnecting') })

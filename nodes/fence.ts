@@ -11,6 +11,8 @@ export type Fence = 'bwrap' | 'sandbox-exec' | 'none'
 export interface FenceSpec {
   /** Folders the job may write (all else is read-only). */
   writable: string[]
+  /** Folders the job must not even read (Herds' own state: tokens, databases), but for `writable` inside them. */
+  hidden: string[]
   /** Volumes: [source on the node, where the job sees it]. */
   binds: Array<[string, string]>
   network: boolean
@@ -44,6 +46,7 @@ export function bwrapArgs (spec: FenceSpec): string[] {
     // /proc is fresh and writable to root: its knobs on the host stay read-only.
     '--ro-bind', '/proc/sys', '/proc/sys', '--ro-bind-try', '/proc/sysrq-trigger', '/proc/sysrq-trigger',
     '--unshare-uts', '--unshare-ipc',
+    ...spec.hidden.flatMap((dir) => ['--tmpfs', dir]),
     ...spec.writable.flatMap((dir) => ['--bind', dir, dir]),
     '--unshare-pid', '--cap-drop', 'ALL',
     ...spec.binds.flatMap(([source, target]) => ['--bind', source, target]),
@@ -65,6 +68,7 @@ export function sandboxProfile (spec: FenceSpec): string {
     '(version 1)',
     '(allow default)',
     '(deny file-write*)',
+    ...(spec.hidden.length ? [`(deny file-read* ${spec.hidden.map((dir) => `(subpath ${quote(dir)})`).join(' ')})`, `(allow file-read* ${writable.map((dir) => `(subpath ${quote(dir)})`).join(' ')})`] : []),
     `(allow file-write* ${writable.map((dir) => `(subpath ${quote(dir)})`).join(' ')}`,
     '  (literal "/dev/null") (literal "/dev/zero") (literal "/dev/tty") (regex #"^/dev/fd/"))',
     ...(spec.network ? [] : ['(deny network-outbound (remote ip))', '(deny network-inbound (local ip))']),

@@ -34,6 +34,8 @@ export interface NodeOptions {
   home: string
   /** The working directory of exec/ jobs; default <home>/workspace. */
   workspace?: string
+  /** Folders sandbox jobs must not read besides this node's home (HERDS_HOME, with the host's admin token). */
+  hidden?: string[]
   /** Directories of this machine shown at fs/<name>/ (opt-in). */
   exports?: Export[]
 }
@@ -108,6 +110,7 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
     db,
     shell: jobShell(),
     fence: detectFence(),
+    hidden: [opts.home, ...(opts.hidden ?? [])],
     onRecord: (sandbox, record) => dialer.peer?.send({ t: 'jobs', jobs: [jobSummary({ ...record, id: `${sandbox}/${record.id}` })] }),
   })
   await sandboxes.load()

@@ -79,6 +79,8 @@ export interface SandboxOptions {
   db: RootDatabase
   shell: string
   fence: Fence
+  /** Folders sandbox jobs must not read (the node's and the host's state); see FenceSpec. */
+  hidden?: string[]
   onRecord?: (sandbox: string, record: JobRecord) => void
 }
 
@@ -255,7 +257,7 @@ export class Sandboxes {
       mkdirSync(source, { recursive: true }) // a volume removed since is made again, empty, rather than fail the job
       return [source, join(box.dir, 'workspace', mount)]
     })
-    const spec = { writable: WRITABLE.map((sub) => join(box.dir, sub)), binds, network: box.config.network, cwd: join(box.dir, 'workspace') }
+    const spec = { writable: WRITABLE.map((sub) => join(box.dir, sub)), hidden: this.opts.hidden ?? [], binds, network: box.config.network, cwd: join(box.dir, 'workspace') }
     return [...fenceArgs(this.opts.fence, spec), ...planImage(box.config.image).prefix]
   }
 

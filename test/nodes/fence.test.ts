@@ -2,11 +2,11 @@
 import t from 'tap'
 import { bwrapArgs, detectFence, fenceArgs, sandboxProfile } from '../../nodes/fence.js'
 
-const spec = { writable: ['/s/workspace', '/s/home'], binds: [['/v/data', '/s/workspace/data']] as Array<[string, string]>, network: false, cwd: '/s/workspace' }
+const spec = { writable: ['/s/workspace', '/s/home'], hidden: ['/herds'], binds: [['/v/data', '/s/workspace/data']] as Array<[string, string]>, network: false, cwd: '/s/workspace' }
 
 t.test('bwrap: read-only system, the writable folders bound after /tmp, no capabilities, no network when asked', async (t) => {
   const args = bwrapArgs(spec).join(' ')
-  t.match(args, /^bwrap --ro-bind \/ \/ .*--tmpfs \/tmp .*--bind \/s\/workspace \/s\/workspace --bind \/s\/home \/s\/home /)
+  t.match(args, /^bwrap --ro-bind \/ \/ .*--tmpfs \/tmp .*--tmpfs \/herds --bind \/s\/workspace \/s\/workspace --bind \/s\/home \/s\/home /)
   t.match(args, /--cap-drop ALL/)
   t.match(args, /--bind \/v\/data \/s\/workspace\/data/)
   t.match(args, /--unshare-net --chdir \/s\/workspace --$/)
@@ -19,6 +19,7 @@ t.test('sandbox-exec: writes denied but for the sandbox and its volumes; paths q
   t.match(profile, /\(subpath "\/s\/a \\"b\\""\)/)
   t.match(profile, /\(subpath "\/v\/data"\)/)
   t.match(profile, /\(deny network-outbound \(remote ip\)\)/)
+  t.match(profile, /\(deny file-read\* \(subpath "\/herds"\)\)\n\(allow file-read\* \(subpath "\/s\/a/, 'Herds\' own state unreadable, the sandbox readable again')
   t.same(fenceArgs('sandbox-exec', spec).slice(0, 2), ['/usr/bin/sandbox-exec', '-p'])
   t.same(fenceArgs('none', spec), [])
 })
