@@ -81,12 +81,12 @@ const TOKEN_OPTION = ['--token <secret>', 'the token to connect with (default: $
 const CA_OPTION = ['--ca <file>', 'trust this certificate (PEM) for a wss:// host with a self-signed one'] as const
 
 interface AccessFlags { token?: string, ca?: string }
-interface Access { token: string, ca?: Buffer }
+interface Access { token: string, ca?: Buffer, pinned?: boolean }
 
 /** The token and TLS trust to connect with: --token, else $HERDS_TOKEN, else the local admin token. */
 async function accessFrom (opts: AccessFlags): Promise<Access> {
   const token = opts.token ?? (process.env.HERDS_TOKEN || undefined) ?? await readAdminToken()
-  return { token: parseFlag(TokenSecret, token, '--token'), ca: opts.ca ? readFlagFile(opts.ca, '--ca') : undefined }
+  return { token: parseFlag(TokenSecret, token, '--token', true), ca: opts.ca ? readFlagFile(opts.ca, '--ca') : undefined }
 }
 
 interface HostFlags { port: string, listen: string, tlsCert?: string, tlsKey?: string, insecure?: boolean, defaultNode?: string }
@@ -142,8 +142,8 @@ withHostOptions(program.command('up')
     const mountToken = (await host.tokens.put({ name: 'up-mount', scope: 'admin' })).secret
     const ca = opts.tlsCert ? readFileSync(opts.tlsCert) : undefined
     const url = host.url.replace(/\/\/(0\.0\.0\.0|\[::\])/, '//127.0.0.1')
-    await runNode(url, name, exports, { token: nodeToken, ca })
-    await runMount(url, dir, { token: mountToken, ca })
+    await runNode(url, name, exports, { token: nodeToken, ca, pinned: true })
+    await runMount(url, dir, { token: mountToken, ca, pinned: true })
     say(`ready: try   echo 'uname -a' > ${dir}/nodes/${name}/exec/cmd && cat ${dir}/nodes/${name}/exec/stdout`)
     say('Ctrl-C to stop')
   })

@@ -34,10 +34,10 @@ export async function readAdminToken (): Promise<string> {
   }
 }
 
-/** Parses one flag's value or throws a HerdsError naming the flag. */
-export function parseFlag<T> (schema: z.ZodType<T>, value: unknown, flag: string): T {
+/** Parses one flag's value or throws a HerdsError naming the flag (and the value, unless it is a secret). */
+export function parseFlag<T> (schema: z.ZodType<T>, value: unknown, flag: string, secret = false): T {
   const parsed = schema.safeParse(value)
-  if (!parsed.success) throw new HerdsError('EINVAL', `${flag}: ${parsed.error.issues[0]?.message ?? 'invalid'} (got ${JSON.stringify(value)})`)
+  if (!parsed.success) throw new HerdsError('EINVAL', `${flag}: ${parsed.error.issues[0]?.message ?? 'invalid'}${secret ? '' : ` (got ${JSON.stringify(value)})`}`)
   return parsed.data
 }
 

@@ -3,7 +3,7 @@
  * a file only its owner can read (HERDS_HOME/host/admin.token), so
  * `herds token show` and local commands can find it.
  */
-import { chmod, readFile, writeFile } from 'node:fs/promises'
+import { readFile, rename, writeFile } from 'node:fs/promises'
 import type { TokenStore } from './tokens.js'
 
 /** The admin token's name in the store. */
@@ -14,7 +14,9 @@ export async function ensureAdminToken (file: string, tokens: TokenStore): Promi
   const kept = await readFile(file, 'utf8').then((s) => s.trim(), () => undefined)
   if (kept && tokens.verify(kept)?.scope === 'admin') return kept
   const { secret } = await tokens.put({ name: ADMIN_TOKEN, scope: 'admin' })
-  await writeFile(file, secret + '\n', { mode: 0o600 })
-  await chmod(file, 0o600) // writeFile's mode applies only to a new file
+  // A new file, 0600 from its first byte, put in place whole (whatever mode an old one had).
+  const fresh = `${file}.${process.pid}.new`
+  await writeFile(fresh, secret + '\n', { mode: 0o600, flag: 'wx' })
+  await rename(fresh, file)
   return secret
 }

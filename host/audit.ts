@@ -15,12 +15,16 @@ const CMD = /^\/nodes\/[^/]+\/(sandboxes\/[^/]+\/)?exec\/(jobs\/[^/]+\/)?cmd$|^\
 const CMD_CHARS = 4096
 
 /** Changes under control that are not file writes. */
-const CONTROL_OPS: ReadonlySet<Op> = new Set(['mkdir', 'rmdir', 'unlink', 'create', 'rename', 'symlink', 'chmod'])
+const CONTROL_OPS: ReadonlySet<Op> = new Set(['mkdir', 'rmdir', 'unlink', 'rename', 'symlink', 'chmod'])
 
 interface Watched {
   path: string
   kind: 'control' | 'job'
+  /** The start of a command, for its audit line (control writes keep nothing: they may carry secrets). */
   written: Buffer[]
+  keptBytes: number
+  /** Something was written since the last close acted. */
+  wrote: boolean
   /** Set once a refusal of this handle was logged, so close does not log it again. */
   refused: boolean
 }
@@ -45,8 +49,9 @@ export function audited (inner: Tree, token: string, journal: Journal): Tree {
         throw error
       }
     }
-    if (op === 'open' && wantsWrite(args[1] as number) && (CONTROL.test(path) || CMD.test(path))) {
-      const watched: Watched = { path, kind: CMD.test(path) ? 'job' : 'control', written: [], refused: false }
+    // create on an existing file opens it for writing: watched the same way.
+    if ((op === 'create' || (op === 'open' && wantsWrite(args[1] as number))) && (CONTROL.test(path) || CMD.test(path))) {
+      const watched: Watched = { path, kind: CMD.test(path) ? 'job' : 'control', written: [], keptBytes: 0, wrote: false, refused: false }
       try {
         const fh = await callOp(inner, op, args, ctx) as number
         open.set(fh, watched)
@@ -61,8 +66,8 @@ export function audited (inner: Tree, token: string, journal: Journal): Tree {
     if (op === 'release') open.delete(args[1] as number)
     try {
       const result = await callOp(inner, op, args, ctx)
-      if (op === 'write') watched.written.push(Buffer.from(args[3] as Uint8Array).subarray(0, CMD_CHARS))
-      if (op === 'flush' && watched.written.length > 0) record(watched, true)
+      if (op === 'write') keep(watched, args[3] as Uint8Array)
+      if (op === 'flush' && watched.wrote) record(watched, true)
       return result
     } catch (err) {
       const error = toHerdsError(err)
@@ -72,10 +77,21 @@ export function audited (inner: Tree, token: string, journal: Journal): Tree {
     }
   })
 
-  /** One audit line for what a close acted on. */
+  /** Keeps at most CMD_CHARS bytes of what a job's cmd was given. */
+  function keep (w: Watched, data: Uint8Array): void {
+    w.wrote = true
+    if (w.kind !== 'job' || w.keptBytes >= CMD_CHARS) return
+    const piece = Buffer.from(data.subarray(0, CMD_CHARS - w.keptBytes))
+    w.written.push(piece)
+    w.keptBytes += piece.length
+  }
+
+  /** One audit line for what a close acted on (or a write refused). */
   function record (w: Watched, ok: boolean, error?: HerdsError): void {
     const text = Buffer.concat(w.written).toString('utf8')
     w.written = []
+    w.keptBytes = 0
+    w.wrote = false
     journal.audit({
       token,
       event: w.kind,
@@ -83,7 +99,8 @@ export function audited (inner: Tree, token: string, journal: Journal): Tree {
       path: w.path,
       ok,
       ...(error ? { error: `${error.code}: ${error.message}` } : {}),
-      ...(w.kind === 'job' ? { cmd: text.slice(0, CMD_CHARS) } : {}),
+      // A refused command is not kept: it ran nowhere, and would only fill the log.
+      ...(w.kind === 'job' && ok ? { cmd: text } : {}),
     })
   }
 }

@@ -5,7 +5,7 @@
  */
 import { HerdsError } from '../tree/errno.js'
 import { callOp, treeFromCall } from '../tree/peer.js'
-import { O_ACCMODE, O_WRONLY, S_IFMT, S_IFREG, wantsWrite, type Op, type Stat, type Tree } from '../tree/tree.js'
+import { O_ACCMODE, O_WRONLY, S_IFDIR, S_IFMT, wantsWrite, type Op, type Stat, type Tree } from '../tree/tree.js'
 import type { Scope } from './tokens.js'
 
 /** Scopes a mount may have, weakest first. */
@@ -27,6 +27,8 @@ const RULES: Rule[] = [
   { pattern: /^\/\.herds\/control\//, read: 'admin', write: 'admin' },
   // Opening `new` allocates a job: it is a write in disguise.
   { pattern: /^\/nodes\/[^/]+\/(sandboxes\/[^/]+\/)?exec\/new$|^\/\.herds\/venoms\/run\/new$/, read: 'run', write: 'run' },
+  // Jobs' environments are where people put credentials: only those who may run jobs read them.
+  { pattern: /^\/nodes\/[^/]+\/(sandboxes\/[^/]+\/)?exec\/env$|^\/\.herds\/venoms\/run\/env$|^\/nodes\/[^/]+\/sandboxes\/[^/]+\/config\.json$/, read: 'run', write: 'run' },
   // Running things, and the node's working space (a run token runs commands there anyway).
   { pattern: /^\/nodes\/[^/]+\/(exec|sandboxes|volumes|fs)\/|^\/\.herds\/venoms\/run\//, read: 'read', write: 'run' },
   { pattern: /^/, read: 'read', write: 'admin' },
@@ -41,6 +43,9 @@ export function scopeNeeded (path: string, write: boolean): MountScope {
 export function allows (scope: Scope, needed: MountScope): boolean {
   return scope !== 'node' && RANK[scope] >= RANK[needed]
 }
+
+/** Paths whose very existence is for admins (which tokens exist, which secrets wait). */
+const HIDDEN_NAMES = /^\/\.herds\/control\/(tokens|nodes)\/[^/]+/
 
 /** Operations that change what a path names, with the argument holding that path. */
 const CHANGES: Partial<Record<Op, number>> = { truncate: 0, create: 0, mkdir: 0, unlink: 0, rmdir: 0, symlink: 1, utimens: 0, chmod: 0 }
@@ -67,7 +72,7 @@ export function scoped (inner: Tree, opts: ScopedOptions): Tree {
       const flags = args[1] as number
       if ((flags & O_ACCMODE) !== O_WRONLY) need(path, false)
       if (wantsWrite(flags)) need(path, true)
-    } else if (op === 'readdir' || op === 'readlink') {
+    } else if (op === 'readdir' || op === 'readlink' || (op === 'getattr' && HIDDEN_NAMES.test(path))) {
       need(path, false)
     } else if (op === 'rename') {
       need(path, true)
@@ -85,6 +90,6 @@ export function scoped (inner: Tree, opts: ScopedOptions): Tree {
 function truthfulMode (stat: Stat, path: string, scope: Scope): Stat {
   let mode = stat.mode
   if (!allows(scope, scopeNeeded(path, true))) mode &= ~0o222
-  if ((mode & S_IFMT) === S_IFREG && !allows(scope, scopeNeeded(path, false))) mode &= ~0o444
+  if (!allows(scope, scopeNeeded(path, false))) mode &= (mode & S_IFMT) === S_IFDIR ? ~0o555 : ~0o444
   return mode === stat.mode ? stat : { ...stat, mode }
 }

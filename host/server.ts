@@ -3,7 +3,7 @@
  * checks each connection's token at the upgrade, composes the namespace from
  * the nodes' trees and serves it to every mount through its token's scope.
  */
-import { mkdir } from 'node:fs/promises'
+import { chmod, mkdir } from 'node:fs/promises'
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { isIP, type AddressInfo, type Socket } from 'node:net'
@@ -66,6 +66,7 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
     throw new HerdsError('EINVAL', `listening on ${address} would send tokens in clear: give --tls-cert and --tls-key, or --insecure on a network you trust`)
   }
   await mkdir(opts.home, { recursive: true, mode: 0o700 })
+  await chmod(opts.home, 0o700) // mkdir's mode applies only to a new folder; this one holds the admin token
   const store = openHostStore(join(opts.home, 'db'))
   const journal = new Journal(join(opts.home, 'audit.jsonl'))
   const adminToken = await ensureAdminToken(join(opts.home, 'admin.token'), store.tokens)

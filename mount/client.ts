@@ -20,6 +20,8 @@ export interface ConnectOptions {
   token?: string
   /** Extra TLS trust for a wss:// host with a self-signed certificate (PEM). */
   ca?: Buffer
+  /** See DialOptions.pinned. */
+  pinned?: boolean
 }
 
 /** Connects to the host as a mount; rejects with the host's refusal or the network error. */
@@ -29,6 +31,7 @@ export async function connectHost (url: string, opts: ConnectOptions = {}): Prom
     url,
     token: opts.token,
     ca: opts.ca,
+    pinned: opts.pinned,
     hello: { t: 'hello', role: 'mount', protocol: PROTOCOL_VERSION },
     onConnect: (peer) => link.attach(peer),
   })

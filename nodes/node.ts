@@ -29,6 +29,8 @@ export interface NodeOptions {
   token?: string
   /** Extra TLS trust for a wss:// host with a self-signed certificate (PEM). */
   ca?: Buffer
+  /** See DialOptions.pinned. */
+  pinned?: boolean
   name: string
   /** Where this node keeps its state (HERDS_HOME/nodes/<name>). */
   home: string
@@ -119,6 +121,7 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
     url: opts.host,
     token: opts.token,
     ca: opts.ca,
+    pinned: opts.pinned,
     hello: { t: 'hello', role: 'node', protocol: PROTOCOL_VERSION, name: opts.name, info: nodeInfo(opts.name) },
     onConnect: (peer) => {
       // What the host opened through a connection it lost, it can no longer close.

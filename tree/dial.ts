@@ -20,6 +20,11 @@ export interface DialOptions {
   token?: string
   /** Extra TLS trust for wss:// (a self-signed host's certificate, PEM). */
   ca?: Buffer
+  /**
+   * Trust `ca` alone and skip the host-name check: for `herds up`'s own node
+   * and mount, which dial their own host on loopback with its certificate.
+   */
+  pinned?: boolean
   /** Called for each new connection after the host welcomed it. */
   onConnect?: (peer: Peer) => void
   backoff?: { minMs: number, maxMs: number }
@@ -54,6 +59,7 @@ export class Dialer extends EventEmitter {
         maxPayload: 64 * 1024 * 1024,
         headers: this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {},
         ca: this.opts.ca,
+        ...(this.opts.pinned && this.opts.ca ? { checkServerIdentity: () => undefined } : {}),
       })
       const peer = new Peer(socket)
       let welcomed = false

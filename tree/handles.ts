@@ -1,12 +1,13 @@
 /**
- * The handles one connection opened: only they may be used through it (the
- * numbers are the whole tree's, so another connection's are refused with
- * EBADF), and they are all released when it goes away, so a peer that
- * vanishes mid-read leaks no file descriptor.
+ * The handles one connection opened: only they may be used through it, and
+ * only as opened (the numbers are the whole tree's, so another connection's
+ * are refused with EBADF, and so is a write through a handle opened for
+ * reading); they are all released when it goes away, so a peer that vanishes
+ * mid-read leaks no file descriptor.
  */
 import { HerdsError } from './errno.js'
 import { callOp, treeFromCall } from './peer.js'
-import type { Op, Tree } from './tree.js'
+import { O_ACCMODE, O_RDWR, O_WRONLY, wantsWrite, type Op, type Tree } from './tree.js'
 
 export interface TrackedTree {
   tree: Tree
@@ -18,19 +19,22 @@ export interface TrackedTree {
 const HANDLE_OPS: ReadonlySet<Op> = new Set(['read', 'write', 'flush', 'release'])
 
 export function trackHandles (inner: Tree): TrackedTree {
-  const open = new Map<number, string>()
+  const open = new Map<number, { path: string, flags: number }>()
   let closed = false
   const tree = treeFromCall(async (op, args, ctx) => {
-    if (HANDLE_OPS.has(op) && !open.has(args[1] as number)) {
-      if (op === 'release') return
-      throw new HerdsError('EBADF', `no file open as handle ${String(args[1])} on this connection`)
+    if (HANDLE_OPS.has(op)) {
+      const file = open.get(args[1] as number)
+      if (!file && op === 'release') return
+      if (!file) throw new HerdsError('EBADF', `no file open as handle ${String(args[1])} on this connection`)
+      if (op === 'write' && !wantsWrite(file.flags)) throw new HerdsError('EBADF', `handle ${String(args[1])} was opened for reading only`)
+      if (op === 'read' && (file.flags & O_ACCMODE) === O_WRONLY) throw new HerdsError('EBADF', `handle ${String(args[1])} was opened for writing only`)
     }
     if (op === 'release') open.delete(args[1] as number)
     const result = await callOp(inner, op, args, ctx)
     if (op === 'open' || op === 'create') {
       // An open that finished after its connection closed is released at once.
       if (closed) await inner.release(args[0] as string, result as number).catch(() => {})
-      else open.set(result as number, args[0] as string)
+      else open.set(result as number, { path: args[0] as string, flags: op === 'create' ? O_RDWR : args[1] as number })
     }
     return result
   })
@@ -40,7 +44,7 @@ export function trackHandles (inner: Tree): TrackedTree {
       closed = true
       const handles = [...open]
       open.clear()
-      await Promise.all(handles.map(([fh, path]) => inner.release(path, fh).catch(() => {})))
+      await Promise.all(handles.map(([fh, { path }]) => inner.release(path, fh).catch(() => {})))
     },
   }
 }

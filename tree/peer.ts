@@ -33,6 +33,9 @@ const MAX_IN_FLIGHT = 4096
  */
 const MAX_BUFFERED_BYTES = 128 * 1024 * 1024
 
+/** How long a peer told bye may take to close before it is cut off. */
+const BYE_GRACE_MS = 1000
+
 export class Peer extends EventEmitter {
   readonly socket: WebSocket
   private nextId = 1
@@ -42,6 +45,8 @@ export class Peer extends EventEmitter {
   private served: Tree | undefined
   private helloFirst = false
   private closedError: HerdsError | undefined
+  /** Set by bye(): frames that still arrive are ignored. */
+  private stopServing = false
 
   constructor (socket: WebSocket) {
     super()
@@ -72,11 +77,20 @@ export class Peer extends EventEmitter {
     this.socket.send(encodeFrame(frame), { binary: true })
   }
 
-  /** Says why we close, then closes. */
+  /**
+   * Says why we close, then closes. From this moment nothing more is served
+   * (a revoked token must not act while the close handshake runs), and a
+   * peer that does not answer the close is cut off after a second.
+   */
   bye (error: HerdsError, code = 4000): void {
     this.send({ t: 'bye', error: errorBody(error) })
+    this.served = undefined
+    this.helloFirst = false
+    this.stopServing = true
+    for (const controller of this.inFlight.values()) controller.abort()
     // The close reason is capped at 123 bytes; the bye frame carries the whole message.
     this.socket.close(code, error.code)
+    setTimeout(() => this.socket.terminate(), BYE_GRACE_MS).unref()
   }
 
   /** Calls `op` on the tree the other side serves. */
@@ -111,6 +125,7 @@ export class Peer extends EventEmitter {
   }
 
   private onMessage (data: Buffer, isBinary: boolean): void {
+    if (this.stopServing) return
     let frame: Frame
     try {
       if (!isBinary) throw new HerdsError('EPROTO', 'malformed frame: text frames are not spoken here')

@@ -55,7 +55,7 @@ export interface SynthMount {
 export type SynthNode = SynthFile | SynthDir | SynthMount
 
 /** An open file: a synthetic file's handle, or a file opened in a mounted tree. */
-type OpenFile = { handle: FileHandle } | { tree: Tree, path: string, fh: number }
+type OpenFile = { handle: FileHandle, flags: number } | { tree: Tree, path: string, fh: number }
 
 type Resolved =
   | { kind: 'node', node: SynthFile | SynthDir, parent: SynthDir | undefined, name: string }
@@ -128,7 +128,7 @@ export class SyntheticTree implements Tree {
     const writing = wantsWrite(flags)
     if (writing && !(r.node.mode & 0o222)) throw new HerdsError('EACCES', `read-only file: ${path}`)
     if ((flags & O_ACCMODE) !== O_WRONLY && !(r.node.mode & 0o444)) throw new HerdsError('EACCES', `write-only file: ${path}`)
-    return this.remember({ handle: await r.node.open(flags, ctx) })
+    return this.remember({ handle: await r.node.open(flags, ctx), flags })
   }
 
   // Operations on an open file follow its handle, not its path: the path may
@@ -137,6 +137,7 @@ export class SyntheticTree implements Tree {
   async read (path: string, fh: number, offset: number, length: number, ctx?: CallContext): Promise<Uint8Array> {
     const file = this.handle(fh)
     if ('tree' in file) return file.tree.read(file.path, file.fh, offset, length, ctx)
+    if ((file.flags & O_ACCMODE) === O_WRONLY) throw new HerdsError('EBADF', `opened for writing only: ${path}`)
     if (!file.handle.read) throw new HerdsError('EACCES', `not readable: ${path}`)
     return file.handle.read(offset, length, ctx)
   }
@@ -144,6 +145,8 @@ export class SyntheticTree implements Tree {
   async write (path: string, fh: number, offset: number, data: Uint8Array, ctx?: CallContext): Promise<number> {
     const file = this.handle(fh)
     if ('tree' in file) return file.tree.write(file.path, file.fh, offset, data, ctx)
+    // As with any file: a handle opened for reading does not write (nor act on close).
+    if (!wantsWrite(file.flags)) throw new HerdsError('EBADF', `opened for reading only: ${path}`)
     if (!file.handle.write) throw new HerdsError('EACCES', `not writable: ${path}`)
     return file.handle.write(offset, data)
   }

@@ -7,11 +7,11 @@ import t from 'tap'
 import { adminToken, spawnHerds, tempDir, unmountAtTeardown } from './harness.js'
 
 /** A self-signed certificate for 127.0.0.1, as a person would make one with openssl. */
-function selfSigned (dir: string): { cert: string, key: string } {
+function selfSigned (dir: string, san = 'subjectAltName=IP:127.0.0.1'): { cert: string, key: string } {
   const cert = join(dir, 'cert.pem')
   const key = join(dir, 'key.pem')
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
-    '-subj', '/CN=herds-test', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' })
+    '-subj', '/CN=herds-test', '-addext', san, '-keyout', key, '-out', cert], { stdio: 'ignore' })
   return { cert, key }
 }
 
@@ -45,4 +45,16 @@ t.test('a public address without TLS is refused unless --insecure', async (t) =>
   const half = spawnHerds(t, ['host', '--port', '0', '--tls-cert', join(root, 'nope.pem')], tempDir(t))
   t.equal(await half.exited, 1)
   t.match(half.output(), /^herds: --tls-cert and --tls-key go together/)
+})
+
+t.test('herds up on all addresses with a certificate for a host name: its own node and mount still connect', async (t) => {
+  const root = tempDir(t)
+  const { cert, key } = selfSigned(root, 'subjectAltName=DNS:studio.example')
+  const mnt = join(root, 'mnt')
+  unmountAtTeardown(t, mnt)
+  const up = spawnHerds(t, ['up', '--port', '0', '--listen', '0.0.0.0', '--tls-cert', cert, '--tls-key', key, '--name', 'studio', '--mount', mnt], root)
+  await up.waitFor(/Ctrl-C to stop/, 20_000)
+  t.match(up.output(), /host\s+wss:\/\/0\.0\.0\.0:\d+/)
+  await writeFile(join(mnt, '.herds', 'venoms', 'run', 'cmd'), 'echo up over tls\n')
+  t.equal(await readFile(join(mnt, '.herds', 'venoms', 'run', 'stdout'), 'utf8'), 'up over tls\n')
 })
