@@ -135,3 +135,19 @@ t.test('every exec directory explains itself', async (t) => {
     t.match(readme, new RegExp(`\\b${name.replace('/', '\\/')}`), name)
   }
 })
+
+t.test('a job of one\'s own takes its own env and timeout before its cmd, and refuses them after', async (t) => {
+  await mkdir(join(exec, 'jobs', 'own-settings'))
+  const job = join(exec, 'jobs', 'own-settings')
+  await writeFile(join(job, 'env'), 'ONLY_THIS_JOB=yes\n')
+  await writeFile(join(job, 'timeout'), '1\n')
+  await writeFile(join(job, 'cmd'), 'echo "only=$ONLY_THIS_JOB"; sleep 30\n')
+  t.equal(await readFile(join(job, 'exit'), 'utf8'), '143\n', 'ended by its timeout')
+  t.match(await status(job), { state: 'timed_out' })
+  t.equal(await readFile(join(job, 'stdout'), 'utf8'), 'only=yes\n')
+  t.equal(await errnoOf(writeFile(join(job, 'env'), 'LATE=1\n')), 'EBUSY', 'too late once it ran')
+  t.notMatch(await readFile(join(exec, 'env'), 'utf8'), /ONLY_THIS_JOB/, 'the directory\'s env is untouched')
+  const id = (await readFile(join(exec, 'new'), 'utf8')).trim()
+  await writeFile(join(exec, 'jobs', id, 'cmd'), 'echo "only=$ONLY_THIS_JOB"\n')
+  t.equal(await readFile(join(exec, 'jobs', id, 'stdout'), 'utf8'), 'only=\n', 'nor does the next job see it')
+})

@@ -38,6 +38,8 @@ const EMPTY = new Uint8Array(0)
 
 export class Job extends EventEmitter {
   record: JobRecord
+  /** What jobs/<id>/env and timeout set for this job alone, before it starts (kept in memory). */
+  preset: { env: Record<string, string>, timeout?: number } = { env: {} }
   private readonly dir: string
   private readonly store: JobStore
   private readonly limits: JobLimits

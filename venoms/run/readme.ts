@@ -37,7 +37,9 @@ others? Take a job of your own:
 - timeout  seconds a job started here may run (0: no limit); then it is ended as timed_out.
 - error    the last write this directory refused, with the reason in words.
 - new      read: makes a new idle job and prints its id.
-- jobs/<id>/  one job: cmd, stdin, ctl, stdout, stderr, output, status, exit.
+- jobs/<id>/  one job: cmd, stdin, ctl, stdout, stderr, output, status, exit; and env and
+             timeout for this job alone (added to the directory's), written before its cmd
+             (EBUSY after it started).
 
 Output is written to the machine's disk as it arrives: a job keeps running if the
 mount or the host goes away, and its output is complete when they come back. A job

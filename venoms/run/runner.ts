@@ -112,10 +112,10 @@ export class Runner {
     await job.run({
       cmd,
       cwd: this.opts.cwd,
-      env: { ...base, ...this.settings.env },
+      env: { ...base, ...this.settings.env, ...job.preset.env },
       shell: this.opts.shell,
       wrap: this.opts.wrap?.(),
-      timeout: this.settings.timeout,
+      timeout: job.preset.timeout ?? this.settings.timeout,
     })
   }
 

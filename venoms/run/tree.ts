@@ -37,22 +37,8 @@ export function execDir (runner: Runner): SynthDir {
       stdin: stdinFile(current, noted('stdin')),
       ctl: ctlFile(current, noted('ctl')),
       ...jobFiles(current),
-      env: actionFile({
-        maxBytes: MAX_SETTING_BYTES,
-        read: () => Object.entries(runner.settings.env).map(([k, v]) => `${k}=${v}\n`).join(''),
-        validate: (soFar) => { parseEnv(completeLines(soFar)) },
-        commit: async (data) => { await runner.saveSettings({ ...runner.settings, env: { ...runner.settings.env, ...parseEnv(data.toString('utf8')) } }) },
-        // `> env` empties it first; `>> env` adds to it.
-        truncate: async () => { await runner.saveSettings({ ...runner.settings, env: {} }) },
-        onRefuse: noted('env'),
-      }),
-      timeout: actionFile({
-        maxBytes: 64,
-        read: () => `${runner.settings.timeout}\n`,
-        validate: (soFar) => { if (soFar.includes(0x0a)) parseTimeout(soFar) },
-        commit: async (data) => { await runner.saveSettings({ ...runner.settings, timeout: parseTimeout(data) }) },
-        onRefuse: noted('timeout'),
-      }),
+      env: envFile(() => runner.settings.env, (env) => runner.saveSettings({ ...runner.settings, env }), noted('env')),
+      timeout: timeoutFile(() => runner.settings.timeout, (timeout) => runner.saveSettings({ ...runner.settings, timeout }), noted('timeout')),
       error: textFile(() => runner.lastError),
       new: textFile(async () => `${(await runner.allocate()).id}\n`),
       jobs: {
@@ -92,9 +78,40 @@ function jobDir (runner: Runner, job: Job): SynthDir {
       }),
       stdin: stdinFile(() => job, noted('stdin')),
       ctl: ctlFile(() => job, noted('ctl')),
+      // This job's own additions to the directory's env and timeout, written before its cmd.
+      env: envFile(() => job.preset.env, (env) => { notStarted(job); job.preset.env = env }, noted('env')),
+      timeout: timeoutFile(() => job.preset.timeout ?? runner.settings.timeout, (timeout) => { notStarted(job); job.preset.timeout = timeout }, noted('timeout')),
       ...jobFiles(() => job),
     },
   }
+}
+
+/** Settings of a job can change only before it starts. */
+function notStarted (job: Job): void {
+  if (job.record.state !== 'idle') throw new HerdsError('EBUSY', `job ${job.id} has started; its env and timeout are set before its cmd`)
+}
+
+/** `env`: KEY=VALUE lines; `>` replaces them (truncate empties), `>>` adds. */
+function envFile (get: () => Record<string, string>, set: (env: Record<string, string>) => Promise<void> | void, onRefuse: (err: HerdsError) => void): SynthFile {
+  return actionFile({
+    maxBytes: MAX_SETTING_BYTES,
+    read: () => Object.entries(get()).map(([k, v]) => `${k}=${v}\n`).join(''),
+    validate: (soFar) => { parseEnv(completeLines(soFar)) },
+    commit: (data) => set({ ...get(), ...parseEnv(data.toString('utf8')) }),
+    truncate: () => set({}),
+    onRefuse,
+  })
+}
+
+/** `timeout`: seconds (0: none). */
+function timeoutFile (get: () => number, set: (timeout: number) => Promise<void> | void, onRefuse: (err: HerdsError) => void): SynthFile {
+  return actionFile({
+    maxBytes: 64,
+    read: () => `${get()}\n`,
+    validate: (soFar) => { if (soFar.includes(0x0a)) parseTimeout(soFar) },
+    commit: (data) => set(parseTimeout(data)),
+    onRefuse,
+  })
 }
 
 /** The files that show one job: its output streams, `status` and `exit`. */
