@@ -44,7 +44,7 @@ config.json mounts them at workspace/<mount> ("volumes": {"<mount>": "<volume>"}
 ## Files here
 
 - nodes.json       every node the host knows, online or not
-- health.json      host version, uptime, nodes online, mounts connected
+- health.json      host version, uptime, nodes online, mounts connected, the default node
 - jobs.json        the 500 most recent jobs across nodes, newest first: node, id,
                    state, cmd, exitCode, signal, createdAt, startedAt, endedAt, durationMs
 - venoms/run.md    the exec/ contract: cmd, stdout, stderr, exit, status, ctl, stdin, jobs/

@@ -94,6 +94,7 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       nodes: { known: registry.names().length, online: registry.all().filter((e) => e.link.connected).length },
       mounts: mounts.size,
+      defaultNode: opts.defaultNode ?? registry.first()?.name ?? null,
     }),
   })
   const http: Server = (opts.tls ? createHttpsServer(opts.tls) : createHttpServer()).on('request', (_req, res) => {

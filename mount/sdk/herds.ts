@@ -1,0 +1,356 @@
+/**
+ * The TypeScript SDK: a thin layer of names over the file contract. Every
+ * method is reads and writes of namespace files (see docs/sdk.md for the file
+ * each one uses), over either transport: Herds.connect (WebSocket, no mount)
+ * or Herds.open (a mounted directory).
+ */
+import { posix } from 'node:path'
+import { connectHost } from '../client.js'
+import { HerdsError, toHerdsError } from '../../tree/errno.js'
+import { fsTransport, treeTransport, type FileStat, type Transport } from './transport.js'
+
+export interface ConnectOptions {
+  /** The host, e.g. ws://127.0.0.1:7077 or wss://herds.example:7077. */
+  url: string
+  /** A read, run or admin token (herds token show; or .herds/control/tokens/<name>/secret). */
+  token: string
+  /** Trust this certificate (PEM) for a wss:// host with a self-signed one. */
+  ca?: Buffer
+}
+
+export interface RunOptions {
+  /** Added to the node's (or sandbox's) environment for this job alone. */
+  env?: Record<string, string>
+  /** Seconds before the job is ended (SIGTERM, then SIGKILL); 0 or absent: the directory's setting. */
+  timeout?: number
+  /** Bytes for the job's standard input; it is closed after them (or at once when absent). */
+  stdin?: string | Uint8Array
+  /** Run in this sandbox of the node instead of the node's own workspace. */
+  sandbox?: string
+}
+
+export interface RunResult {
+  /** The job's id in its exec/jobs/ folder. */
+  id: string
+  /** The exit code; null when a signal ended it. */
+  exitCode: number | null
+  signal: string | null
+  stdout: string
+  stderr: string
+  durationMs: number | null
+  timedOut: boolean
+  /** exited, killed, timed_out, failed_to_start or lost. */
+  state: string
+}
+
+export interface OutputChunk {
+  stream: 'stdout' | 'stderr'
+  data: Buffer
+}
+
+export interface NodeSummary {
+  name: string
+  online: boolean
+  os: string
+  arch: string
+  hostname: string
+  version: string
+  connectedAt: string | null
+  lastSeen: string
+}
+
+const readJson = async <T>(files: Transport, path: string): Promise<T> => JSON.parse((await files.read(path)).toString('utf8')) as T
+
+/** A connection to a herd: the entry point of the SDK. */
+export class Herds {
+  /** The file operations underneath, for anything the SDK has no name for. */
+  readonly files: Transport
+
+  private constructor (files: Transport) {
+    this.files = files
+  }
+
+  /** Connects to a host over WebSocket; no mount needed. */
+  static async connect (opts: ConnectOptions): Promise<Herds> {
+    const connection = await connectHost(opts.url, { token: opts.token, ca: opts.ca })
+    return new Herds(treeTransport(connection.tree, () => connection.close()))
+  }
+
+  /** Uses a mounted namespace (herds up, herds mount) through plain fs calls. */
+  static async open (mountpoint: string): Promise<Herds> {
+    const files = fsTransport(mountpoint)
+    const isHerds = await files.stat('/.herds/catalog').then((s) => s.directory, () => false)
+    if (!isHerds) throw new HerdsError('ENOENT', `${mountpoint} is not a Herds mount (no .herds/catalog in it): start one with herds up or herds mount`)
+    return new Herds(files)
+  }
+
+  /** Every node the host knows, online or not (.herds/catalog/nodes.json). */
+  nodes (): Promise<NodeSummary[]> {
+    return readJson(this.files, '/.herds/catalog/nodes.json')
+  }
+
+  /** A node by name; nothing is checked until it is used. */
+  node (name: string): HerdsNode {
+    return new HerdsNode(this.files, name)
+  }
+
+  /** The online node with the lowest load per CPU (status.json, info.json). */
+  async pick (): Promise<HerdsNode> {
+    const online = (await this.nodes()).filter((n) => n.online)
+    if (online.length === 0) throw new HerdsError('EHOSTDOWN', 'no node is online')
+    const scored = await Promise.all(online.map(async (n) => {
+      const node = this.node(n.name)
+      const [status, info] = await Promise.all([node.status(), node.info()]).catch(() => [undefined, undefined])
+      const load = Array.isArray(status?.load) ? Number(status.load[0]) : Infinity
+      return { node, score: load / Math.max(1, Number(info?.cpus) || 1) }
+    }))
+    return scored.sort((a, b) => a.score - b.score)[0].node
+  }
+
+  /** health.json: host version, uptime, nodes online, mounts connected, the default node. */
+  health (): Promise<Record<string, unknown>> {
+    return readJson(this.files, '/.herds/catalog/health.json')
+  }
+
+  /** Closes the connection (Herds.connect); nothing to do for a mount. */
+  close (): void {
+    this.files.close()
+  }
+}
+
+/** One machine of the herd: /nodes/<name>/. */
+export class HerdsNode {
+  readonly name: string
+  private readonly files: Transport
+
+  constructor (files: Transport, name: string) {
+    this.files = files
+    this.name = name
+  }
+
+  get path (): string { return `/nodes/${this.name}` }
+
+  info (): Promise<Record<string, unknown>> { return readJson(this.files, `${this.path}/info.json`) }
+  status (): Promise<Record<string, unknown>> { return readJson(this.files, `${this.path}/status.json`) }
+
+  /** Starts a command in a job of its own (exec/new) and returns its handle. */
+  async spawn (cmd: string, opts: Omit<RunOptions, 'stdin'> = {}): Promise<Job> {
+    const exec = opts.sandbox ? `${this.path}/sandboxes/${opts.sandbox}/exec` : `${this.path}/exec`
+    const id = (await this.files.read(`${exec}/new`)).toString('utf8').trim()
+    const job = new Job(this.files, exec, id)
+    await job.settle(opts)
+    await job.start(cmd)
+    return job
+  }
+
+  /** Runs a command to its end and gives its output and exit status. */
+  async run (cmd: string, opts: RunOptions = {}): Promise<RunResult> {
+    const job = await this.spawn(cmd, opts)
+    if (opts.stdin !== undefined) await job.write(opts.stdin).catch(ignoreEnded)
+    await job.end().catch(ignoreEnded)
+    return job.wait()
+  }
+
+  /** Runs a command and yields its output as it comes, stdout and stderr apart. */
+  async * stream (cmd: string, opts: RunOptions = {}): AsyncGenerator<OutputChunk, RunResult> {
+    const job = await this.spawn(cmd, opts)
+    if (opts.stdin !== undefined) await job.write(opts.stdin).catch(ignoreEnded)
+    await job.end().catch(ignoreEnded)
+    yield * job.output()
+    return job.wait()
+  }
+
+  /** A sandbox of this node, made if missing; `config` (config.json) is applied when given. */
+  async sandbox (name: string, config?: Record<string, unknown>): Promise<Sandbox> {
+    const path = `${this.path}/sandboxes/${name}`
+    await this.files.mkdir(path).catch(ignoreExisting)
+    if (config) await this.files.write(`${path}/config.json`, JSON.stringify(config))
+    return new Sandbox(this.files, this, name)
+  }
+
+  /** A volume of this node, made if missing. */
+  async volume (name: string): Promise<Volume> {
+    const path = `${this.path}/volumes/${name}`
+    await this.files.mkdir(path).catch(ignoreExisting)
+    return new Volume(this.files, path)
+  }
+}
+
+/** A running (or finished) job: exec/jobs/<id>/. */
+export class Job {
+  readonly id: string
+  private readonly files: Transport
+  private readonly dir: string
+  private readonly exec: string
+
+  constructor (files: Transport, exec: string, id: string) {
+    this.files = files
+    this.exec = exec
+    this.id = id
+    this.dir = `${exec}/jobs/${id}`
+  }
+
+  /** Writes the job's own env and timeout (before start). */
+  async settle (opts: Pick<RunOptions, 'env' | 'timeout'>): Promise<void> {
+    if (opts.env && Object.keys(opts.env).length > 0) {
+      await this.act('env', Object.entries(opts.env).map(([k, v]) => `${k}=${v}\n`).join(''))
+    }
+    if (opts.timeout) await this.act('timeout', `${opts.timeout}\n`)
+  }
+
+  /** Starts the job with `cmd` (spawn calls it). */
+  async start (cmd: string): Promise<void> {
+    await this.act('cmd', cmd.endsWith('\n') ? cmd : cmd + '\n')
+  }
+
+  /** Appends to the job's standard input. */
+  write (data: string | Uint8Array): Promise<void> {
+    return this.act('stdin', data)
+  }
+
+  /** Closes the job's standard input. */
+  end (): Promise<void> {
+    return this.act('ctl', 'eof\n')
+  }
+
+  /** Sends a signal to the job's whole process group (TERM by default; KILL follows after 3 s). */
+  kill (signal = 'TERM'): Promise<void> {
+    return this.act('ctl', `kill ${signal}\n`)
+  }
+
+  /** The job's output as it comes, stdout and stderr apart; ends when the job does. */
+  async * output (): AsyncGenerator<OutputChunk> {
+    const queue: OutputChunk[] = []
+    let wake: (() => void) | undefined
+    let failure: unknown
+    let open = 2
+    for (const stream of ['stdout', 'stderr'] as const) {
+      this.files.stream(`${this.dir}/${stream}`, (data) => { queue.push({ stream, data }); wake?.() })
+        .catch((err) => { failure ??= err })
+        .finally(() => { open--; wake?.() })
+    }
+    while (true) {
+      if (queue.length > 0) { yield queue.shift()!; continue }
+      if (failure) throw toHerdsError(failure)
+      if (open === 0) return
+      await new Promise<void>((resolve) => { wake = resolve })
+      wake = undefined
+    }
+  }
+
+  /** Waits for the end (exit), then gives the status and the whole output. */
+  async wait (): Promise<RunResult> {
+    await this.files.read(`${this.dir}/exit`)
+    const [status, stdout, stderr] = await Promise.all([
+      readJson<Record<string, unknown>>(this.files, `${this.dir}/status`),
+      this.files.read(`${this.dir}/stdout`),
+      this.files.read(`${this.dir}/stderr`),
+    ])
+    return {
+      id: this.id,
+      exitCode: status.exitCode as number | null,
+      signal: status.signal as string | null,
+      stdout: stdout.toString('utf8'),
+      stderr: stderr.toString('utf8'),
+      durationMs: status.durationMs as number | null,
+      timedOut: status.state === 'timed_out',
+      state: status.state as string,
+    }
+  }
+
+  /** Writes one of the job's files; a refusal carries the reason exec/error gives. */
+  private async act (name: string, data: string | Uint8Array): Promise<void> {
+    try {
+      await this.files.write(`${this.dir}/${name}`, data)
+    } catch (err) {
+      const error = toHerdsError(err)
+      // exec/error says "<time> jobs/<id>/<file>: <errno>: <reason>" when this refusal was the host's.
+      const said = (await this.files.read(`${this.exec}/error`).catch(() => Buffer.alloc(0))).toString('utf8').trim()
+      const reason = said.match(new RegExp(`^\\S+ jobs/${this.id}/${name}: ${error.code}: (.*)$`, 's'))?.[1]
+      throw reason ? new HerdsError(error.code, reason) : error
+    }
+  }
+}
+
+/** A folder of files (a volume, a sandbox's workspace): paths are relative to it. */
+export class Folder {
+  /** Its namespace path. */
+  readonly root: string
+  protected readonly files: Transport
+
+  constructor (files: Transport, root: string) {
+    this.files = files
+    this.root = root
+  }
+
+  /** A path inside; ".." cannot climb out. */
+  protected at (path: string): string {
+    const clean = posix.normalize('/' + path)
+    return clean === '/' ? this.root : this.root + clean
+  }
+
+  readFile (path: string): Promise<Buffer> { return this.files.read(this.at(path)) }
+  writeFile (path: string, data: string | Uint8Array): Promise<void> { return this.files.write(this.at(path), data) }
+  readdir (path = '.'): Promise<string[]> { return this.files.list(this.at(path)) }
+  stat (path: string): Promise<FileStat> { return this.files.stat(this.at(path)) }
+  mkdir (path: string): Promise<void> { return this.files.mkdir(this.at(path)) }
+
+  /** Removes a file, or a folder with `recursive`. */
+  async rm (path: string, opts: { recursive?: boolean } = {}): Promise<void> {
+    const full = this.at(path)
+    if (full === this.root) throw new HerdsError('EINVAL', 'rm of the folder itself: use remove()')
+    await removeAt(this.files, full, opts.recursive ?? false)
+  }
+}
+
+async function removeAt (files: Transport, path: string, recursive: boolean): Promise<void> {
+  const info = await files.stat(path)
+  if (!info.directory) return files.unlink(path)
+  if (!recursive) throw new HerdsError('EISDIR', `${path} is a folder: pass { recursive: true }`)
+  for (const name of await files.list(path)) await removeAt(files, `${path}/${name}`, true)
+  await files.rmdir(path)
+}
+
+/** A volume: nodes/<n>/volumes/<name>/. */
+export class Volume extends Folder {
+  /** Removes the volume; ENOTEMPTY unless it is empty (rm its files first). */
+  remove (): Promise<void> {
+    return this.files.rmdir(this.root)
+  }
+}
+
+/** A sandbox: its workspace's files, its own exec/, its config and status. */
+export class Sandbox extends Folder {
+  readonly name: string
+  readonly node: HerdsNode
+  private readonly dir: string
+
+  constructor (files: Transport, node: HerdsNode, name: string) {
+    const dir = `${node.path}/sandboxes/${name}`
+    super(files, `${dir}/workspace`)
+    this.dir = dir
+    this.node = node
+    this.name = name
+  }
+
+  run (cmd: string, opts: Omit<RunOptions, 'sandbox'> = {}): Promise<RunResult> { return this.node.run(cmd, { ...opts, sandbox: this.name }) }
+  stream (cmd: string, opts: Omit<RunOptions, 'sandbox'> = {}): AsyncGenerator<OutputChunk, RunResult> { return this.node.stream(cmd, { ...opts, sandbox: this.name }) }
+  spawn (cmd: string, opts: Omit<RunOptions, 'sandbox' | 'stdin'> = {}): Promise<Job> { return this.node.spawn(cmd, { ...opts, sandbox: this.name }) }
+
+  status (): Promise<Record<string, unknown>> { return readJson(this.files, `${this.dir}/status.json`) }
+  config (): Promise<Record<string, unknown>> { return readJson(this.files, `${this.dir}/config.json`) }
+
+  /** Replaces config.json; EINVAL names the field that is wrong, and nothing changes. */
+  async configure (config: Record<string, unknown>): Promise<void> {
+    await this.files.write(`${this.dir}/config.json`, JSON.stringify(config))
+  }
+
+  /** Removes the sandbox: its jobs end, its files go. */
+  remove (): Promise<void> {
+    return this.files.rmdir(this.dir)
+  }
+}
+
+const ignoreExisting = (err: unknown): void => { if (toHerdsError(err).code !== 'EEXIST') throw err }
+/** Stdin of a job that already ended has no reader: not an error for run(). */
+const ignoreEnded = (err: unknown): void => { if (toHerdsError(err).code !== 'EPIPE') throw err }

@@ -1,0 +1,100 @@
+/**
+ * The two ways the SDK reaches a namespace, behind one small set of file
+ * operations: the remote tree over WebSocket (no mount needed), or plain fs on
+ * a mounted directory. Everything the SDK does is one of these, so a shell
+ * can do it too.
+ */
+import { createReadStream } from 'node:fs'
+import { mkdir, readdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises'
+import { join, posix } from 'node:path'
+import { readWhole, writeWhole } from '../../tree/bind.js'
+import { toHerdsError } from '../../tree/errno.js'
+import { O_RDONLY, S_IFDIR, S_IFMT, type Tree } from '../../tree/tree.js'
+
+export interface FileStat {
+  directory: boolean
+  size: number
+  mode: number
+  mtimeMs: number
+}
+
+/** File operations on namespace paths ("/nodes/studio/exec/cmd"). Errors are HerdsErrors. */
+export interface Transport {
+  read (path: string): Promise<Buffer>
+  /** Writes a whole file as `>` does: created if missing, emptied first, acted on at close. */
+  write (path: string, data: string | Uint8Array): Promise<void>
+  /** Reads a file to its end, calling `onChunk` as each piece arrives (live output). */
+  stream (path: string, onChunk: (chunk: Buffer) => void, signal?: AbortSignal): Promise<void>
+  list (path: string): Promise<string[]>
+  stat (path: string): Promise<FileStat>
+  mkdir (path: string): Promise<void>
+  rmdir (path: string): Promise<void>
+  unlink (path: string): Promise<void>
+  rename (from: string, to: string): Promise<void>
+  close (): void
+}
+
+/** Turns whatever a call threw into a HerdsError (fs errors carry their errno name already). */
+async function mapped<T> (work: Promise<T>): Promise<T> {
+  try {
+    return await work
+  } catch (err) {
+    throw toHerdsError(err)
+  }
+}
+
+/** The namespace over the wire: a remote tree from connectHost. */
+export function treeTransport (tree: Tree, close: () => void = () => {}): Transport {
+  return {
+    read: (path) => mapped(readWhole(tree, path)),
+    write: (path, data) => mapped((async () => {
+      // As open(O_CREAT|O_TRUNC) does: create a missing file, empty an existing one.
+      const exists = await tree.getattr(path).then(() => true, () => false)
+      if (!exists) await tree.release(path, await tree.create(path, 0o644))
+      else await tree.truncate(path, 0)
+      await writeWhole(tree, path, typeof data === 'string' ? Buffer.from(data) : data)
+    })()),
+    stream: (path, onChunk, signal) => mapped((async () => {
+      const fh = await tree.open(path, O_RDONLY, { signal })
+      try {
+        for (let offset = 0; ;) {
+          const chunk = await tree.read(path, fh, offset, 128 * 1024, { signal })
+          if (chunk.length === 0) return
+          onChunk(Buffer.from(chunk))
+          offset += chunk.length
+        }
+      } finally {
+        await tree.release(path, fh).catch(() => {})
+      }
+    })()),
+    list: (path) => mapped(tree.readdir(path)),
+    stat: (path) => mapped(tree.getattr(path).then((s) => ({ directory: (s.mode & S_IFMT) === S_IFDIR, size: s.size, mode: s.mode & 0o7777, mtimeMs: s.mtimeMs }))),
+    mkdir: (path) => mapped(tree.mkdir(path, 0o755)),
+    rmdir: (path) => mapped(tree.rmdir(path)),
+    unlink: (path) => mapped(tree.unlink(path)),
+    rename: (from, to) => mapped(tree.rename(from, to)),
+    close,
+  }
+}
+
+/** The namespace through a FUSE mount: plain fs calls under `mountpoint`. */
+export function fsTransport (mountpoint: string): Transport {
+  // Normalised from the root, so no "..", however many, climbs out of the mount.
+  const at = (path: string): string => join(mountpoint, posix.normalize('/' + path))
+  return {
+    read: (path) => mapped(readFile(at(path))),
+    write: (path, data) => mapped(writeFile(at(path), data)),
+    stream: (path, onChunk, signal) => mapped(new Promise<void>((resolve, reject) => {
+      const stream = createReadStream(at(path), { highWaterMark: 128 * 1024, signal })
+      stream.on('data', (chunk) => onChunk(chunk as Buffer)).on('end', resolve).on('error', reject)
+    })),
+    list: (path) => mapped(readdir(at(path))),
+    stat: (path) => mapped(stat(at(path)).then((s) => ({ directory: s.isDirectory(), size: s.size, mode: s.mode & 0o7777, mtimeMs: s.mtimeMs }))),
+    mkdir: (path) => mapped(mkdir(at(path))),
+    rmdir: (path) => mapped(rmdir(at(path))),
+    unlink: (path) => mapped(unlink(at(path))),
+    rename: (from, to) => mapped(rename(at(from), at(to))),
+    close: () => {},
+  }
+}
+

@@ -1,0 +1,107 @@
+// One SDK suite, run unchanged against both transports (issue 6): Herds.connect over WebSocket and
+// Herds.open on a real FUSE mount, both against a real host and node started by `herds up`.
+import t from 'tap'
+import { Herds, HerdsError, type OutputChunk } from '../../mount/sdk/index.js'
+import { herdsUp } from '../e2e/harness.js'
+
+const up = await herdsUp(t, 'sdknode')
+const transports: Array<[string, () => Promise<Herds>]> = [
+  ['connect', () => Herds.connect({ url: up.url, token: up.adminToken })],
+  ['open', () => Herds.open(up.mountpoint)],
+]
+
+for (const [kind, make] of transports) {
+  t.test(`the SDK through Herds.${kind}`, async (t) => {
+    const herds = await make()
+    t.teardown(() => herds.close())
+    const node = herds.node(up.name)
+
+    t.test('nodes, pick, health', async (t) => {
+      t.match(await herds.nodes(), [{ name: up.name, online: true }])
+      t.equal((await herds.pick()).name, up.name)
+      t.match(await herds.health(), { nodes: { online: 1 }, defaultNode: up.name })
+    })
+
+    t.test('run: exit code, stdout and stderr apart, duration', async (t) => {
+      const result = await node.run('echo out; echo err >&2; exit 3')
+      t.match(result, { exitCode: 3, signal: null, stdout: 'out\n', stderr: 'err\n', timedOut: false, state: 'exited' })
+      t.type(result.durationMs, 'number')
+    })
+
+    t.test('run with env, timeout and stdin', async (t) => {
+      const timed = await node.run('echo "x=$SDK_X"; sleep 30', { env: { SDK_X: kind }, timeout: 1 })
+      t.match(timed, { timedOut: true, state: 'timed_out', stdout: `x=${kind}\n` })
+      t.equal((await node.run('wc -c', { stdin: 'abcdef' })).stdout.trim(), '6')
+      t.equal((await node.run('cat')).stdout, '', 'without stdin, the job reads end of file at once')
+    })
+
+    t.test('stream: output as it comes', async (t) => {
+      const chunks: OutputChunk[] = []
+      const started = Date.now()
+      let firstAt = 0
+      for await (const chunk of node.stream('for i in 1 2 3; do echo $i; sleep 0.3; done; echo done >&2')) {
+        firstAt ||= Date.now() - started
+        chunks.push(chunk)
+      }
+      const text = (stream: string): string => Buffer.concat(chunks.filter((c) => c.stream === stream).map((c) => c.data)).toString()
+      t.equal(text('stdout'), '1\n2\n3\n')
+      t.equal(text('stderr'), 'done\n')
+      t.ok(firstAt < 800, `the first line came before the job ended (${firstAt} ms)`)
+    })
+
+    t.test('spawn: write, end, kill, wait', async (t) => {
+      const cat = await node.spawn('cat')
+      t.match(cat.id, /^\d+$/)
+      await cat.write('ab')
+      await cat.write('cd')
+      await cat.end()
+      t.match(await cat.wait(), { exitCode: 0, stdout: 'abcd' })
+      const sleeper = await node.spawn('sleep 30')
+      await sleeper.kill()
+      t.match(await sleeper.wait(), { state: 'killed', signal: 'SIGTERM', exitCode: null })
+    })
+
+    t.test('a sandbox: files in its workspace, jobs in it, config, removal', async (t) => {
+      const box = await node.sandbox(`sdk-${kind}`, { network: false })
+      t.equal((await box.config()).network, false)
+      await box.writeFile('hello.txt', 'hi from the SDK\n')
+      await box.mkdir('sub')
+      await box.writeFile('sub/deep.txt', 'deep')
+      t.same((await box.readdir()).sort(), ['hello.txt', 'sub'])
+      const result = await box.run('cat hello.txt; pwd')
+      t.match(result.stdout, /^hi from the SDK\n.*sandboxes\/sdk-\w+\/workspace\n$/)
+      t.equal((await box.readFile('../../../../etc/hostname').catch((err) => err)).code, 'ENOENT', '.. does not climb out of the workspace')
+      await box.rm('sub', { recursive: true })
+      t.same(await box.readdir(), ['hello.txt'])
+      const refused = await box.configure({ network: 'no' }).catch((err) => err)
+      t.ok(refused instanceof HerdsError, 'a typed error')
+      t.equal(refused.code, 'EINVAL')
+      await box.remove()
+      t.notOk((await node.sandbox(`sdk-${kind}`).then((b) => b.readdir())).includes('hello.txt'), 'removed, and made anew empty')
+      await (await node.sandbox(`sdk-${kind}`)).remove()
+    })
+
+    t.test('a volume: the file methods', async (t) => {
+      const volume = await node.volume(`vol-${kind}`)
+      await volume.writeFile('a.txt', 'A')
+      t.equal((await volume.readFile('a.txt')).toString(), 'A')
+      t.equal((await volume.stat('a.txt')).size, 1)
+      t.equal((await volume.remove().catch((err) => err)).code, 'ENOTEMPTY')
+      await volume.rm('a.txt')
+      await volume.remove()
+    })
+
+    t.test('errors carry the errno and the host\'s reason', async (t) => {
+      const empty = await node.run('').catch((err) => err)
+      t.ok(empty instanceof HerdsError)
+      t.equal(empty.code, 'EINVAL')
+      t.match(empty.message, /empty command/, 'the reason exec/error gave')
+      const missing = await herds.node('nowhere').run('true').catch((err) => err)
+      t.equal(missing.code, 'ENOENT')
+    })
+  })
+}
+
+t.test('Herds.open on a folder that is no mount says so', async (t) => {
+  await t.rejects(Herds.open('/tmp'), { code: 'ENOENT', message: /not a Herds mount/ })
+})
