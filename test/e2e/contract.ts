@@ -44,7 +44,7 @@ export function execContract (t: Test, files: Files, node: string, scratch: stri
     t.equal(status.signal, null)
     t.type(status.pid, 'number')
     t.ok(status.durationMs >= 0 && Date.parse(status.endedAt) >= Date.parse(status.startedAt))
-    t.same((await files.list(`${exec}/jobs/${status.id}`)).sort(), ['cmd', 'ctl', 'exit', 'output', 'status', 'stderr', 'stdin', 'stdout'])
+    t.same((await files.list(`${exec}/jobs/${status.id}`)).sort(), ['cmd', 'ctl', 'env', 'exit', 'output', 'status', 'stderr', 'stdin', 'stdout', 'timeout'])
     t.equal((await files.read(`${exec}/jobs/${status.id}/stderr`)).toString(), 'oops\n')
   })
 

@@ -3,11 +3,8 @@
  * same assertions run through a real FUSE mount and against the remote tree
  * without FUSE.
  */
-import { createReadStream } from 'node:fs'
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
-import { readWhole, writeWhole } from '../../tree/bind.js'
-import { S_IFMT, S_IFREG, type Tree } from '../../tree/tree.js'
+import { fsTransport, treeTransport, type Transport } from '../../mount/sdk/transport.js'
+import type { Tree } from '../../tree/tree.js'
 
 export interface Files {
   kind: string
@@ -21,53 +18,28 @@ export interface Files {
   stream (path: string, onChunk: (chunk: Buffer) => void): Promise<void>
 }
 
+/** The SDK's transports are the same operations; the tests name them their way. */
+function filesOf (kind: string, files: Transport): Files {
+  return {
+    kind,
+    read: (path) => files.read(path),
+    write: (path, data) => files.write(path, data),
+    list: (path) => files.list(path),
+    mkdir: (path) => files.mkdir(path),
+    remove: (path) => files.unlink(path),
+    rename: (from, to) => files.rename(from, to),
+    stream: (path, onChunk) => files.stream(path, onChunk),
+  }
+}
+
 /** Plain fs on a mounted directory. */
 export function fuseFiles (mountpoint: string): Files {
-  const at = (path: string): string => join(mountpoint, path)
-  return {
-    kind: 'fuse',
-    read: (path) => readFile(at(path)),
-    write: (path, data) => writeFile(at(path), data),
-    list: (path) => readdir(at(path)),
-    mkdir: (path) => mkdir(at(path)),
-    remove: (path) => rm(at(path)),
-    rename: (from, to) => rename(at(from), at(to)),
-    stream: (path, onChunk) => new Promise((resolve, reject) => {
-      createReadStream(at(path)).on('data', (chunk) => onChunk(chunk as Buffer)).on('end', resolve).on('error', reject)
-    }),
-  }
+  return filesOf('fuse', fsTransport(mountpoint))
 }
 
 /** The remote tree over WebSocket, no FUSE. */
 export function treeFiles (tree: Tree): Files {
-  return {
-    kind: 'tree',
-    read: (path) => readWhole(tree, path),
-    write: async (path, data) => {
-      // As open(O_CREAT|O_TRUNC) does: create a missing file, empty a regular one.
-      const exists = await tree.getattr(path).then((s) => (s.mode & S_IFMT) === S_IFREG, () => false)
-      if (!exists) await tree.release(path, await tree.create(path, 0o644).catch(() => 0)).catch(() => {})
-      else if (!path.includes('/exec/')) await tree.truncate(path, 0)
-      await writeWhole(tree, path, typeof data === 'string' ? Buffer.from(data) : data)
-    },
-    list: (path) => tree.readdir(path),
-    mkdir: (path) => tree.mkdir(path, 0o755),
-    remove: (path) => tree.unlink(path),
-    rename: (from, to) => tree.rename(from, to),
-    stream: async (path, onChunk) => {
-      const fh = await tree.open(path, 0)
-      try {
-        for (let offset = 0; ;) {
-          const chunk = await tree.read(path, fh, offset, 64 * 1024)
-          if (chunk.length === 0) return
-          onChunk(Buffer.from(chunk))
-          offset += chunk.length
-        }
-      } finally {
-        await tree.release(path, fh)
-      }
-    },
-  }
+  return filesOf('tree', treeTransport(tree))
 }
 
 /** The errno name a failed promise carried, or 'none'. */
