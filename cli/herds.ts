@@ -11,7 +11,9 @@ import { startNode, type Export, type RunningNode } from '../nodes/node.js'
 import type { Dialer } from '../tree/dial.js'
 import { HerdsError, toHerdsError } from '../tree/errno.js'
 import { VERSION } from '../tree/version.js'
-import { collectExports, DEFAULT_PORT, defaultMountpoint, Dir, herdsHome, HostUrl, ListenAddress, NodeName, parseFlag, Port, readAdminToken, readFlagFile, TokenSecret } from './options.js'
+import { accessFrom, CA_OPTION, TOKEN_OPTION, type Access, type AccessFlags } from './access.js'
+import { registerClientCommands, registerMachineCommands } from './client.js'
+import { collectExports, DEFAULT_PORT, defaultMountpoint, Dir, herdsHome, HostUrl, ListenAddress, NodeName, parseFlag, Port, readFlagFile } from './options.js'
 
 const say = (line: string): void => { process.stdout.write(`herds: ${line}\n`) }
 // A closed terminal or pipe must not crash a running host, node or mount.
@@ -77,18 +79,6 @@ async function runMount (url: string, dir: string, access: Access): Promise<Moun
   return mounted
 }
 
-const TOKEN_OPTION = ['--token <secret>', 'the token to connect with (default: $HERDS_TOKEN, else this machine\'s admin token)'] as const
-const CA_OPTION = ['--ca <file>', 'trust this certificate (PEM) for a wss:// host with a self-signed one'] as const
-
-interface AccessFlags { token?: string, ca?: string }
-interface Access { token: string, ca?: Buffer, pinned?: boolean }
-
-/** The token and TLS trust to connect with: --token, else $HERDS_TOKEN, else the local admin token. */
-async function accessFrom (opts: AccessFlags): Promise<Access> {
-  const token = opts.token ?? (process.env.HERDS_TOKEN || undefined) ?? await readAdminToken()
-  return { token: parseFlag(TokenSecret, token, '--token', true), ca: opts.ca ? readFlagFile(opts.ca, '--ca') : undefined }
-}
-
 interface HostFlags { port: string, listen: string, tlsCert?: string, tlsKey?: string, insecure?: boolean, defaultNode?: string }
 
 function withHostOptions (command: Command): Command {
@@ -125,6 +115,7 @@ const program = new Command()
   .description('The machines you own as one filesystem that is also an API.')
   .version(VERSION)
   .showHelpAfterError()
+  .enablePositionalOptions()
 
 withHostOptions(program.command('up')
   .description('run a host, this machine as a node, and a mount, in one process'))
@@ -185,13 +176,8 @@ program.command('mount')
     await runMount(hostUrl, resolve(parseFlag(Dir, dir, 'dir')), access)
   })
 
-program.command('token')
-  .description('tokens: `herds token show` prints this machine\'s admin token')
-  .command('show')
-  .description('print the admin token the host made in HERDS_HOME/host/admin.token')
-  .action(async () => {
-    process.stdout.write(await readAdminToken() + '\n')
-  })
+registerClientCommands(program)
+registerMachineCommands(program, say)
 
 program.parseAsync().catch(async (err: unknown) => {
   process.stderr.write(`herds: ${toHerdsError(err).message}\n`)

@@ -28,7 +28,7 @@ const RULES: Rule[] = [
   // Opening `new` allocates a job: it is a write in disguise.
   { pattern: /^\/nodes\/[^/]+\/(sandboxes\/[^/]+\/)?exec\/new$|^\/\.herds\/venoms\/run\/new$/, read: 'run', write: 'run' },
   // Jobs' environments are where people put credentials: only those who may run jobs read them.
-  { pattern: /^\/nodes\/[^/]+\/(sandboxes\/[^/]+\/)?exec\/env$|^\/\.herds\/venoms\/run\/env$|^\/nodes\/[^/]+\/sandboxes\/[^/]+\/config\.json$/, read: 'run', write: 'run' },
+  { pattern: /^\/nodes\/[^/]+\/(sandboxes\/[^/]+\/)?exec\/(jobs\/[^/]+\/)?env$|^\/\.herds\/venoms\/run\/(jobs\/[^/]+\/)?env$|^\/nodes\/[^/]+\/sandboxes\/[^/]+\/config\.json$/, read: 'run', write: 'run' },
   // Running things, and the node's working space (a run token runs commands there anyway).
   { pattern: /^\/nodes\/[^/]+\/(exec|sandboxes|volumes|fs)\/|^\/\.herds\/venoms\/run\//, read: 'read', write: 'run' },
   { pattern: /^/, read: 'read', write: 'admin' },

@@ -4,7 +4,7 @@
  * numbers here, at the edge, and nowhere else.
  */
 import { execFile } from 'node:child_process'
-import { constants as fsConstants, existsSync } from 'node:fs'
+import { constants as fsConstants, existsSync, readFileSync } from 'node:fs'
 import { mkdir, readdir, stat } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { promisify } from 'node:util'
@@ -29,17 +29,33 @@ type FuseClass = typeof import('fuse-native')
 
 /** Loads fuse-native, or says in one line what to install. */
 function loadFuse (): FuseClass {
+  checkFuseDevice()
+  return loadFuseLibrary()
+}
+
+/** Refuses when the kernel offers no FUSE device (Linux). */
+export function checkFuseDevice (): void {
   if (process.platform === 'linux' && !existsSync('/dev/fuse')) {
-    throw new HerdsError('ENOSYS', 'FUSE is not available: /dev/fuse is missing (load the fuse module, or give the container --device /dev/fuse)')
+    throw new HerdsError('ENOSYS', 'FUSE is not available: /dev/fuse is missing (load the fuse module: sudo modprobe fuse; in a container, give it --device /dev/fuse --cap-add SYS_ADMIN)')
   }
+}
+
+/** Loads fuse-native and, through it, libfuse 2 (macFUSE on macOS); says what to install when it cannot. */
+export function loadFuseLibrary (): FuseClass {
   try {
     return require('fuse-native') as FuseClass
   } catch (err) {
-    const hint = process.platform === 'darwin'
-      ? 'install macFUSE (https://osxfuse.github.io) and allow its system extension'
-      : 'install libfuse 2: sudo apt-get install fuse libfuse2'
-    throw new HerdsError('ENOSYS', `cannot load FUSE (${(err as Error).message.split('\n')[0]}): ${hint}`)
+    throw new HerdsError('ENOSYS', `cannot load FUSE (${(err as Error).message.split('\n')[0]}): ${fuseInstallHint()}`)
   }
+}
+
+/** What to install for libfuse 2 on this system. */
+export function fuseInstallHint (): string {
+  if (process.platform === 'darwin') return 'install macFUSE (brew install --cask macfuse, or https://osxfuse.github.io) and allow its system extension'
+  const os = existsSync('/etc/os-release') ? readFileSync('/etc/os-release', 'utf8') : ''
+  if (/^(ID|ID_LIKE)=.*(fedora|rhel|centos)/m.test(os)) return 'install libfuse 2: sudo dnf install fuse fuse-libs'
+  if (/^(ID|ID_LIKE)=.*arch/m.test(os)) return 'install libfuse 2: sudo pacman -S fuse2'
+  return 'install libfuse 2: sudo apt-get install fuse libfuse2'
 }
 
 /** Unmounts a mountpoint left behind by a crashed mount (ENOTCONN). */

@@ -240,18 +240,19 @@ export class Job {
 
   /** Waits for the end (exit), then gives the status and the whole output. */
   async wait (): Promise<RunResult> {
+    const status = await this.status()
+    const [stdout, stderr] = await Promise.all([this.files.read(`${this.dir}/stdout`), this.files.read(`${this.dir}/stderr`)])
+    return { ...status, stdout: stdout.toString('utf8'), stderr: stderr.toString('utf8') }
+  }
+
+  /** Waits for the end (exit), then gives how it ended, without the output. */
+  async status (): Promise<Omit<RunResult, 'stdout' | 'stderr'>> {
     await this.files.read(`${this.dir}/exit`)
-    const [status, stdout, stderr] = await Promise.all([
-      readJson<Record<string, unknown>>(this.files, `${this.dir}/status`),
-      this.files.read(`${this.dir}/stdout`),
-      this.files.read(`${this.dir}/stderr`),
-    ])
+    const status = await readJson<Record<string, unknown>>(this.files, `${this.dir}/status`)
     return {
       id: this.id,
       exitCode: status.exitCode as number | null,
       signal: status.signal as string | null,
-      stdout: stdout.toString('utf8'),
-      stderr: stderr.toString('utf8'),
       durationMs: status.durationMs as number | null,
       timedOut: status.state === 'timed_out',
       state: status.state as string,
