@@ -145,19 +145,22 @@ export class HerdsNode {
 
   /** Runs a command to its end and gives its output and exit status. */
   async run (cmd: string, opts: RunOptions = {}): Promise<RunResult> {
-    const job = await this.spawn(cmd, opts)
-    if (opts.stdin !== undefined) await job.write(opts.stdin).catch(ignoreEnded)
-    await job.end().catch(ignoreEnded)
-    return job.wait()
+    return (await this.fed(cmd, opts)).wait()
   }
 
   /** Runs a command and yields its output as it comes, stdout and stderr apart. */
   async * stream (cmd: string, opts: RunOptions = {}): AsyncGenerator<OutputChunk, RunResult> {
+    const job = await this.fed(cmd, opts)
+    yield * job.output()
+    return job.wait()
+  }
+
+  /** Spawns a job and gives it its whole stdin: `opts.stdin`, then end of file. */
+  private async fed (cmd: string, opts: RunOptions): Promise<Job> {
     const job = await this.spawn(cmd, opts)
     if (opts.stdin !== undefined) await job.write(opts.stdin).catch(ignoreEnded)
     await job.end().catch(ignoreEnded)
-    yield * job.output()
-    return job.wait()
+    return job
   }
 
   /** A sandbox of this node, made if missing; `config` (config.json) is applied when given. */
