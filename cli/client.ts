@@ -72,12 +72,17 @@ export function registerClientCommands (program: Command): void {
         return [pair.slice(0, at), pair.slice(at + 1)]
       }))
       const sandbox = opts.sandbox === undefined ? undefined : parseFlag(SafeName, opts.sandbox, '--sandbox')
-      const code = await withHerds(opts, async (herds) => {
-        const node = await nodeOf(herds, opts.node)
-        const job = await node.spawn(commandLine(words), { env, timeout, sandbox })
-        return runAttached(job, timeout)
-      })
-      process.exitCode = code
+      try {
+        process.exitCode = await withHerds(opts, async (herds) => {
+          const node = await nodeOf(herds, opts.node)
+          const job = await node.spawn(commandLine(words), { env, timeout, sandbox })
+          return runAttached(job, timeout)
+        })
+      } catch (err) {
+        // As ssh does: 255 is herds' own failure, so a job's exit 1 stays the job's.
+        process.stderr.write(`herds: ${toHerdsError(err).message}\n`)
+        process.exitCode = 255
+      }
     })
 
   client(program.command('ls')
@@ -262,7 +267,7 @@ async function runAttached (job: Job, timeout: number | undefined): Promise<numb
   let interrupted = 0
   const onInterrupt = (): void => {
     if (++interrupted > 1) process.exit(130)
-    process.stderr.write('herds: interrupting the job (Ctrl-C again to leave it running)\n')
+    process.stderr.write('herds: sent SIGINT to the job (SIGKILL follows in 3 s if it goes on); Ctrl-C again to stop waiting\n')
     void job.kill('INT').catch(() => {})
   }
   process.on('SIGINT', onInterrupt)
@@ -289,6 +294,9 @@ function forwardStdin (job: Job): { stop (): void } {
     }
     if (!stopped) await job.end()
   }
-  pump().catch(() => { /* the job ended or its stdin is closed: nothing more to send */ })
+  pump().catch((err) => {
+    // A job that ended needs no more input; anything else is worth a line.
+    if (!stopped && toHerdsError(err).code !== 'EPIPE') process.stderr.write(`herds: stdin: ${toHerdsError(err).message}\n`)
+  })
   return { stop: () => { stopped = true; stdin.destroy() } }
 }

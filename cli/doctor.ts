@@ -47,7 +47,7 @@ export async function runChecks (opts: { mountpoint: string, url: string, access
     }, () => fuseInstallHint())
   }
   await check(process.platform === 'darwin' ? 'macFUSE' : 'libfuse 2', () => { loadFuseLibrary(); return 'loads' }, () => fuseInstallHint())
-  await check('mountpoint', () => mountpointState(opts.mountpoint), (m) => m.includes('ENOTCONN') || m.includes('not connected')
+  await check('mountpoint', () => mountpointState(opts.mountpoint), (m) => m.includes('not connected')
     ? `a crashed mount is left there: ${process.platform === 'darwin' ? 'umount -f' : 'fusermount -uz'} ${opts.mountpoint}`
     : `use an empty directory (--mount DIR), or empty ${opts.mountpoint}`)
   let access: Access | undefined
@@ -80,7 +80,8 @@ function mountpointState (dir: string): string {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT') return `${dir} does not exist; herds makes it when it mounts`
-    throw new Error(`${dir}: ${code ?? (err as Error).message} (not connected: a crashed mount)`)
+    if (code === 'ENOTCONN' || code === 'ENXIO') throw new Error(`${dir}: ${code} (not connected: a crashed mount)`)
+    throw new Error(`${dir}: ${(err as Error).message}`)
   }
   if (entries.includes('.herds') || (entries.includes('nodes') && entries.includes('README.md'))) return `${dir} is a Herds mount now`
   if (entries.length > 0) throw new Error(`${dir} is not empty (${entries.length} entries); its files would be hidden by the mount`)

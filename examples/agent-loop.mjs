@@ -3,12 +3,13 @@
 // network code. Its tools are four plain file operations on the namespace; a real agent
 // would let a model choose the next call, here a short script of calls stands in for it.
 //
-//   node examples/agent-loop.mjs [MOUNTPOINT]        (default: $HERDS_MOUNT, else ~/herds)
+//   node examples/agent-loop.mjs [MOUNTPOINT]   (default: $HERDS_MOUNT, else ~/herds; /Volumes/herds on macOS)
+// It leaves its sandbox, nodes/<node>/sandboxes/agent, with its work in it.
 import { readFile, readdir, writeFile, mkdir } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 
-const mount = process.argv[2] ?? process.env.HERDS_MOUNT ?? join(homedir(), 'herds')
+const mount = process.argv[2] ?? process.env.HERDS_MOUNT ?? (process.platform === 'darwin' ? '/Volumes/herds' : join(homedir(), 'herds'))
 const at = (path) => join(mount, path)
 
 /** The tools an agent gets: each is one or two file operations. */

@@ -36,5 +36,5 @@ export async function connectHost (url: string, opts: ConnectOptions = {}): Prom
     onConnect: (peer) => link.attach(peer),
   })
   await dialer.start()
-  return { tree: link.tree, dialer, close: () => dialer.stop() }
+  return { tree: link.tree, dialer, close: () => { link.close(); dialer.stop() } }
 }

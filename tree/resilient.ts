@@ -32,6 +32,9 @@ export class ResilientRemote {
   readonly tree: Tree
 
   /** `downError` says why calls fail while the link is down. */
+  /** Set by close(): no new link is waited for. */
+  private closed = false
+
   constructor (downError: () => HerdsError, graceMs = RESUME_GRACE_MS) {
     this.downError = downError
     this.graceMs = graceMs
@@ -41,6 +44,12 @@ export class ResilientRemote {
 
   get connected (): boolean {
     return this.peer !== undefined && !this.peer.closed
+  }
+
+  /** Gives up for good (the client closed): reads waiting for a new link fail at once. */
+  close (): void {
+    this.closed = true
+    this.events.emit('closed')
   }
 
   /** Uses a new connection from now on. */
@@ -95,6 +104,7 @@ export class ResilientRemote {
       try {
         return await handle.peer.call('read', [handle.path, handle.fh, offset, length], ctx)
       } catch (err) {
+        if (this.closed) throw new HerdsError('ECANCELED', 'the connection was closed')
         // The link dropped under a waiting read: wait for it and read again.
         if (handle.peer.closed && !ctx?.signal?.aborted) continue
         throw err
@@ -125,14 +135,17 @@ export class ResilientRemote {
 
   private waitForPeer (signal?: AbortSignal): Promise<Peer> {
     if (this.peer && !this.peer.closed) return Promise.resolve(this.peer)
+    if (this.closed) return Promise.reject(new HerdsError('ECANCELED', 'the connection was closed'))
     return new Promise((resolve, reject) => {
       const done = (): void => {
         clearTimeout(timer)
         this.events.off('peer', onPeer)
+        this.events.off('closed', onAbort)
         signal?.removeEventListener('abort', onAbort)
       }
       const onPeer = (): void => { done(); resolve(this.peer!) }
-      const onAbort = (): void => { done(); reject(new HerdsError('ECANCELED', 'cancelled')) }
+      const onAbort = (): void => { done(); reject(new HerdsError('ECANCELED', this.closed ? 'the connection was closed' : 'cancelled')) }
+      this.events.on('closed', onAbort)
       const timer = setTimeout(() => { done(); reject(this.downError()) }, this.graceMs)
       this.events.on('peer', onPeer)
       signal?.addEventListener('abort', onAbort, { once: true })

@@ -7,6 +7,7 @@
 import { posix } from 'node:path'
 import { connectHost } from '../client.js'
 import { HerdsError, toHerdsError } from '../../tree/errno.js'
+import { checkName } from '../../tree/names.js'
 import { fsTransport, treeTransport, type FileStat, type Transport } from './transport.js'
 
 export interface ConnectOptions {
@@ -89,8 +90,9 @@ export class Herds {
     return readJson(this.files, '/.herds/catalog/nodes.json')
   }
 
-  /** A node by name; nothing is checked until it is used. */
+  /** A node by name; EINVAL for a name no node can have; whether it exists is known when it is used. */
   node (name: string): HerdsNode {
+    checkName(name, 'node')
     return new HerdsNode(this.files, name)
   }
 
@@ -135,6 +137,7 @@ export class HerdsNode {
 
   /** Starts a command in a job of its own (exec/new) and returns its handle. */
   async spawn (cmd: string, opts: Omit<RunOptions, 'stdin'> = {}): Promise<Job> {
+    if (opts.sandbox !== undefined) checkName(opts.sandbox, 'sandbox')
     const exec = opts.sandbox ? `${this.path}/sandboxes/${opts.sandbox}/exec` : `${this.path}/exec`
     const id = (await this.files.read(`${exec}/new`)).toString('utf8').trim()
     const job = new Job(this.files, exec, id)
@@ -165,6 +168,7 @@ export class HerdsNode {
 
   /** A sandbox of this node, made if missing; `config` (config.json) is applied when given. */
   async sandbox (name: string, config?: Record<string, unknown>): Promise<Sandbox> {
+    checkName(name, 'sandbox')
     const path = `${this.path}/sandboxes/${name}`
     await this.files.mkdir(path).catch(ignoreExisting)
     if (config) await this.files.write(`${path}/config.json`, JSON.stringify(config))
@@ -173,6 +177,7 @@ export class HerdsNode {
 
   /** A volume of this node, made if missing. */
   async volume (name: string): Promise<Volume> {
+    checkName(name, 'volume')
     const path = `${this.path}/volumes/${name}`
     await this.files.mkdir(path).catch(ignoreExisting)
     return new Volume(this.files, path)
@@ -195,10 +200,8 @@ export class Job {
 
   /** Writes the job's own env and timeout (before start). */
   async settle (opts: Pick<RunOptions, 'env' | 'timeout'>): Promise<void> {
-    if (opts.env && Object.keys(opts.env).length > 0) {
-      await this.act('env', Object.entries(opts.env).map(([k, v]) => `${k}=${v}\n`).join(''))
-    }
-    if (opts.timeout) await this.act('timeout', `${opts.timeout}\n`)
+    if (opts.env && Object.keys(opts.env).length > 0) await this.act('env', envLines(opts.env))
+    if (opts.timeout !== undefined) await this.act('timeout', `${opts.timeout}\n`)
   }
 
   /** Starts the job with `cmd` (spawn calls it). */
@@ -206,9 +209,25 @@ export class Job {
     await this.act('cmd', cmd.endsWith('\n') ? cmd : cmd + '\n')
   }
 
-  /** Appends to the job's standard input. */
-  write (data: string | Uint8Array): Promise<void> {
-    return this.act('stdin', data)
+  /**
+   * Appends to the job's standard input, in pieces the node takes; while the
+   * job has not read what it was given (EAGAIN), waits and goes on, as a pipe
+   * would block. EPIPE once the job has ended.
+   */
+  async write (data: string | Uint8Array): Promise<void> {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data
+    for (let offset = 0; offset < bytes.length; offset += STDIN_PIECE) {
+      const piece = bytes.subarray(offset, offset + STDIN_PIECE)
+      for (let wait = 10; ; wait = Math.min(wait * 2, 500)) {
+        try {
+          await this.act('stdin', piece)
+          break
+        } catch (err) {
+          if (toHerdsError(err).code !== 'EAGAIN') throw err
+          await new Promise((resolve) => setTimeout(resolve, wait))
+        }
+      }
+    }
   }
 
   /** Closes the job's standard input. */
@@ -353,6 +372,22 @@ export class Sandbox extends Folder {
   remove (): Promise<void> {
     return this.files.rmdir(this.dir)
   }
+}
+
+/**
+ * What one write to a job's stdin carries at most: one write(2) through FUSE
+ * (128 KiB a request) and one request over the wire, so a refusal (EAGAIN)
+ * refuses all of it, and sending it again duplicates nothing.
+ */
+const STDIN_PIECE = 64 * 1024
+
+/** env lines for a job; names as shells take them, values on one line (a newline would smuggle in another name). */
+function envLines (env: Record<string, string>): string {
+  return Object.entries(env).map(([name, value]) => {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new HerdsError('EINVAL', `env: ${JSON.stringify(name)} is not a variable name`)
+    if (/[\n\0]/.test(value)) throw new HerdsError('EINVAL', `env: the value of ${name} has a newline or NUL byte`)
+    return `${name}=${value}\n`
+  }).join('')
 }
 
 const ignoreExisting = (err: unknown): void => { if (toHerdsError(err).code !== 'EEXIST') throw err }

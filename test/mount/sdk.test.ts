@@ -33,6 +33,10 @@ for (const [kind, make] of transports) {
       t.match(timed, { timedOut: true, state: 'timed_out', stdout: `x=${kind}\n` })
       t.equal((await node.run('wc -c', { stdin: 'abcdef' })).stdout.trim(), '6')
       t.equal((await node.run('cat')).stdout, '', 'without stdin, the job reads end of file at once')
+      t.equal((await node.run('sleep 1; wc -c', { stdin: Buffer.alloc(3_000_000, 120) })).stdout.trim(), '3000000', 'a stdin larger than the node holds unread')
+      t.equal((await node.run('echo ok', { timeout: 0 })).timedOut, false, 'timeout 0: no limit')
+      const smuggled = await node.run('true', { env: { A: 'x\nB=2' } }).catch((err) => err)
+      t.equal(smuggled.code, 'EINVAL', 'a newline in an env value is refused')
     })
 
     t.test('stream: output as it comes', async (t) => {
@@ -91,6 +95,13 @@ for (const [kind, make] of transports) {
       await volume.remove()
     })
 
+    t.test('names are checked before anything is touched', async (t) => {
+      t.equal((await node.sandbox('../volumes/sneaky').catch((err) => err)).code, 'EINVAL')
+      t.equal((await node.volume('a/b').catch((err) => err)).code, 'EINVAL')
+      t.throws(() => herds.node('..'), { code: 'EINVAL' })
+      t.notOk((await node.volume('probe').then(async (v) => { await v.remove(); return false })), 'nothing stray was made')
+    })
+
     t.test('errors carry the errno and the host\'s reason', async (t) => {
       const empty = await node.run('').catch((err) => err)
       t.ok(empty instanceof HerdsError)
@@ -104,4 +115,17 @@ for (const [kind, make] of transports) {
 
 t.test('Herds.open on a folder that is no mount says so', async (t) => {
   await t.rejects(Herds.open('/tmp'), { code: 'ENOENT', message: /not a Herds mount/ })
+})
+
+t.test('closing a connection fails a read that waits, at once', async (t) => {
+  const herds = await Herds.connect({ url: up.url, token: up.adminToken })
+  const job = await herds.node(up.name).spawn('sleep 30')
+  const waiting = job.wait().then(() => 'ended', (err) => err.code)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  const started = Date.now()
+  herds.close()
+  t.equal(await waiting, 'ECANCELED')
+  t.ok(Date.now() - started < 2000, `failed within ${Date.now() - started} ms`)
+  const admin = await Herds.open(up.mountpoint)
+  await admin.files.write(`/nodes/${up.name}/exec/jobs/${job.id}/ctl`, 'kill KILL\n')
 })
