@@ -65,14 +65,14 @@ export function registerClientCommands (program: Command): void {
     .option('--env <KEY=VALUE>', 'add to the job\'s environment; repeatable', (v: string, all: string[]) => [...all, v], [] as string[]))
     .passThroughOptions()
     .action(async (words: string[], opts: ClientFlags & { node?: string, sandbox?: string, timeout?: string, env: string[] }) => {
-      const timeout = opts.timeout === undefined ? undefined : parseFlag(Seconds, opts.timeout, '--timeout')
-      const env = Object.fromEntries(opts.env.map((pair) => {
-        parseFlag(EnvPair, pair, '--env')
-        const at = pair.indexOf('=')
-        return [pair.slice(0, at), pair.slice(at + 1)]
-      }))
-      const sandbox = opts.sandbox === undefined ? undefined : parseFlag(SafeName, opts.sandbox, '--sandbox')
       try {
+        const timeout = opts.timeout === undefined ? undefined : parseFlag(Seconds, opts.timeout, '--timeout')
+        const env = Object.fromEntries(opts.env.map((pair) => {
+          parseFlag(EnvPair, pair, '--env')
+          const at = pair.indexOf('=')
+          return [pair.slice(0, at), pair.slice(at + 1)]
+        }))
+        const sandbox = opts.sandbox === undefined ? undefined : parseFlag(SafeName, opts.sandbox, '--sandbox')
         process.exitCode = await withHerds(opts, async (herds) => {
           const node = await nodeOf(herds, opts.node)
           const job = await node.spawn(commandLine(words), { env, timeout, sandbox })

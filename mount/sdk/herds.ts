@@ -138,6 +138,7 @@ export class HerdsNode {
   /** Starts a command in a job of its own (exec/new) and returns its handle. */
   async spawn (cmd: string, opts: Omit<RunOptions, 'stdin'> = {}): Promise<Job> {
     if (opts.sandbox !== undefined) checkName(opts.sandbox, 'sandbox')
+    if (opts.env) envLines(opts.env) // refused before a job is taken, so none is left unstarted
     const exec = opts.sandbox ? `${this.path}/sandboxes/${opts.sandbox}/exec` : `${this.path}/exec`
     const id = (await this.files.read(`${exec}/new`)).toString('utf8').trim()
     const job = new Job(this.files, exec, id)

@@ -35,6 +35,7 @@ t.test('herds run: exit codes, pipes both ways, timeouts, env, sandboxes', async
   t.match(nowhere.stderr, /^herds: /)
   t.equal(nowhere.stderr.trim().split('\n').length, 1, 'one line, no stack trace')
   const badFlag = herds(['run', '--timeout', 'soon', '--', 'true'])
+  t.equal(badFlag.status, 255)
   t.match(badFlag.stderr, /^herds: --timeout: seconds, a number/)
 })
 
