@@ -59,7 +59,7 @@ async function runHost (opts: HostFlags): Promise<RunningHost> {
 }
 
 async function runNode (url: string, name: string, exports: Export[], access: Access): Promise<RunningNode> {
-  const node = await startNode({ host: url, name, home: join(herdsHome(), 'nodes', name), hidden: [herdsHome()], exports, ...access })
+  const node = await startNode({ host: url, name, home: join(herdsHome(), 'nodes', name), hidden: [herdsHome()], exports, log: say, ...access })
   stoppers.push(() => node.stop())
   stopOnFatal(node.dialer, `node ${name}`)
   node.dialer.on('disconnect', () => { if (!stopping) say('lost the host; reconnecting') })
@@ -73,7 +73,7 @@ async function runMount (url: string, dir: string, access: Access): Promise<Moun
   const connection: HostConnection = await connectHost(url, access)
   stoppers.push(() => connection.close())
   stopOnFatal(connection.dialer, 'mount')
-  const mounted = await mountTree(connection.tree, dir)
+  const mounted = await mountTree(connection.tree, dir, { sync: (fh) => connection.cache.sync(fh) })
   stoppers.push(() => mounted.unmount())
   say(`mount  ${mounted.mountpoint}`)
   return mounted

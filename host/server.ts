@@ -152,6 +152,11 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
     return holder
   }
 
+  /** Tells every mount what changed on a node, so none serves what it cached before. */
+  function changed (paths: string[]): void {
+    for (const mount of mounts) mount.send({ t: 'changed', paths })
+  }
+
   function welcome (peer: Peer, frame: Frame, token: TokenRecord): void {
     if (frame.t !== 'hello') throw new HerdsError('EPROTO', 'the first frame must be a hello')
     if (frame.protocol !== PROTOCOL_VERSION) throw new HerdsError('EPROTO', `protocol ${frame.protocol} is not spoken here (host speaks ${PROTOCOL_VERSION})`)
@@ -166,7 +171,10 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
       log(`node ${name} connected (${frame.info.hostname}, ${frame.info.os}/${frame.info.arch})`)
       peer.on('frame', (event: Frame) => {
         if (event.t === 'jobs') store.jobs.update(name, event.jobs).catch((err) => log(`job index: ${toHerdsError(err).message}`))
+        if (event.t === 'changed') changed(event.paths.map((p) => `/nodes/${name}${p === '/' ? '' : p}`))
       })
+      // What changed there while it was away is not known: every mount drops what it kept of it.
+      changed([`/nodes/${name}`])
       peer.on('close', () => log(`node ${frame.name} disconnected`))
     } else {
       if (token.scope === 'node') throw new HerdsError('EACCES', `the token "${token.name}" is a node token; a mount needs a read, run or admin token`)

@@ -7,10 +7,15 @@ import { Dialer } from '../tree/dial.js'
 import { HerdsError } from '../tree/errno.js'
 import { ResilientRemote } from '../tree/resilient.js'
 import type { Tree } from '../tree/tree.js'
-import { PROTOCOL_VERSION } from '../tree/wire.js'
+import { PROTOCOL_VERSION, type Frame } from '../tree/wire.js'
+import { CachedTree } from './cache.js'
 
 export interface HostConnection {
   tree: Tree
+  /** The cache under `tree`, for fsync. */
+  cache: CachedTree
+  /** The same namespace without the cache: every call a round trip. */
+  remote: Tree
   dialer: Dialer
   close (): void
 }
@@ -27,14 +32,20 @@ export interface ConnectOptions {
 /** Connects to the host as a mount; rejects with the host's refusal or the network error. */
 export async function connectHost (url: string, opts: ConnectOptions = {}): Promise<HostConnection> {
   const link = new ResilientRemote(() => new HerdsError('EHOSTDOWN', `not connected to the host at ${url}; reconnecting`))
+  const cache = new CachedTree(link.tree)
   const dialer = new Dialer({
     url,
     token: opts.token,
     ca: opts.ca,
     pinned: opts.pinned,
     hello: { t: 'hello', role: 'mount', protocol: PROTOCOL_VERSION },
-    onConnect: (peer) => link.attach(peer),
+    onConnect: (peer) => {
+      // Changes made while we were away were not heard of: start afresh.
+      cache.clear()
+      peer.on('frame', (frame: Frame) => { if (frame.t === 'changed') cache.invalidate(frame.paths) })
+      link.attach(peer)
+    },
   })
   await dialer.start()
-  return { tree: link.tree, dialer, close: () => { link.close(); dialer.stop() } }
+  return { tree: cache.tree, cache, remote: link.tree, dialer, close: () => { link.close(); dialer.stop() } }
 }

@@ -14,11 +14,18 @@ import { O_ACCMODE, O_APPEND, type Stat, type Tree } from '../tree/tree.js'
 const require = createRequire(import.meta.url)
 
 /**
+ * The kernel's own attribute and name caches, kept short: the mount's cache
+ * (mount/cache.ts) answers repeated questions without a round trip, and is the
+ * one the host's invalidations reach; the kernel's cannot be told.
+ */
+const KERNEL_CACHE = ['attr_timeout=0.2', 'entry_timeout=0.2', 'negative_timeout=0']
+
+/**
  * Options fuse-native cannot pass itself (DESIGN §9): direct_io so files of
  * unknown size stream and reads are never cut at a stale size; big_writes so
  * writes arrive in 128 KiB pieces, not 4 KiB.
  */
-export const EXTRA_FUSE_OPTIONS = ['direct_io', 'big_writes', 'fsname=herds', 'subtype=herds']
+export const EXTRA_FUSE_OPTIONS = ['direct_io', 'big_writes', 'fsname=herds', 'subtype=herds', ...KERNEL_CACHE]
 
 export interface Mounted {
   mountpoint: string
@@ -83,7 +90,7 @@ async function prepareMountpoint (mountpoint: string): Promise<void> {
 }
 
 /** Mounts `tree` at `mountpoint` (created if missing). */
-export async function mountTree (tree: Tree, mountpoint: string): Promise<Mounted> {
+export async function mountTree (tree: Tree, mountpoint: string, opts: { sync?: (fh: number) => Promise<void> } = {}): Promise<Mounted> {
   const Fuse = loadFuse()
   await prepareMountpoint(mountpoint)
 
@@ -94,7 +101,7 @@ export async function mountTree (tree: Tree, mountpoint: string): Promise<Mounte
     }
   }
 
-  const fuse = new HerdsFuse(mountpoint, fuseOps(tree), {
+  const fuse = new HerdsFuse(mountpoint, fuseOps(tree, opts.sync), {
     // Our own calls time out where they should (see OP_TIMEOUT_MS); fuse-native's
     // blanket 15 s would cut blocking reads such as `cat stdout` or `cat exit`.
     timeout: false,
@@ -120,7 +127,7 @@ function toTreeFlags (flags: number): number {
 }
 
 /** The fuse-native operation table over a Tree. */
-export function fuseOps (tree: Tree): Record<string, (...args: any[]) => void> {
+export function fuseOps (tree: Tree, sync: (fh: number) => Promise<void> = async () => {}): Record<string, (...args: any[]) => void> {
   const uid = process.getuid?.() ?? 0
   const gid = process.getgid?.() ?? 0
   const fail = (cb: (code: number) => void) => (err: unknown): void => cb(-errnoNumber(toHerdsError(err).code))
@@ -147,6 +154,8 @@ export function fuseOps (tree: Tree): Record<string, (...args: any[]) => void> {
       tree.write(path, fh, pos, Buffer.from(buf.subarray(0, len))).then((n) => cb(n), fail(cb))
     },
     flush: (path: string, fh: number, cb) => { tree.flush(path, fh).then(done(cb), fail(cb)) },
+    // fsync sends what the mount gathered; the node's disk is as durable as its own writes.
+    fsync: (_path: string, _datasync: boolean, fh: number, cb) => { sync(fh).then(done(cb), fail(cb)) },
     release: (path: string, fh: number, cb) => { tree.release(path, fh).then(done(cb), fail(cb)) },
     truncate: (path: string, size: number, cb) => { tree.truncate(path, size).then(done(cb), fail(cb)) },
     ftruncate: (path: string, _fh: number, size: number, cb) => { tree.truncate(path, size).then(done(cb), fail(cb)) },

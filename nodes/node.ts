@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises'
 import os from 'node:os'
 import { join } from 'node:path'
 import { Dialer } from '../tree/dial.js'
+import { watchRoots } from './watch.js'
 import { trackHandles } from '../tree/handles.js'
 import { LocalTree } from '../tree/local.js'
 import { safeTopNames } from '../tree/names.js'
@@ -38,6 +39,8 @@ export interface NodeOptions {
   workspace?: string
   /** Folders sandbox jobs must not read besides this node's home (HERDS_HOME, with the host's admin token). */
   hidden?: string[]
+  /** Where the node says what goes wrong in the background. */
+  log?: (line: string) => void
   /** Directories of this machine shown at fs/<name>/ (opt-in). */
   exports?: Export[]
 }
@@ -117,6 +120,12 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
   })
   await sandboxes.load()
   const tree = nodeTree(runner, volumes, opts.exports, sandboxes)
+  const watching = watchRoots([
+    { dir: volumes, at: '/volumes' },
+    // A sandbox's folder: only the sandbox itself and its workspace are in the tree.
+    { dir: join(opts.home, 'sandboxes'), at: '/sandboxes', map: (parts) => parts.length <= 1 || parts[1] === 'workspace' ? ['/sandboxes', ...parts].join('/') : undefined },
+    ...(opts.exports ?? []).map((ex) => ({ dir: ex.path, at: `/fs/${ex.name}` })),
+  ], (paths) => dialer.peer?.send({ t: 'changed', paths }), (err) => opts.log?.(`watching for changes: ${err.message} (mounts see changes made here when their cache expires)`))
   const dialer = new Dialer({
     url: opts.host,
     token: opts.token,
@@ -140,6 +149,7 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
   try {
     await dialer.start()
   } catch (err) {
+    await watching.close()
     await sandboxes.stopAll()
     await db.close()
     throw err
@@ -150,6 +160,7 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
     dialer,
     stop: async () => {
       dialer.stop()
+      await watching.close()
       await Promise.all([runner.stopAll(), sandboxes.stopAll()])
       await db.close()
     },

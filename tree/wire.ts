@@ -114,6 +114,9 @@ export type NodeInfo = z.infer<typeof NodeInfoSchema>
 /** A name a user gives a node (later: a job, sandbox or volume): safe as a path name and in a shell. */
 export const SafeName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, 'a name is 1-64 letters, digits, "_", "-" or "." (not starting with "." or "-")')
 
+/** The most paths one `changed` frame carries; more are sent as their folders. */
+export const MAX_CHANGED = 1000
+
 /** The longest error message a frame carries. */
 export const MAX_MESSAGE = 4096
 const ErrorBody = z.object({ code: z.enum(ERRNO_NAMES), message: z.string().max(MAX_MESSAGE) })
@@ -150,6 +153,8 @@ export const FrameSchema = z.discriminatedUnion('t', [
   ]),
   z.object({ t: z.literal('cancel'), id: Id }),
   z.object({ t: z.literal('jobs'), jobs: z.array(JobSummarySchema).max(1000) }),
+  /** Paths that changed on a node (node → host, in its tree; host → mounts, in the namespace). */
+  z.object({ t: z.literal('changed'), paths: z.array(Path).max(MAX_CHANGED) }),
 ])
 export type Frame = z.infer<typeof FrameSchema>
 

@@ -1,7 +1,7 @@
 // Volumes behave like a disk through the mount: cp -r, diff -r, tar, fresh reads after a change on the node.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdirSync, statSync, writeFileSync } from 'node:fs'
-import { mkdir, readFile, rmdir, utimes } from 'node:fs/promises'
+import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { mkdir, readdir, readFile, rmdir, stat, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { errnoOf } from './files.js'
@@ -45,6 +45,30 @@ t.test('a file changed on the node\'s disk reads fresh through the mount', async
   t.equal(await readFile(join(volumes, 'fresh', 'note.txt'), 'utf8'), 'first version\n')
   writeFileSync(join(onDisk, 'fresh', 'note.txt'), 'second, longer version\n')
   t.equal(await readFile(join(volumes, 'fresh', 'note.txt'), 'utf8'), 'second, longer version\n', 'at once')
+})
+
+t.test('what the node changes by itself shows through the mount within a second: sizes, new files, removals', async (t) => {
+  const dir = join(volumes, 'fresh')
+  const sizeOf = async (): Promise<number> => (await stat(join(dir, 'note.txt'))).size
+  t.equal(await sizeOf(), 23, 'seen once, so kept')
+  t.ok((await readdir(dir)).includes('note.txt'))
+  writeFileSync(join(onDisk, 'fresh', 'note.txt'), 'third\n')
+  writeFileSync(join(onDisk, 'fresh', 'added-on-node.txt'), 'new\n')
+  const seen = async (check: () => Promise<boolean>): Promise<number> => {
+    const started = Date.now()
+    while (!(await check())) {
+      if (Date.now() - started > 1000) return Infinity
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    return Date.now() - started
+  }
+  const sized = await seen(async () => (await sizeOf()) === 6)
+  t.ok(sized <= 1000, `the new size within ${sized} ms`)
+  const listed = await seen(async () => (await readdir(dir)).includes('added-on-node.txt'))
+  t.ok(listed <= 1000, `the new file listed within ${listed} ms`)
+  rmSync(join(onDisk, 'fresh', 'added-on-node.txt'))
+  const gone = await seen(async () => !(await readdir(dir)).includes('added-on-node.txt'))
+  t.ok(gone <= 1000, `its removal within ${gone} ms`)
 })
 
 t.test('volume names are checked; rmdir of a non-empty volume is refused', async (t) => {

@@ -1,0 +1,94 @@
+// The mount's cache against a real host and node (no FUSE): what it saves in round trips, and that
+// what it serves is what the node has. Invalidations from the node's watch are tested through a
+// real mount in test/e2e/volumes.test.ts.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { startHost } from '../../host/server.js'
+import { CachedTree } from '../../mount/cache.js'
+import { connectHost } from '../../mount/client.js'
+import { startNode } from '../../nodes/node.js'
+import { callOp, treeFromCall } from '../../tree/peer.js'
+import { O_RDONLY, O_RDWR, type Op, type Tree } from '../../tree/tree.js'
+import { tempDir } from '../e2e/harness.js'
+
+const host = await startHost({ port: 0, home: join(tempDir(t), 'host') })
+t.teardown(() => host.stop())
+const nodeHome = join(tempDir(t), 'node')
+const node = await startNode({ host: host.url, token: host.adminToken, name: 'studio', home: nodeHome })
+t.teardown(() => node.stop())
+const connection = await connectHost(host.url, { token: host.adminToken })
+t.teardown(() => connection.close())
+
+/** The remote tree, counting the calls that reach it. */
+function counted (inner: Tree): { tree: Tree, calls: Record<string, number> } {
+  const calls: Record<string, number> = {}
+  return { calls, tree: treeFromCall((op: Op, args, ctx) => { calls[op] = (calls[op] ?? 0) + 1; return callOp(inner, op, args, ctx) }) }
+}
+
+const dir = '/nodes/studio/volumes/cached'
+await connection.remote.mkdir(dir, 0o755)
+const MiB = 1024 * 1024
+const pattern = Buffer.alloc(4 * MiB)
+for (let i = 0; i < pattern.length; i++) pattern[i] = (i * 7 + (i >> 12)) & 0xff
+
+t.test('writes in 128 KiB pieces go out as 1 MiB ones, and the node has every byte', async (t) => {
+  const { tree, calls } = counted(connection.remote)
+  const cache = new CachedTree(tree).tree
+  const path = `${dir}/big.bin`
+  const fh = await cache.create(path, 0o644)
+  for (let offset = 0; offset < pattern.length; offset += 128 * 1024) await cache.write(path, fh, offset, pattern.subarray(offset, offset + 128 * 1024))
+  t.equal((await cache.getattr(path)).size, pattern.length, 'a stat counts what was gathered')
+  await cache.flush(path, fh)
+  await cache.release(path, fh)
+  t.ok(calls.write <= 5, `${calls.write} writes reached the node for 32 made`)
+  t.ok(readFileSync(join(nodeHome, 'volumes', 'cached', 'big.bin')).equals(pattern), 'the file on the node\'s disk is whole')
+})
+
+t.test('sequential reads in 128 KiB pieces are served from 1 MiB read ahead', async (t) => {
+  const { tree, calls } = counted(connection.remote)
+  const cache = new CachedTree(tree).tree
+  const path = `${dir}/big.bin`
+  const fh = await cache.open(path, O_RDONLY)
+  const chunks: Buffer[] = []
+  for (let offset = 0; ; offset += 128 * 1024) {
+    const chunk = await cache.read(path, fh, offset, 128 * 1024)
+    if (chunk.length === 0) break
+    chunks.push(Buffer.from(chunk))
+  }
+  await cache.release(path, fh)
+  t.ok(Buffer.concat(chunks).equals(pattern), 'the bytes are the file\'s')
+  t.ok(calls.read <= 6, `${calls.read} reads reached the node for 33 made`)
+})
+
+t.test('attributes and listings are kept; synthetic files never are', async (t) => {
+  const { tree, calls } = counted(connection.remote)
+  const cache = new CachedTree(tree).tree
+  for (let i = 0; i < 20; i++) {
+    await cache.getattr(`${dir}/big.bin`)
+    await cache.readdir(dir)
+    await t.rejects(cache.getattr(`${dir}/missing.h`), { code: 'ENOENT' })
+    await cache.getattr('/nodes/studio/exec/status')
+  }
+  t.equal(calls.getattr, 2 + 20, 'one round trip each for the file and the missing name; every one for exec/status')
+  t.equal(calls.readdir, 1)
+})
+
+t.test('a handle open for reading and writing reads what it wrote; a change drops what was kept', async (t) => {
+  const cache = new CachedTree(connection.remote)
+  const path = `${dir}/rw.txt`
+  const fh = await cache.tree.create(path, 0o644)
+  await cache.tree.write(path, fh, 0, Buffer.from('hello'))
+  t.equal(Buffer.from(await cache.tree.read(path, fh, 0, 100)).toString(), 'hello', 'read after write')
+  await cache.tree.release(path, fh)
+  const reader = await cache.tree.open(path, O_RDWR)
+  t.equal(Buffer.from(await cache.tree.read(path, reader, 0, 100)).toString(), 'hello')
+  await connection.remote.release(path, await connection.remote.open(path, O_RDWR).then(async (other) => {
+    await connection.remote.write(path, other, 0, Buffer.from('HELLO'))
+    return other
+  }))
+  t.equal(Buffer.from(await cache.tree.read(path, reader, 0, 100)).toString(), 'hello', 'kept until told')
+  cache.invalidate([path])
+  t.equal(Buffer.from(await cache.tree.read(path, reader, 0, 100)).toString(), 'HELLO', 'fresh once told')
+  await cache.tree.release(path, reader)
+})
