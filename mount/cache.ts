@@ -9,7 +9,8 @@
  */
 import { HerdsError, toHerdsError } from '../tree/errno.js'
 import { callOp, treeFromCall } from '../tree/peer.js'
-import { O_APPEND, wantsWrite, type CallContext, type Stat, type Tree } from '../tree/tree.js'
+import { O_APPEND, O_RDWR, wantsWrite, type CallContext, type Op, type Stat, type Tree } from '../tree/tree.js'
+import { Changes } from './changes.js'
 
 /** Real files on a node: what a node's watch reports changes of. */
 const CACHEABLE = /^\/nodes\/[^/]+\/(volumes|fs)(\/|$)|^\/nodes\/[^/]+\/sandboxes\/[^/]+\/workspace(\/|$)/
@@ -21,12 +22,14 @@ export interface CacheOptions {
   readAheadBytes?: number
   /** How much sequential writing is gathered before it is sent. */
   writeBehindBytes?: number
+  /** Gathered writes are sent after this long without another, so others see them soon. */
+  idleFlushMs?: number
   /** Entries kept at most; the oldest go first. */
   maxEntries?: number
 }
 
 /** Bytes read ahead: `short` when fewer came than were asked for, which for a real file means its end. */
-interface Window { offset: number, data: Uint8Array, short: boolean }
+interface Window { offset: number, data: Uint8Array, short: boolean, tick: number, at: number }
 
 /** One open file of a cacheable path. */
 interface OpenFile {
@@ -35,93 +38,68 @@ interface OpenFile {
   window?: Window
   prefetch?: { offset: number, promise: Promise<Window | undefined> }
   dirty?: { offset: number, chunks: Uint8Array[], size: number }
-  /** A gathered write that failed when sent: told at the next write, or at close. */
+  idle?: NodeJS.Timeout
+  /** A gathered write that failed when sent in the background: told at the next write, or at close. */
   failed?: HerdsError
-  /** Bumped by every invalidation, so a read-ahead that lands after one is thrown away. */
-  generation: number
+  /** The writes and sends of this file, one at a time, in order. */
+  queue: Promise<unknown>
 }
 
-/** How long after news of a change a path's attributes are fetched afresh every time. */
-const SETTLE_MS = 1000
-
-const parentOf = (path: string): string => path.slice(0, path.lastIndexOf('/')) || '/'
+interface Kept<V> { value: V, tick: number, at: number }
 
 export class CachedTree {
   readonly tree: Tree
   private readonly inner: Tree
-  private readonly ttlMs: number
-  private readonly readAhead: number
-  private readonly writeBehind: number
-  private readonly maxEntries: number
-  private readonly attrs = new Map<string, { value: Stat | HerdsError, at: number }>()
-  private readonly lists = new Map<string, { names: string[], at: number }>()
+  private readonly opts: Required<CacheOptions>
+  private readonly changes = new Changes()
+  private readonly attrs = new Map<string, Kept<Stat | HerdsError>>()
+  private readonly lists = new Map<string, Kept<string[]>>()
   private readonly files = new Map<number, OpenFile>()
-  /**
-   * Paths told of a change lately, and until when: what is fetched of them
-   * then is not kept, because it may have been read mid-change (between a
-   * truncate and a write), and the watch may not report the second half.
-   */
-  private readonly unsettled = new Map<string, number>()
 
   constructor (inner: Tree, opts: CacheOptions = {}) {
     this.inner = inner
-    this.ttlMs = opts.ttlMs ?? 5_000
-    this.readAhead = opts.readAheadBytes ?? 1024 * 1024
-    this.writeBehind = opts.writeBehindBytes ?? 1024 * 1024
-    this.maxEntries = opts.maxEntries ?? 20_000
+    this.opts = { ttlMs: 5_000, readAheadBytes: 1024 * 1024, writeBehindBytes: 1024 * 1024, idleFlushMs: 200, maxEntries: 20_000, ...opts }
     this.tree = treeFromCall((op, args, ctx) => this.call(op, args, ctx))
   }
 
-  /** Drops what is kept of these paths, their folders and anything below them. */
+  /** News of a change: nothing kept of these paths, or of anything below them, is used again. */
   invalidate (paths: string[]): void {
-    if (paths.length > 100) return this.clear()
-    const until = Date.now() + SETTLE_MS
-    for (const path of paths) {
-      this.remember(this.unsettled, path, until)
-      this.remember(this.unsettled, parentOf(path), until)
-      const below = path === '/' ? '/' : path + '/'
-      for (const map of [this.attrs, this.lists]) {
-        map.delete(path)
-        map.delete(parentOf(path))
-        for (const key of map.keys()) if (key.startsWith(below)) map.delete(key)
-      }
-      for (const file of this.files.values()) {
-        if (file.path === path || file.path.startsWith(below)) this.dropWindow(file)
-      }
-    }
+    for (const path of paths) this.changes.mark(path)
   }
 
-  /** Drops everything kept (after a reconnection, when changes may have been missed). */
+  /** Nothing kept is used again (after a reconnection, when changes may have been missed). */
   clear (): void {
+    this.changes.markAll()
     this.attrs.clear()
     this.lists.clear()
-    for (const file of this.files.values()) this.dropWindow(file)
   }
 
   /** Sends what was gathered for one open file (fsync). */
   async sync (fh: number): Promise<void> {
     const file = this.files.get(fh)
-    if (file) await this.sendDirty(fh, file)
+    if (file) await this.send(fh, file)
   }
 
-  private async call (op: keyof Tree, args: unknown[], ctx?: CallContext): Promise<unknown> {
+  private async call (op: Op, args: unknown[], ctx?: CallContext): Promise<unknown> {
     const path = args[0] as string
     switch (op) {
       case 'getattr': return CACHEABLE.test(path) ? this.getattr(path, ctx) : this.inner.getattr(path, ctx)
       case 'readdir': return CACHEABLE.test(path) ? this.readdir(path, ctx) : this.inner.readdir(path, ctx)
       case 'open':
       case 'create': {
-        // Close-to-open, as NFS does: an open always asks anew, so open-stat-read is never stale.
-        if (op === 'create') this.invalidate([path])
+        if (!CACHEABLE.test(path)) return callOp(this.inner, op, args, ctx)
+        // Close-to-open, as NFS does: an open asks anew, so open-stat-read is never stale.
+        if (op === 'create') this.changes.mark(path)
         else this.attrs.delete(path)
+        await this.sendAll(path)
         const fh = await callOp(this.inner, op, args, ctx) as number
-        if (CACHEABLE.test(path)) this.files.set(fh, { path, flags: op === 'open' ? args[1] as number : 2, generation: 0 })
+        this.files.set(fh, { path, flags: op === 'open' ? args[1] as number : O_RDWR, queue: Promise.resolve() })
         return fh
       }
       case 'read': {
         const file = this.files.get(args[1] as number)
         if (!file) return callOp(this.inner, op, args, ctx)
-        await this.sendDirtyOf(file.path)
+        await this.sendAll(file.path)
         return this.read(args[1] as number, file, args[2] as number, args[3] as number, ctx)
       }
       case 'write': {
@@ -131,22 +109,31 @@ export class CachedTree {
       }
       case 'flush': {
         const file = this.files.get(args[1] as number)
-        if (file) await this.sendDirty(args[1] as number, file)
+        if (file) await this.send(args[1] as number, file)
         return callOp(this.inner, op, args, ctx)
       }
       case 'release': {
         const fh = args[1] as number
         const file = this.files.get(fh)
-        if (file) await this.sendDirty(fh, file).catch(() => {}) // close(2) already heard of any failure, at flush
+        if (file) await this.send(fh, file).catch(() => {}) // close(2) heard of any failure already, at flush
         this.files.delete(fh)
         return callOp(this.inner, op, args, ctx)
       }
       case 'rename': {
-        await this.sendDirtyOf(path)
-        this.invalidate([path, args[1] as string])
-        const result = await callOp(this.inner, op, args, ctx)
-        this.invalidate([path, args[1] as string])
-        return result
+        const to = args[1] as string
+        await this.sendAll(path)
+        await this.sendAll(to)
+        try {
+          const result = await callOp(this.inner, op, args, ctx)
+          // Open files follow their file to its new name.
+          for (const file of this.files.values()) {
+            if (file.path === path || file.path.startsWith(path + '/')) file.path = to + file.path.slice(path.length)
+          }
+          return result
+        } finally {
+          this.changes.mark(path)
+          this.changes.mark(to)
+        }
       }
       case 'readlink':
       case 'statfs':
@@ -154,143 +141,174 @@ export class CachedTree {
       default: {
         // A change: what was gathered goes first, then nothing kept of the path outlives it.
         const target = op === 'symlink' ? args[1] as string : path
-        await this.sendDirtyOf(target)
+        await this.sendAll(target)
         try {
           return await callOp(this.inner, op, args, ctx)
         } finally {
-          this.invalidate([target])
+          this.changes.mark(target)
         }
       }
     }
   }
 
   private async getattr (path: string, ctx?: CallContext): Promise<Stat> {
-    await this.sendDirtyOf(path) // the size must count what this mount wrote
-    const kept = this.attrs.get(path)
-    if (kept && Date.now() - kept.at < this.ttlMs) {
+    await this.sendAll(path) // the size must count what this mount wrote
+    const kept = this.fresh(this.attrs, path, false)
+    if (kept) {
       if (kept.value instanceof HerdsError) throw kept.value
       return kept.value
     }
-    const keep = this.settled(path)
+    const tick = this.changes.now()
     try {
       const stat = await this.inner.getattr(path, ctx)
-      if (keep) this.remember(this.attrs, path, { value: stat, at: Date.now() })
+      this.keep(this.attrs, path, stat, tick, false)
       return stat
     } catch (err) {
       const error = toHerdsError(err)
       // "No such file" is worth keeping too (compilers and git ask again and again).
-      if (error.code === 'ENOENT' && keep) this.remember(this.attrs, path, { value: error, at: Date.now() })
+      if (error.code === 'ENOENT') this.keep(this.attrs, path, error, tick, false)
       throw error
     }
   }
 
   private async readdir (path: string, ctx?: CallContext): Promise<string[]> {
-    const kept = this.lists.get(path)
-    if (kept && Date.now() - kept.at < this.ttlMs) return kept.names
-    const keep = this.settled(path)
+    const kept = this.fresh(this.lists, path, true)
+    if (kept) return kept.value
+    const tick = this.changes.now()
     const names = await this.inner.readdir(path, ctx)
-    if (keep) this.remember(this.lists, path, { names, at: Date.now() })
+    this.keep(this.lists, path, names, tick, true)
     return names
   }
 
-  /** May what is fetched of `path` now be kept? Not while it is changing. */
-  private settled (path: string): boolean {
-    const until = this.unsettled.get(path)
-    if (until === undefined) return true
-    if (until > Date.now()) return false
-    this.unsettled.delete(path)
-    return true
+  /** What is kept of `path`, if it is young enough and nothing changed there since it was fetched. */
+  private fresh<V> (map: Map<string, Kept<V>>, path: string, listing: boolean): Kept<V> | undefined {
+    const kept = map.get(path)
+    if (!kept) return undefined
+    if (Date.now() - kept.at < this.opts.ttlMs && !this.changes.since(path, kept.tick, listing)) return kept
+    map.delete(path)
+    return undefined
   }
 
-  private remember<V> (map: Map<string, V>, key: string, value: V): void {
-    map.delete(key)
-    map.set(key, value)
-    if (map.size > this.maxEntries) map.delete(map.keys().next().value!)
+  /**
+   * Keeps what was fetched, unless a change was heard of while it was on its
+   * way, or lately: then it may have been read halfway through a change (a
+   * truncate, then a write) whose second half the watch may not report.
+   */
+  private keep<V> (map: Map<string, Kept<V>>, path: string, value: V, tick: number, listing: boolean): void {
+    if (this.changes.since(path, tick, listing) || this.changes.lately(path, listing)) return
+    map.delete(path)
+    map.set(path, { value, tick, at: Date.now() })
+    if (map.size > this.opts.maxEntries) map.delete(map.keys().next().value!)
   }
 
   /** Serves a read from what was read ahead, fetching more (and the next piece in the background) as needed. */
   private async read (fh: number, file: OpenFile, offset: number, length: number, ctx?: CallContext): Promise<Uint8Array> {
-    if (!covers(file.window, offset, length)) {
-      const ahead = file.prefetch && file.prefetch.offset === offset ? await file.prefetch.promise : undefined
+    let window = this.usable(file, offset, length)
+    if (!window) {
+      const ahead = file.prefetch?.offset === offset ? await file.prefetch.promise : undefined
       file.prefetch = undefined
-      file.window = ahead ?? await this.fetch(file.path, fh, offset, Math.max(length, this.readAhead), ctx)
+      window = ahead && this.valid(file, ahead) ? ahead : await this.fetch(file.path, fh, offset, Math.max(length, this.opts.readAheadBytes), ctx)
+      // A window that a change overtook on its way serves this read, and is not kept.
+      file.window = this.valid(file, window) ? window : undefined
     }
-    const window = file.window!
     const start = offset - window.offset
     const piece = window.data.subarray(start, start + length)
     // Past the middle of a full window: fetch the next one while this one is being read.
     const end = window.offset + window.data.length
-    if (window.data.length >= this.readAhead && !file.prefetch && start + length > window.data.length / 2) {
-      const generation = file.generation
-      const promise = this.fetch(file.path, fh, end, this.readAhead)
-        .then((window) => generation === file.generation ? window : undefined, () => undefined)
-      file.prefetch = { offset: end, promise }
+    if (file.window && window.data.length >= this.opts.readAheadBytes && !file.prefetch && start + length > window.data.length / 2) {
+      file.prefetch = { offset: end, promise: this.fetch(file.path, fh, end, this.opts.readAheadBytes).catch(() => undefined) }
     }
     return piece
   }
 
-  private async fetch (path: string, fh: number, offset: number, length: number, ctx?: CallContext): Promise<Window> {
-    const data = await this.inner.read(path, fh, offset, length, ctx)
-    return { offset, data, short: data.length < length }
+  /** The file's window, if it answers this read and nothing changed since it was read. */
+  private usable (file: OpenFile, offset: number, length: number): Window | undefined {
+    const window = file.window
+    if (!window || !this.valid(file, window) || offset < window.offset) return undefined
+    const end = window.offset + window.data.length
+    // A read at or past its end always asks again: the file may have grown.
+    return offset + length <= end || (window.short && offset < end) ? window : undefined
   }
 
-  private dropWindow (file: OpenFile): void {
-    file.window = undefined
-    file.prefetch = undefined
-    file.generation++
+  /** Young enough, and nothing changed since it was read. */
+  private valid (file: OpenFile, window: Window): boolean {
+    return Date.now() - window.at < this.opts.ttlMs && !this.changes.since(file.path, window.tick, false)
+  }
+
+  private async fetch (path: string, fh: number, offset: number, length: number, ctx?: CallContext): Promise<Window> {
+    const tick = this.changes.now()
+    const data = await this.inner.read(path, fh, offset, length, ctx)
+    return { offset, data, short: data.length < length, tick, at: Date.now() }
   }
 
   /** Gathers sequential writes; anything else sends what was gathered first. */
   private async write (fh: number, file: OpenFile, offset: number, data: Uint8Array, ctx?: CallContext): Promise<number> {
-    if (file.failed) throw file.failed
-    this.attrs.delete(file.path)
-    for (const other of this.files.values()) if (other.path === file.path) this.dropWindow(other)
-    const gathering = (file.flags & O_APPEND) === 0 && wantsWrite(file.flags) && data.length < this.writeBehind
-    const dirty = file.dirty
-    if (gathering && dirty && offset === dirty.offset + dirty.size && dirty.size + data.length <= this.writeBehind) {
-      dirty.chunks.push(Uint8Array.from(data)) // the caller's buffer is reused once we return
-      dirty.size += data.length
-      return data.length
-    }
-    await this.sendDirty(fh, file)
-    if (!gathering) return this.inner.write(file.path, fh, offset, data, ctx)
-    file.dirty = { offset, chunks: [Uint8Array.from(data)], size: data.length }
-    return data.length
+    // Other handles' gathered writes to this file go first, so writes land in the order they were made.
+    await this.sendAll(file.path, fh)
+    const copy = Uint8Array.from(data) // the caller's buffer is reused once we return
+    return this.serial(file, async () => {
+      if (file.failed) {
+        const failed = file.failed
+        file.failed = undefined
+        throw failed
+      }
+      this.changes.mark(file.path)
+      const gathering = (file.flags & O_APPEND) === 0 && wantsWrite(file.flags) && copy.length < this.opts.writeBehindBytes
+      const dirty = file.dirty
+      if (gathering && dirty && offset === dirty.offset + dirty.size && dirty.size + copy.length <= this.opts.writeBehindBytes) {
+        dirty.chunks.push(copy)
+        dirty.size += copy.length
+      } else {
+        await this.sendNow(fh, file)
+        if (!gathering) return this.inner.write(file.path, fh, offset, copy, ctx)
+        file.dirty = { offset, chunks: [copy], size: copy.length }
+      }
+      // Sent soon even if nothing more comes, so a reader elsewhere is not kept waiting.
+      clearTimeout(file.idle)
+      file.idle = setTimeout(() => { this.send(fh, file).catch((err: HerdsError) => { file.failed ??= err }) }, this.opts.idleFlushMs)
+      file.idle.unref()
+      return copy.length
+    })
   }
 
-  /** Sends one open file's gathered writes, as one write. */
-  private async sendDirty (fh: number, file: OpenFile): Promise<void> {
-    if (file.failed) {
-      const failed = file.failed
-      file.failed = undefined
-      throw failed
-    }
+  /** Sends one open file's gathered writes, after whatever it is doing now; a failure kept from before is told. */
+  private send (fh: number, file: OpenFile): Promise<void> {
+    return this.serial(file, async () => {
+      if (file.failed) {
+        const failed = file.failed
+        file.failed = undefined
+        throw failed
+      }
+      await this.sendNow(fh, file)
+    })
+  }
+
+  /** Sends the gathered writes as one write (the caller holds the file's turn). */
+  private async sendNow (fh: number, file: OpenFile): Promise<void> {
+    clearTimeout(file.idle)
     const dirty = file.dirty
     if (!dirty) return
     file.dirty = undefined
     const data = Buffer.concat(dirty.chunks)
     try {
       for (let done = 0; done < data.length;) done += await this.inner.write(file.path, fh, dirty.offset + done, data.subarray(done))
-    } catch (err) {
-      throw toHerdsError(err)
     } finally {
-      this.attrs.delete(file.path)
+      this.changes.mark(file.path)
     }
   }
 
-  /** Sends every open file's gathered writes to `path` (before it is read, listed or changed). */
-  private async sendDirtyOf (path: string): Promise<void> {
+  /** Sends every open file's gathered writes to `path` (but `except`'s); a failure is kept for that file's writer. */
+  private async sendAll (path: string, except?: number): Promise<void> {
     for (const [fh, file] of this.files) {
-      if (file.dirty && file.path === path) {
-        await this.sendDirty(fh, file).catch((err: HerdsError) => { file.failed = err })
-      }
+      if (fh === except || file.path !== path) continue
+      await this.serial(file, () => this.sendNow(fh, file)).catch((err: HerdsError) => { file.failed ??= toHerdsError(err) })
     }
   }
-}
 
-/** Can this read be answered from the window? A read at or past its end always asks again (the file may have grown). */
-function covers (window: Window | undefined, offset: number, length: number): boolean {
-  if (!window || offset < window.offset) return false
-  const end = window.offset + window.data.length
-  return offset + length <= end || (window.short && offset < end)
+  /** Runs `work` when the file's earlier writes and sends are done: one at a time, in order. */
+  private serial<T> (file: OpenFile, work: () => Promise<T>): Promise<T> {
+    const turn = file.queue.then(work, work)
+    file.queue = turn.catch(() => {})
+    return turn
+  }
 }

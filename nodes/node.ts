@@ -13,7 +13,7 @@ import { safeTopNames } from '../tree/names.js'
 import { readOnly } from '../tree/readonly.js'
 import { jsonFile, SyntheticTree, type SynthDir } from '../tree/synthetic.js'
 import type { Tree } from '../tree/tree.js'
-import { PROTOCOL_VERSION, type JobSummary } from '../tree/wire.js'
+import { MAX_CHANGED, PROTOCOL_VERSION, type JobSummary } from '../tree/wire.js'
 import type { JobRecord } from '../venoms/run/record.js'
 import { Runner } from '../venoms/run/runner.js'
 import { execDir } from '../venoms/run/tree.js'
@@ -56,6 +56,16 @@ export interface RunningNode {
   tree: Tree
   dialer: Dialer
   stop (): Promise<void>
+}
+
+/** A change in a volume is also a change where sandboxes show it (workspace/<mount>). */
+function withVolumeMounts (paths: string[], sandboxes: Sandboxes): string[] {
+  const also = paths.flatMap((path) => {
+    const match = path.match(/^\/volumes\/([^/]+)(\/.*)?$/)
+    if (!match) return []
+    return sandboxes.mountsOf(match[1]).map(([box, mount]) => `/sandboxes/${box}/workspace/${mount}${match[2] ?? ''}`)
+  })
+  return also.length ? [...paths, ...also].slice(0, MAX_CHANGED) : paths
 }
 
 /** How many recent jobs a node reports when it (re)connects. */
@@ -125,7 +135,7 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
     // A sandbox's folder: only the sandbox itself and its workspace are in the tree.
     { dir: join(opts.home, 'sandboxes'), at: '/sandboxes', map: (parts) => parts.length <= 1 || parts[1] === 'workspace' ? ['/sandboxes', ...parts].join('/') : undefined },
     ...(opts.exports ?? []).map((ex) => ({ dir: ex.path, at: `/fs/${ex.name}` })),
-  ], (paths) => dialer.peer?.send({ t: 'changed', paths }), (err) => opts.log?.(`watching for changes: ${err.message} (mounts see changes made here when their cache expires)`))
+  ], (paths) => dialer.peer?.send({ t: 'changed', paths: withVolumeMounts(paths, sandboxes) }), (err) => opts.log?.(`watching for changes: ${err.message} (mounts see changes made here when their cache expires)`))
   const dialer = new Dialer({
     url: opts.host,
     token: opts.token,

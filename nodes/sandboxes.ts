@@ -132,6 +132,13 @@ export class Sandboxes {
     return [...this.boxes.keys()].sort()
   }
 
+  /** Where each sandbox shows volume `volume`: [sandbox, mount], for telling mounts of a change in it. */
+  mountsOf (volume: string): Array<[string, string]> {
+    return [...this.boxes.values()].flatMap((box) => [...box.mounts.keys()]
+      .filter((mount) => box.config.volumes[mount] === volume)
+      .map((mount): [string, string] => [box.name, mount]))
+  }
+
   /** Creates a sandbox; EEXIST if the name is taken, EINVAL for a bad name or config. */
   async create (name: string, config: unknown = {}): Promise<void> {
     checkName(name, 'sandbox')

@@ -22,6 +22,8 @@ export interface WatchRoot {
 
 /** Changes are gathered this long and sent as one frame. */
 const BATCH_MS = 50
+/** A root whose watch failed is reported as changed this often. */
+const BLIND_EVERY_MS = 1000
 
 export interface Watching {
   close (): Promise<void>
@@ -30,6 +32,7 @@ export interface Watching {
 /** Watches `roots`; calls `onChange` with tree paths that changed, a batch at a time. */
 export function watchRoots (roots: WatchRoot[], onChange: (paths: string[]) => void, onError: (err: Error) => void = () => {}): Watching {
   let pending = new Set<string>()
+  const blind = new Map<string, NodeJS.Timeout>()
   let timer: NodeJS.Timeout | undefined
   const send = (): void => {
     timer = undefined
@@ -42,7 +45,7 @@ export function watchRoots (roots: WatchRoot[], onChange: (paths: string[]) => v
   const watchers: FSWatcher[] = roots.map((root) => {
     const treePath = (full: string): string | undefined => {
       const rel = relative(root.dir, full)
-      if (rel.startsWith('..')) return undefined
+      if (rel === '..' || rel.startsWith('..' + sep)) return undefined
       const parts = rel === '' ? [] : rel.split(sep)
       if (root.map) return root.map(parts)
       return parts.length ? `${root.at}/${parts.join('/')}` : root.at
@@ -60,13 +63,18 @@ export function watchRoots (roots: WatchRoot[], onChange: (paths: string[]) => v
       pending.add(path)
       timer ??= setTimeout(send, BATCH_MS)
     })
-    // Out of inotify watches, say: changes made on the node are then seen only when the mount's cache expires.
-    watcher.on('error', (err) => onError(err as Error))
+    // Out of inotify watches, say: from then on the whole root counts as changed every second,
+    // so mounts keep nothing of it longer than that.
+    watcher.on('error', (err) => {
+      onError(err as Error)
+      if (!blind.has(root.at)) blind.set(root.at, setInterval(() => { pending.add(root.at); timer ??= setTimeout(send, BATCH_MS) }, BLIND_EVERY_MS))
+    })
     return watcher
   })
   return {
     close: async () => {
       clearTimeout(timer)
+      for (const interval of blind.values()) clearInterval(interval)
       await Promise.all(watchers.map((w) => w.close()))
     },
   }

@@ -10,7 +10,7 @@ import { joinPath, splitPath } from './paths.js'
 import type { Op } from './tree.js'
 
 /** The protocol version; a peer speaking any other version is refused. */
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
 
 /**
  * A path inside a tree, normalised. ".." is refused rather than resolved, so no

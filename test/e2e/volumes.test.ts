@@ -1,7 +1,7 @@
 // Volumes behave like a disk through the mount: cp -r, diff -r, tar, fresh reads after a change on the node.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { mkdir, readdir, readFile, rmdir, stat, utimes } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rmdir, stat, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { errnoOf } from './files.js'
@@ -69,6 +69,18 @@ t.test('what the node changes by itself shows through the mount within a second:
   rmSync(join(onDisk, 'fresh', 'added-on-node.txt'))
   const gone = await seen(async () => !(await readdir(dir)).includes('added-on-node.txt'))
   t.ok(gone <= 1000, `its removal within ${gone} ms`)
+})
+
+t.test('a change on the node to a volume shows where a sandbox mounts it, too', async (t) => {
+  await mkdir(join(up.nodeDir, 'sandboxes', 'viewer'))
+  await writeFile(join(up.nodeDir, 'sandboxes', 'viewer', 'config.json'), JSON.stringify({ volumes: { data: 'fresh' } }))
+  const seenThere = join(up.nodeDir, 'sandboxes', 'viewer', 'workspace', 'data', 'note.txt')
+  const before = (await stat(seenThere)).size
+  writeFileSync(join(onDisk, 'fresh', 'note.txt'), 'a much longer fourth version of the note\n')
+  const started = Date.now()
+  while ((await stat(seenThere)).size === before && Date.now() - started < 1000) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.equal((await stat(seenThere)).size, 41, `the new size within ${Date.now() - started} ms`)
+  t.equal(await readFile(seenThere, 'utf8'), 'a much longer fourth version of the note\n')
 })
 
 t.test('volume names are checked; rmdir of a non-empty volume is refused', async (t) => {

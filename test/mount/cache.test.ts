@@ -92,3 +92,52 @@ t.test('a handle open for reading and writing reads what it wrote; a change drop
   t.equal(Buffer.from(await cache.tree.read(path, reader, 0, 100)).toString(), 'HELLO', 'fresh once told')
   await cache.tree.release(path, reader)
 })
+
+t.test('two handles on one file: writes land in the order they were made', async (t) => {
+  const cache = new CachedTree(connection.remote)
+  const path = `${dir}/two.txt`
+  const a = await cache.tree.create(path, 0o644)
+  const b = await cache.tree.open(path, O_RDWR)
+  await cache.tree.write(path, a, 0, Buffer.from('AAAA'))
+  await cache.tree.write(path, b, 0, Buffer.from('BBBB'))
+  await cache.tree.release(path, b)
+  await cache.tree.release(path, a)
+  t.equal(readFileSync(join(nodeHome, 'volumes', 'cached', 'two.txt'), 'utf8'), 'BBBB', 'the later write wins, as on a disk')
+})
+
+t.test('two writes at once on one handle both land', async (t) => {
+  const cache = new CachedTree(connection.remote)
+  const path = `${dir}/parallel.bin`
+  const fh = await cache.tree.create(path, 0o644)
+  const piece = 640 * 1024
+  await Promise.all([
+    cache.tree.write(path, fh, 0, pattern.subarray(0, piece)),
+    cache.tree.write(path, fh, piece, pattern.subarray(piece, 2 * piece)),
+  ])
+  await cache.tree.flush(path, fh)
+  await cache.tree.release(path, fh)
+  t.ok(readFileSync(join(nodeHome, 'volumes', 'cached', 'parallel.bin')).equals(pattern.subarray(0, 2 * piece)))
+})
+
+t.test('gathered writes reach the node soon even if the file stays open', async (t) => {
+  const cache = new CachedTree(connection.remote)
+  const path = `${dir}/log.txt`
+  const fh = await cache.tree.create(path, 0o644)
+  await cache.tree.write(path, fh, 0, Buffer.from('line 1\n'))
+  await new Promise((resolve) => setTimeout(resolve, 600))
+  t.equal(readFileSync(join(nodeHome, 'volumes', 'cached', 'log.txt'), 'utf8'), 'line 1\n', 'on the node\'s disk while still open')
+  await cache.tree.release(path, fh)
+})
+
+t.test('an open file renamed with writes still gathered: they follow it to its new name', async (t) => {
+  const cache = new CachedTree(connection.remote)
+  const from = `${dir}/draft.txt`
+  const to = `${dir}/final.txt`
+  const fh = await cache.tree.create(from, 0o644)
+  await cache.tree.write(from, fh, 0, Buffer.from('kept'))
+  await cache.tree.rename(from, to)
+  t.equal((await cache.tree.getattr(to)).size, 4)
+  await cache.tree.write(to, fh, 4, Buffer.from(' whole'))
+  await cache.tree.release(to, fh)
+  t.equal(readFileSync(join(nodeHome, 'volumes', 'cached', 'final.txt'), 'utf8'), 'kept whole')
+})

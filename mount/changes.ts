@@ -1,0 +1,79 @@
+/**
+ * What the mount has heard of changes, so its cache can tell whether
+ * something it kept is still good: a clock that ticks at every change, and
+ * for each changed path the tick and time of its last change. A change to a
+ * path stands for everything below it too, and for its folder's listing. A
+ * lookup walks a path's folders (a few steps), never the whole cache.
+ */
+
+/** How long after a change a path counts as changing (its attributes are then not kept). */
+export const SETTLE_MS = 1000
+/** Marks kept at most; past that, old ones go, and if none are old, everything counts as changed. */
+const MAX_MARKS = 50_000
+
+interface Mark { tick: number, at: number }
+
+const parentOf = (path: string): string => path.slice(0, path.lastIndexOf('/')) || '/'
+
+export class Changes {
+  private tick = 0
+  /** The path and everything below it changed. */
+  private readonly subtree = new Map<string, Mark>()
+  /** The folder's list of names changed (a name in it came or went). */
+  private readonly listing = new Map<string, Mark>()
+  private all: Mark = { tick: 0, at: 0 }
+
+  /** The clock now: what is fetched from now on is newer than every change so far. */
+  now (): number {
+    return this.tick
+  }
+
+  mark (path: string): void {
+    const mark = { tick: ++this.tick, at: Date.now() }
+    this.subtree.set(path, mark)
+    this.listing.set(parentOf(path), mark)
+    if (this.subtree.size > MAX_MARKS || this.listing.size > MAX_MARKS) this.prune()
+  }
+
+  /** Everything changed (a reconnection: what happened meanwhile is not known). */
+  markAll (): void {
+    this.all = { tick: ++this.tick, at: Date.now() }
+    this.subtree.clear()
+    this.listing.clear()
+  }
+
+  /** Has `path` (or, for a listing, a name in it) changed since `tick`? */
+  since (path: string, tick: number, listing: boolean): boolean {
+    return this.latest(path, listing, (m) => m.tick > tick)
+  }
+
+  /** Did `path` change in the last SETTLE_MS? */
+  lately (path: string, listing: boolean): boolean {
+    const after = Date.now() - SETTLE_MS
+    return this.latest(path, listing, (m) => m.at > after)
+  }
+
+  private latest (path: string, listing: boolean, test: (mark: Mark) => boolean): boolean {
+    if (test(this.all)) return true
+    const own = listing ? this.listing.get(path) : undefined
+    if (own && test(own)) return true
+    for (let p = path; ; p = parentOf(p)) {
+      const mark = this.subtree.get(p)
+      if (mark && test(mark)) return true
+      if (p === '/') return false
+    }
+  }
+
+  /**
+   * Drops marks too old to matter: whatever was kept before them is past the
+   * cache's time to live by now. If that frees nothing, forgets them all and
+   * counts everything as changed, which is always safe.
+   */
+  private prune (maxAgeMs = 60_000): void {
+    const before = Date.now() - maxAgeMs
+    for (const map of [this.subtree, this.listing]) {
+      for (const [path, mark] of map) if (mark.at < before) map.delete(path)
+    }
+    if (this.subtree.size > MAX_MARKS || this.listing.size > MAX_MARKS) this.markAll()
+  }
+}
