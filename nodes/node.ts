@@ -61,8 +61,9 @@ export interface RunningNode {
 /** A change in a volume is also a change where sandboxes show it (workspace/<mount>). */
 function withVolumeMounts (paths: string[], sandboxes: Sandboxes): string[] {
   const also = paths.flatMap((path) => {
-    const match = path.match(/^\/volumes\/([^/]+)(\/.*)?$/)
+    const match = path.match(/^\/volumes(?:\/([^/]+)(\/.*)?)?$/)
     if (!match) return []
+    // "/volumes" itself (a flood): wherever any volume is shown.
     return sandboxes.mountsOf(match[1]).map(([box, mount]) => `/sandboxes/${box}/workspace/${mount}${match[2] ?? ''}`)
   })
   return also.length ? [...paths, ...also].slice(0, MAX_CHANGED) : paths

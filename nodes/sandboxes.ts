@@ -132,10 +132,10 @@ export class Sandboxes {
     return [...this.boxes.keys()].sort()
   }
 
-  /** Where each sandbox shows volume `volume`: [sandbox, mount], for telling mounts of a change in it. */
-  mountsOf (volume: string): Array<[string, string]> {
+  /** Where sandboxes show volume `volume` (any volume when undefined): [sandbox, mount], for telling mounts of a change in it. */
+  mountsOf (volume: string | undefined): Array<[string, string]> {
     return [...this.boxes.values()].flatMap((box) => [...box.mounts.keys()]
-      .filter((mount) => box.config.volumes[mount] === volume)
+      .filter((mount) => volume === undefined || box.config.volumes[mount] === volume)
       .map((mount): [string, string] => [box.name, mount]))
   }
 

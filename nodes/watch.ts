@@ -39,7 +39,9 @@ export function watchRoots (roots: WatchRoot[], onChange: (paths: string[]) => v
     let paths = [...pending]
     pending = new Set()
     // A flood (an unpacked archive) is sent as its folders: the mount drops what is under them.
-    if (paths.length > MAX_CHANGED) paths = [...new Set(paths.map((p) => p.slice(0, p.lastIndexOf('/')) || '/'))].slice(0, MAX_CHANGED)
+    if (paths.length > MAX_CHANGED) paths = [...new Set(paths.map((p) => p.slice(0, p.lastIndexOf('/')) || '/'))]
+    // Still too many folders: every root counts as changed, which is never wrong.
+    if (paths.length > MAX_CHANGED) paths = roots.map((root) => root.at)
     onChange(paths)
   }
   const watchers: FSWatcher[] = roots.map((root) => {
@@ -52,6 +54,8 @@ export function watchRoots (roots: WatchRoot[], onChange: (paths: string[]) => v
     }
     const watcher = watch(root.dir, {
       ignoreInitial: true,
+      // Every change counts, editors' temporary files (~, .swp) included.
+      atomic: false,
       followSymlinks: false,
       ignorePermissionErrors: true,
       // Not even watched: what the tree does not show (a sandbox's jobs, home, record).
