@@ -247,11 +247,7 @@ export class CachedTree {
     await this.sendAll(file.path, fh)
     const copy = Uint8Array.from(data) // the caller's buffer is reused once we return
     return this.serial(file, async () => {
-      if (file.failed) {
-        const failed = file.failed
-        file.failed = undefined
-        throw failed
-      }
+      throwFailure(file)
       this.changes.mark(file.path)
       const gathering = (file.flags & O_APPEND) === 0 && wantsWrite(file.flags) && copy.length < this.opts.writeBehindBytes
       const dirty = file.dirty
@@ -274,11 +270,7 @@ export class CachedTree {
   /** Sends one open file's gathered writes, after whatever it is doing now; a failure kept from before is told. */
   private send (fh: number, file: OpenFile): Promise<void> {
     return this.serial(file, async () => {
-      if (file.failed) {
-        const failed = file.failed
-        file.failed = undefined
-        throw failed
-      }
+      throwFailure(file)
       await this.sendNow(fh, file)
     })
   }
@@ -311,4 +303,12 @@ export class CachedTree {
     file.queue = turn.catch(() => {})
     return turn
   }
+}
+
+/** A gathered write that failed in the background is told once, to the next writer or closer. */
+function throwFailure (file: OpenFile): void {
+  const failed = file.failed
+  if (!failed) return
+  file.failed = undefined
+  throw failed
 }
