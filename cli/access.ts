@@ -1,5 +1,4 @@
 /** How a command reaches a host: its URL, the token, and TLS trust; validated like every flag. */
-import { z } from 'zod'
 import { readAdminToken, readFlagFile, parseFlag, TokenSecret, HostUrl, DEFAULT_PORT } from './options.js'
 
 export const TOKEN_OPTION = ['--token <secret>', 'the token to connect with (default: $HERDS_TOKEN, else this machine\'s admin token)'] as const
@@ -17,5 +16,5 @@ export async function accessFrom (opts: AccessFlags): Promise<Access> {
 
 /** The host to talk to: --host, else $HERDS_URL, else the local default. */
 export function hostFrom (flag: string | undefined): string {
-  return parseFlag(HostUrl as z.ZodType<string>, flag ?? (process.env.HERDS_URL || `ws://127.0.0.1:${DEFAULT_PORT}`), '--host')
+  return parseFlag(HostUrl, flag ?? (process.env.HERDS_URL || `ws://127.0.0.1:${DEFAULT_PORT}`), '--host')
 }

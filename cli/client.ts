@@ -3,11 +3,11 @@
  * Each is a few SDK calls over Herds.connect, so each is also a few file
  * operations a shell could do on a mount.
  */
-import { constants } from 'node:os'
 import type { Command } from 'commander'
 import { z } from 'zod'
 import { Herds, type HerdsNode, type Job } from '../mount/sdk/index.js'
 import { HerdsError, toHerdsError } from '../tree/errno.js'
+import { parseJsonAs } from '../tree/json.js'
 import { SafeName } from '../tree/wire.js'
 import { accessFrom, CA_OPTION, HOST_OPTION, hostFrom, TOKEN_OPTION, type AccessFlags } from './access.js'
 import { runChecks, printChecks } from './doctor.js'
@@ -44,12 +44,6 @@ function client (command: Command): Command {
 export function commandLine (words: string[]): string {
   if (words.length === 1) return words[0]
   return words.map((w) => /^[A-Za-z0-9_@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`).join(' ')
-}
-
-/** Exit status as shells give it: the code, or 128+N after signal N. */
-function exitStatus (result: { exitCode: number | null, signal: string | null }): number {
-  if (result.exitCode !== null) return result.exitCode
-  return 128 + ((constants.signals as Record<string, number>)[result.signal ?? ''] ?? 127)
 }
 
 const Seconds = z.string().regex(/^\d+(\.\d+)?$/, 'seconds, a number').transform(Number)
@@ -184,7 +178,7 @@ export function registerClientCommands (program: Command): void {
     create.action(async (name: string, opts: ClientFlags & { node?: string, config?: string }) => {
       await withHerds(opts, async (herds) => {
         const node = await nodeOf(herds, opts.node)
-        const config = opts.config === undefined ? undefined : parseJsonFlag(opts.config, '--config')
+        const config = opts.config === undefined ? undefined : parseJsonAs(z.unknown(), opts.config, '--config')
         await control(herds, `/.herds/control/${folder}/create`, { node: node.name, name, ...(config ? { config } : {}) })
         process.stdout.write(`${node.path}/${folder}/${name}\n`)
       })
@@ -247,14 +241,6 @@ async function control (herds: Herds, path: string, request: unknown): Promise<v
   }
 }
 
-function parseJsonFlag (text: string, flag: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch (err) {
-    throw new HerdsError('EINVAL', `${flag}: not JSON: ${(err as Error).message}`)
-  }
-}
-
 function print (value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n')
 }
@@ -280,7 +266,7 @@ async function runAttached (job: Job, timeout: number | undefined): Promise<numb
   forwarding.stop()
   process.off('SIGINT', onInterrupt)
   if (result.timedOut) process.stderr.write(`herds: the job timed out after ${timeout ?? '?'} s\n`)
-  return exitStatus(result)
+  return result.exitStatus
 }
 
 /** Sends this process's stdin to the job as it comes; eof when it ends. */

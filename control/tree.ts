@@ -33,16 +33,19 @@ export function controlDir (deps: ControlDeps): SynthDir {
     return secrets.get(name)?.secret
   }
 
+  const takeSecret = (name: string): string => {
+    const secret = pendingSecret(name)
+    secrets.delete(name)
+    if (secret === undefined) throw new HerdsError('ENOENT', `the secret of token "${name}" was shown once already; revoke it and make another`)
+    return secret + '\n'
+  }
+
   const tokenDir = (name: string): SynthDir | undefined => {
     const record = deps.tokens.get(name)
     if (!record) return undefined
     const entries: Record<string, SynthFile> = { 'info.json': jsonFile(() => tokenInfo(record)) }
-    if (pendingSecret(name) !== undefined) entries.secret = onceFile(() => {
-      const secret = pendingSecret(name)
-      secrets.delete(name)
-      if (secret === undefined) throw new HerdsError('ENOENT', `the secret of token "${name}" was shown once already; revoke it and make another`)
-      return secret + '\n'
-    })
+    // Content taken at open (textFile), so the secret is shown to one reader only; 0400: the owner's.
+    if (pendingSecret(name) !== undefined) entries.secret = { ...textFile(() => takeSecret(name)), mode: 0o400 }
     return { kind: 'dir', entries }
   }
 
@@ -59,6 +62,7 @@ export function controlDir (deps: ControlDeps): SynthDir {
             maxBytes: 4096,
             commit: async (request) => {
               const { record, secret } = await deps.tokens.create(request)
+              for (const kept of secrets.keys()) pendingSecret(kept) // secrets never read are let go, not only when looked up
               secrets.set(record.name, { secret, until: Date.now() + SECRET_KEPT_MS })
             },
           }),
@@ -130,16 +134,4 @@ function removeFile (deps: ControlDeps, folder: 'sandboxes' | 'volumes'): SynthF
     maxBytes: 4096,
     commit: ({ node, name }) => deps.registry.treeOf(node).rmdir(`/${folder}/${name}`),
   })
-}
-
-/** A read-only file whose content can be had once; the content is taken at open. */
-function onceFile (take: () => string): SynthFile {
-  return {
-    kind: 'file',
-    mode: 0o400,
-    open: () => {
-      const bytes = Buffer.from(take())
-      return { read: (offset, length) => bytes.subarray(offset, offset + length) }
-    },
-  }
 }

@@ -35,6 +35,8 @@ export interface RunResult {
   id: string
   /** The exit code; null when a signal ended it. */
   exitCode: number | null
+  /** As shells give it, from exec's `exit` file: the exit code, or 128+N after signal N. */
+  exitStatus: number
   signal: string | null
   stdout: string
   stderr: string
@@ -270,11 +272,12 @@ export class Job {
 
   /** Waits for the end (exit), then gives how it ended, without the output. */
   async status (): Promise<Omit<RunResult, 'stdout' | 'stderr'>> {
-    await this.files.read(`${this.dir}/exit`)
+    const exit = Number((await this.files.read(`${this.dir}/exit`)).toString('utf8').trim())
     const status = await readJson<Record<string, unknown>>(this.files, `${this.dir}/status`)
     return {
       id: this.id,
       exitCode: status.exitCode as number | null,
+      exitStatus: exit,
       signal: status.signal as string | null,
       durationMs: status.durationMs as number | null,
       timedOut: status.state === 'timed_out',

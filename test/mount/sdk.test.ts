@@ -24,7 +24,7 @@ for (const [kind, make] of transports) {
 
     t.test('run: exit code, stdout and stderr apart, duration', async (t) => {
       const result = await node.run('echo out; echo err >&2; exit 3')
-      t.match(result, { exitCode: 3, signal: null, stdout: 'out\n', stderr: 'err\n', timedOut: false, state: 'exited' })
+      t.match(result, { exitCode: 3, exitStatus: 3, signal: null, stdout: 'out\n', stderr: 'err\n', timedOut: false, state: 'exited' })
       t.type(result.durationMs, 'number')
     })
 
@@ -62,7 +62,7 @@ for (const [kind, make] of transports) {
       t.match(await cat.wait(), { exitCode: 0, stdout: 'abcd' })
       const sleeper = await node.spawn('sleep 30')
       await sleeper.kill()
-      t.match(await sleeper.wait(), { state: 'killed', signal: 'SIGTERM', exitCode: null })
+      t.match(await sleeper.wait(), { state: 'killed', signal: 'SIGTERM', exitCode: null, exitStatus: 143 })
     })
 
     t.test('a sandbox: files in its workspace, jobs in it, config, removal', async (t) => {
