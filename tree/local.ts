@@ -1,12 +1,13 @@
 /**
  * A local tree: a real directory served through the Tree interface. No path
- * escapes its root: ".." never reaches here (the wire refuses it), every parent
- * directory is resolved with realpath and must lie inside the root, and the
- * last name is never followed if it is a symbolic link.
+ * escapes its root: ".." never reaches here (the wire refuses it), and every
+ * operation acts in a parent folder opened beneath the root (tree/beneath.ts),
+ * so what was checked is what is used, however the folders change meanwhile.
+ * The last name is never followed if it is a symbolic link.
  */
 import { constants, type Stats } from 'node:fs'
-import { chmod, lstat, lutimes, mkdir, open, readdir, readlink, realpath, rename, rmdir, statfs, symlink, unlink, type FileHandle } from 'node:fs/promises'
-import { dirname, join, sep } from 'node:path'
+import { chmod, lstat, lutimes, mkdir, open, readdir, readlink, rename, rmdir, stat, statfs, symlink, unlink, utimes, type FileHandle } from 'node:fs/promises'
+import { Beneath, DESCRIPTOR_RELATIVE, O_PATH, type Place } from './beneath.js'
 import { HerdsError, toHerdsError } from './errno.js'
 import { HandleTable } from './handles.js'
 import { splitPath } from './paths.js'
@@ -26,26 +27,44 @@ function toStat (s: Stats): Stat {
   return { mode: s.mode, size: s.size, mtimeMs: s.mtimeMs, atimeMs: s.atimeMs, ctimeMs: s.ctimeMs, nlink: s.nlink }
 }
 
+/** What an operation on one name is handed: the folder it lies in, opened beneath the root, and its place there. */
+interface Entry {
+  place: Place
+  /** The entry's own path to act on (for the root: the root itself, which is then followed). */
+  at: string
+  /** Is this the root of the tree (no name of its own)? */
+  root: boolean
+}
+
 export class LocalTree implements Tree {
-  private readonly root: string
-  private realRoot = ''
+  private readonly beneath: Beneath
   private readonly files = new HandleTable<FileHandle>()
 
   /** Serves the directory `root`, which must exist. */
   constructor (root: string) {
-    this.root = root
+    this.beneath = new Beneath(root)
   }
 
-  /** The disk path for a tree path, after checking that its parent lies inside the root. */
-  private async inside (path: string): Promise<string> {
-    this.realRoot ||= await realpath(this.root)
-    const parts = splitPath(path)
-    if (parts.length === 0) return this.realRoot
-    const parent = await realpath(dirname(join(this.realRoot, ...parts)))
-    if (!this.contains(parent)) {
-      throw new HerdsError('EACCES', `${path} leads outside its tree through a symbolic link`)
-    }
-    return join(parent, parts.at(-1)!)
+  /** Runs `work` on the entry at `path`, in its parent folder opened beneath the root; errors name the tree path. */
+  private entry<T> (path: string, work: (entry: Entry) => Promise<T>): Promise<T> {
+    return guard(path, async () => {
+      const parts = splitPath(path)
+      const root = parts.length === 0
+      const place = root ? await this.beneath.directory(parts, path) : await this.beneath.parent(parts, path)
+      try {
+        return await work({ place, at: root ? place.dir : place.at(parts.at(-1)!), root })
+      } finally {
+        await place.close()
+      }
+    })
+  }
+
+  /** Runs `work` in the directory at `path` itself (links inside the root followed). */
+  private inDirectory<T> (path: string, work: (place: Place) => Promise<T>): Promise<T> {
+    return guard(path, async () => {
+      const place = await this.beneath.directory(splitPath(path), path)
+      try { return await work(place) } finally { await place.close() }
+    })
   }
 
   private file (fh: number): FileHandle {
@@ -53,42 +72,32 @@ export class LocalTree implements Tree {
   }
 
   /**
-   * Opens a regular file inside the root. O_NONBLOCK keeps a FIFO from tying up
-   * a thread; after the open, what was opened is checked again (the parent
-   * could have been swapped for a link since `inside` looked).
+   * Opens a regular file inside the root, never through a link. O_NONBLOCK
+   * keeps a FIFO from tying up a thread; what was opened is checked to be a
+   * regular file.
    */
-  private async openFile (path: string, flags: number, mode?: number): Promise<FileHandle> {
-    const local = await this.inside(path)
-    const before = await lstat(local).catch(() => undefined)
-    if (before?.isSymbolicLink()) throw new HerdsError('ELOOP', `a symbolic link is never opened on the node: ${path}`)
-    if (before && !before.isFile()) throw new HerdsError(before.isDirectory() ? 'EISDIR' : 'EACCES', `not a regular file: ${path}`)
-    const file = await open(local, flags | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode)
-    try {
-      if (!(await file.stat()).isFile()) throw new HerdsError('EACCES', `not a regular file: ${path}`)
-      await this.checkOpened(file, path)
-      return file
-    } catch (err) {
-      await file.close()
-      throw err
-    }
+  private openFile (path: string, flags: number, mode?: number): Promise<FileHandle> {
+    return this.entry(path, async ({ at, root }) => {
+      if (root) throw new HerdsError('EISDIR', `not a regular file: ${path}`)
+      const before = await lstat(at).catch(() => undefined)
+      if (before?.isSymbolicLink()) throw new HerdsError('ELOOP', `a symbolic link is never opened on the node: ${path}`)
+      if (before && !before.isFile()) throw new HerdsError(before.isDirectory() ? 'EISDIR' : 'EACCES', `not a regular file: ${path}`)
+      const file = await open(at, flags | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode)
+      try {
+        if (!(await file.stat()).isFile()) throw new HerdsError('EACCES', `not a regular file: ${path}`)
+        if (!DESCRIPTOR_RELATIVE) await this.checkOpened(file, path)
+        return file
+      } catch (err) {
+        await file.close()
+        throw err
+      }
+    })
   }
 
-  /** Where an open file really is, where the OS can tell (/proc on Linux). */
+  /** The fallback's second look: where an open file really is, where the OS can tell. */
   private async checkOpened (file: FileHandle, path: string): Promise<void> {
-    if (process.platform !== 'linux') return
-    const real = await readlink(`/proc/self/fd/${file.fd}`)
-    if (!this.contains(real)) throw new HerdsError('EACCES', `${path} leads outside its tree`)
-  }
-
-  private contains (real: string): boolean {
-    return real === this.realRoot || real.startsWith(this.realRoot + sep)
-  }
-
-  /** The disk path of an existing directory inside the root, links resolved. */
-  private async directory (path: string): Promise<string> {
-    const real = await realpath(await this.inside(path))
-    if (!this.contains(real)) throw new HerdsError('EACCES', `${path} leads outside its tree through a symbolic link`)
-    return real
+    const real = await readlink(`/proc/self/fd/${file.fd}`).catch(() => undefined)
+    if (real !== undefined && !(await this.beneath.contains(real))) throw new HerdsError('EACCES', `${path} leads outside its tree`)
   }
 
   private async openAt (path: string, flags: number, mode?: number): Promise<number> {
@@ -96,11 +105,12 @@ export class LocalTree implements Tree {
   }
 
   getattr (path: string): Promise<Stat> {
-    return guard(path, async () => toStat(await lstat(await this.inside(path))))
+    // The root is named by its open descriptor, which stat follows to the folder itself.
+    return this.entry(path, async ({ at, root }) => toStat(root ? await stat(at) : await lstat(at)))
   }
 
   readdir (path: string): Promise<string[]> {
-    return guard(path, async () => readdir(await this.directory(path)))
+    return this.inDirectory(path, (place) => readdir(place.dir))
   }
 
   open (path: string, flags: number): Promise<number> {
@@ -136,39 +146,58 @@ export class LocalTree implements Tree {
     })
   }
 
+  /**
+   * Creates a regular file, or opens the one another client made a moment
+   * before: the kernel asks for a create only after it found no such name, so
+   * two mounts appending to a new log at once must both succeed. (O_EXCL is not
+   * on the wire: fuse-native hands create no flags.)
+   */
   create (path: string, mode: number): Promise<number> {
-    return guard(path, () => this.openAt(path, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR, mode & 0o7777))
+    return guard(path, () => this.openAt(path, constants.O_CREAT | constants.O_RDWR, mode & 0o7777))
   }
 
   mkdir (path: string, mode: number): Promise<void> {
-    return guard(path, async () => { await mkdir(await this.inside(path), mode & 0o7777) })
+    return this.entry(path, async ({ at, root }) => {
+      if (root) throw new HerdsError('EEXIST', `the root of a tree exists: ${path}`)
+      await mkdir(at, mode & 0o7777)
+    })
   }
 
   unlink (path: string): Promise<void> {
-    return guard(path, async () => unlink(await this.inside(path)))
+    return this.entry(path, async ({ at, root }) => {
+      if (root) throw new HerdsError('EISDIR', 'the root of a tree is a folder')
+      await unlink(at)
+    })
   }
 
   rmdir (path: string): Promise<void> {
-    return guard(path, async () => {
-      if (splitPath(path).length === 0) throw new HerdsError('EBUSY', 'the root of a tree cannot be removed')
-      await rmdir(await this.inside(path))
+    return this.entry(path, async ({ at, root }) => {
+      if (root) throw new HerdsError('EBUSY', 'the root of a tree cannot be removed')
+      await rmdir(at)
     })
   }
 
   rename (from: string, to: string): Promise<void> {
-    return guard(from, async () => rename(await this.inside(from), await this.inside(to)))
+    return this.entry(from, (source) => this.entry(to, async (target) => {
+      if (source.root || target.root) throw new HerdsError('EBUSY', 'the root of a tree cannot be renamed or replaced')
+      await rename(source.at, target.at)
+    }))
   }
 
   symlink (target: string, path: string): Promise<void> {
     // A mount follows links on its own side: a link that leads out of this tree
     // would show whatever is there (the mount's /etc/passwd). Refuse to make one.
     if (!staysInside(path, target)) return Promise.reject(new HerdsError('EPERM', `a link here may only point inside its tree (relative, no way out): ${target}`))
-    return guard(path, async () => symlink(target, await this.inside(path)))
+    return this.entry(path, async ({ at, root }) => {
+      if (root) throw new HerdsError('EEXIST', `the root of a tree exists: ${path}`)
+      await symlink(target, at)
+    })
   }
 
   readlink (path: string): Promise<string> {
-    return guard(path, async () => {
-      const target = await readlink(await this.inside(path))
+    return this.entry(path, async ({ at, root }) => {
+      if (root) throw new HerdsError('EINVAL', `not a symbolic link: ${path}`)
+      const target = await readlink(at)
       // One made on the node itself may lead out: it is not shown, so it cannot be followed.
       if (!staysInside(path, target)) throw new HerdsError('EACCES', `${path} is a link that leads outside its tree`)
       return target
@@ -176,22 +205,27 @@ export class LocalTree implements Tree {
   }
 
   utimens (path: string, atimeMs: number, mtimeMs: number): Promise<void> {
-    return guard(path, async () => lutimes(await this.inside(path), atimeMs / 1000, mtimeMs / 1000))
+    return this.entry(path, async ({ at, root }) => {
+      if (root) await utimes(at, atimeMs / 1000, mtimeMs / 1000)
+      else await lutimes(at, atimeMs / 1000, mtimeMs / 1000)
+    })
   }
 
   chmod (path: string, mode: number): Promise<void> {
-    return guard(path, async () => {
-      const local = await this.inside(path)
+    return this.entry(path, async ({ at, root }) => {
+      if (root) return chmod(at, mode & 0o7777)
       // chmod(2) follows links, and a link's target may lie outside: change the
-      // mode through a descriptor opened without following, checked where it is.
-      const file = await open(local, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => {
+      // mode through a descriptor that names the entry itself, never followed.
+      const file = await open(at, (DESCRIPTOR_RELATIVE ? O_PATH : constants.O_RDONLY | constants.O_NONBLOCK) | constants.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
         if (err.code === 'ELOOP') throw new HerdsError('ENOTSUP', `cannot chmod a symbolic link: ${path}`)
-        return undefined // unreadable to us: fall back to the path, the link check above it holds
+        if (DESCRIPTOR_RELATIVE) throw err
+        return undefined // the fallback, unreadable to us: the path, whose parent was checked
       })
-      if (!file) return chmod(local, mode & 0o7777)
+      if (!file) return chmod(at, mode & 0o7777)
       try {
-        await this.checkOpened(file, path)
-        await file.chmod(mode & 0o7777)
+        if ((await file.stat()).isSymbolicLink()) throw new HerdsError('ENOTSUP', `cannot chmod a symbolic link: ${path}`)
+        if (DESCRIPTOR_RELATIVE) await chmod(`/proc/self/fd/${file.fd}`, mode & 0o7777)
+        else await file.chmod(mode & 0o7777)
       } finally {
         await file.close()
       }
@@ -199,10 +233,11 @@ export class LocalTree implements Tree {
   }
 
   statfs (path: string): Promise<Statfs> {
-    return guard(path, async () => {
-      const s = await statfs(await this.directory(path).catch(() => this.realRoot))
+    const read = async (place: Place): Promise<Statfs> => {
+      const s = await statfs(place.dir)
       return { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, namemax: 255 }
-    })
+    }
+    return this.inDirectory(path, read).catch(() => this.inDirectory('/', read))
   }
 }
 
