@@ -1,12 +1,13 @@
 // Sandboxes through a real mount (issue 4, first part): workspace, exec bound to it, clean env, bwrap fence.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
 import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { errnoOf } from './files.js'
-import { herdsUp } from './harness.js'
+import { Herds } from '../../mount/sdk/index.js'
+import { herdsUp, tempDir } from './harness.js'
 
 const up = await herdsUp(t)
 const boxes = join(up.nodeDir, 'sandboxes')
@@ -34,15 +35,38 @@ t.test('git in a sandbox workspace through the mount, and the same repository se
   t.match(job.output, /home=\S*sandboxes\/web\/home tmp=\S*sandboxes\/web\/tmp/, 'HOME and TMPDIR inside the sandbox')
 })
 
-t.test('ln -s /etc/passwd in a workspace does not show the node\'s /etc/passwd', async (t) => {
+t.test('links are kept as written, absolute too; the node never serves what one outside leads to', async (t) => {
   const ws = join(boxes, 'web', 'workspace')
-  const ln = spawnSync('ln', ['-s', '/etc/passwd', join(ws, 'x')], { encoding: 'utf8' })
-  t.not(ln.status, 0, 'the link is refused')
-  const cat = spawnSync('cat', [join(ws, 'x')], { encoding: 'utf8' })
-  t.notMatch(cat.stdout, /root:/)
-  // A job in the sandbox may make such a link on the node itself; the mount does not follow it.
-  await run('web', 'ln -s /etc/passwd y; ln -s ../../../../../../../../etc/passwd z')
-  for (const name of ['y', 'z']) t.notMatch(spawnSync('cat', [join(ws, name)], { encoding: 'utf8' }).stdout, /root:/, name)
+  execFileSync('ln', ['-s', '/etc/passwd', join(ws, 'x')])
+  t.equal(readlinkSync(join(ws, 'x')), '/etc/passwd', 'made through the mount and shown as written: your kernel follows it on your side')
+  // A job in the sandbox makes links on the node itself, to a folder outside.
+  const outside = tempDir(t, 'herds-outside-')
+  writeFileSync(join(outside, 'secret'), 'node only')
+  await run('web', `ln -s ${outside} far; ln -s ../../../../../../../../etc z`)
+  t.equal(readlinkSync(join(ws, 'far')), outside, 'a job\'s link shows its target too')
+  t.equal(readlinkSync(join(ws, 'z')), '../../../../../../../../etc')
+  // A client that is not a kernel sends the path through the link: the node refuses it.
+  const herds = await Herds.connect({ url: up.url, token: up.adminToken })
+  t.teardown(() => herds.close())
+  const box = await herds.node(up.name).sandbox('web')
+  await t.rejects(box.readFile('far/secret'), { code: 'EACCES' }, 'the node does not follow a link out of the workspace')
+  await t.rejects(box.readdir('far'), { code: 'EACCES' })
+  await t.rejects(box.writeFile('far/planted', 'x'), { code: 'EACCES' })
+  t.notOk(existsSync(join(outside, 'planted')))
+})
+
+t.test('a venv and a tarball with absolute links, through the mount', async (t) => {
+  const ws = join(boxes, 'web', 'workspace')
+  execFileSync('python3', ['-m', 'venv', '--without-pip', join(ws, 'venv')])
+  t.match(execFileSync('ls', ['-l', join(ws, 'venv', 'bin')], { encoding: 'utf8' }), /python3 -> \//, 'ls -l shows the absolute link')
+  const listed = execFileSync('sh', ['-c', 'tar cf - venv | tar tvf -'], { cwd: ws, encoding: 'utf8' })
+  t.match(listed, /venv\/bin\/python3 -> \//, 'tar c reads it')
+  const src = tempDir(t)
+  const tarball = join(tempDir(t), 'links.tar')
+  symlinkSync('/usr/bin/env', join(src, 'abs'))
+  execFileSync('tar', ['cf', tarball, '-C', src, 'abs'])
+  execFileSync('tar', ['xf', tarball, '-C', ws]) // throws if tar exits non-zero
+  t.equal(readlinkSync(join(ws, 'abs')), '/usr/bin/env', 'tar x makes an absolute link')
 })
 
 t.test('the environment is rebuilt from an allowlist; config.json adds to it', async (t) => {
