@@ -133,7 +133,7 @@ export function fuseOps (tree: Tree, sync: (fh: number) => Promise<void> = async
   const fail = (cb: (code: number) => void) => (err: unknown): void => cb(-errnoNumber(toHerdsError(err).code))
   const done = (cb: (code: number) => void) => (): void => cb(0)
   const toFuseStat = (s: Stat): Record<string, number> => ({
-    mode: s.mode, uid, gid, size: s.size, nlink: s.nlink, blocks: Math.ceil(s.size / 512), blksize: 4096,
+    mode: s.mode, uid, gid, size: s.size, nlink: s.nlink, blocks: s.blocks ?? Math.ceil(s.size / 512), blksize: 4096,
     atime: s.atimeMs, mtime: s.mtimeMs, ctime: s.ctimeMs, dev: 0, ino: 0, rdev: 0,
   })
   return {

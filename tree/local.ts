@@ -24,7 +24,7 @@ async function guard<T> (path: string, work: () => Promise<T>): Promise<T> {
 }
 
 function toStat (s: Stats): Stat {
-  return { mode: s.mode, size: s.size, mtimeMs: s.mtimeMs, atimeMs: s.atimeMs, ctimeMs: s.ctimeMs, nlink: s.nlink }
+  return { mode: s.mode, size: s.size, mtimeMs: s.mtimeMs, atimeMs: s.atimeMs, ctimeMs: s.ctimeMs, nlink: s.nlink, blocks: s.blocks }
 }
 
 /** What an operation on one name is handed: the folder it lies in, opened beneath the root, and its place there. */

@@ -18,6 +18,8 @@ export interface Stat {
   atimeMs: number
   ctimeMs: number
   nlink: number
+  /** 512-byte blocks the file takes on the node's disk (real files); absent: size / 512. */
+  blocks?: number
 }
 
 export interface Statfs {

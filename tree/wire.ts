@@ -58,6 +58,7 @@ const StatSchema = z.object({
   atimeMs: Time,
   ctimeMs: Time,
   nlink: z.number().int().min(0),
+  blocks: z.number().int().min(0).optional(),
 })
 const StatfsSchema = z.object({
   bsize: z.number(), blocks: z.number(), bfree: z.number(), bavail: z.number(),

@@ -112,3 +112,14 @@ t.test('file times set through the mount land on the node: utimes with two times
   t.equal(sh(`cp -p ${src} times/copy.txt`).status, 0)
   t.equal(Math.round(statSync(join(onDisk, 'times', 'copy.txt')).mtimeMs / 1000), 1_300_000_000, 'cp -p keeps the modification time')
 })
+
+t.test('du through the mount counts the blocks the node\'s disk uses', async (t) => {
+  await mkdir(join(volumes, 'du'))
+  execFileSync('truncate', ['-s', '64M', join(onDisk, 'du', 'sparse')]) // takes no blocks
+  for (let i = 0; i < 40; i++) writeFileSync(join(onDisk, 'du', `small${i}`), 'x') // a block each, not a byte
+  writeFileSync(join(onDisk, 'du', 'whole'), Buffer.alloc(3 * 1024 * 1024, 7))
+  const kib = (dir: string): number => Number(execFileSync('du', ['-sk', dir], { encoding: 'utf8' }).split('\t')[0])
+  const mount = kib(join(volumes, 'du'))
+  const disk = kib(join(onDisk, 'du'))
+  t.ok(Math.abs(mount - disk) <= 8, `du -sk: ${mount} KiB through the mount, ${disk} KiB on the node`)
+})
