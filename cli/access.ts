@@ -1,9 +1,10 @@
 /** How a command reaches a host: its URL, the token, and TLS trust; validated like every flag. */
+import { readHostUrl } from './hostfile.js'
 import { readAdminToken, readFlagFile, parseFlag, TokenSecret, HostUrl, DEFAULT_PORT } from './options.js'
 
 export const TOKEN_OPTION = ['--token <secret>', 'the token to connect with (default: $HERDS_TOKEN, else this machine\'s admin token)'] as const
 export const CA_OPTION = ['--ca <file>', 'trust this certificate (PEM) for a wss:// host with a self-signed one'] as const
-export const HOST_OPTION = ['--host <url>', 'the host (default: $HERDS_URL, else ws://127.0.0.1:' + DEFAULT_PORT + ')'] as const
+export const HOST_OPTION = ['--host <url>', 'the host (default: $HERDS_URL, else the host running with this HERDS_HOME, else ws://127.0.0.1:' + DEFAULT_PORT + ')'] as const
 
 export interface AccessFlags { token?: string, ca?: string }
 export interface Access { token: string, ca?: Buffer, pinned?: boolean }
@@ -14,7 +15,7 @@ export async function accessFrom (opts: AccessFlags): Promise<Access> {
   return { token: parseFlag(TokenSecret, token, '--token', true), ca: opts.ca ? readFlagFile(opts.ca, '--ca') : undefined }
 }
 
-/** The host to talk to: --host, else $HERDS_URL, else the local default. */
+/** The host to talk to: --host, else $HERDS_URL, else the host running here (any port), else the local default. */
 export function hostFrom (flag: string | undefined): string {
-  return parseFlag(HostUrl, flag ?? (process.env.HERDS_URL || `ws://127.0.0.1:${DEFAULT_PORT}`), '--host')
+  return parseFlag(HostUrl, flag ?? (process.env.HERDS_URL || readHostUrl() || `ws://127.0.0.1:${DEFAULT_PORT}`), '--host')
 }

@@ -12,6 +12,7 @@ import type { Dialer } from '../tree/dial.js'
 import { HerdsError, toHerdsError } from '../tree/errno.js'
 import { VERSION } from '../tree/version.js'
 import { accessFrom, CA_OPTION, TOKEN_OPTION, type Access, type AccessFlags } from './access.js'
+import { writeHostUrl } from './hostfile.js'
 import { registerClientCommands, registerMachineCommands } from './client.js'
 import { collectExports, DEFAULT_PORT, defaultMountpoint, Dir, herdsHome, HostUrl, ListenAddress, NodeName, parseFlag, Port, readFlagFile } from './options.js'
 
@@ -54,6 +55,8 @@ function stopOnFatal (dialer: Dialer, what: string): void {
 async function runHost (opts: HostFlags): Promise<RunningHost> {
   const host = await startHost({ ...hostOptions(opts), home: join(herdsHome(), 'host'), log: say })
   stoppers.push(() => host.stop())
+  // Local clients (herds run, status, doctor) find it here on whatever port it got.
+  stoppers.push(writeHostUrl(loopbackUrl(host.url)))
   say(`host   ${host.url}`)
   return host
 }
@@ -77,6 +80,11 @@ async function runMount (url: string, dir: string, access: Access): Promise<Moun
   stoppers.push(() => mounted.unmount())
   say(`mount  ${mounted.mountpoint}`)
   return mounted
+}
+
+/** The URL this machine reaches a host at: a host on every address is on loopback too. */
+function loopbackUrl (url: string): string {
+  return url.replace(/\/\/(0\.0\.0\.0|\[::\])/, '//127.0.0.1')
 }
 
 interface HostFlags { port: string, listen: string, tlsCert?: string, tlsKey?: string, insecure?: boolean, defaultNode?: string }
@@ -132,7 +140,7 @@ withHostOptions(program.command('up')
     const nodeToken = (await host.tokens.put({ name: `up-node-${name}`, scope: 'node', node: name })).secret
     const mountToken = (await host.tokens.put({ name: 'up-mount', scope: 'admin' })).secret
     const ca = opts.tlsCert ? readFileSync(opts.tlsCert) : undefined
-    const url = host.url.replace(/\/\/(0\.0\.0\.0|\[::\])/, '//127.0.0.1')
+    const url = loopbackUrl(host.url)
     await runNode(url, name, exports, { token: nodeToken, ca, pinned: true })
     await runMount(url, dir, { token: mountToken, ca, pinned: true })
     say(`ready: try   echo 'uname -a' > ${dir}/nodes/${name}/exec/cmd && cat ${dir}/nodes/${name}/exec/stdout`)
