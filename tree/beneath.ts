@@ -1,14 +1,16 @@
 /**
  * Resolving a tree path beneath a root so that what is checked is what is
- * used. On Linux the directory is opened first and then checked: the kernel
- * says where the open descriptor really is (/proc/self/fd/N), and the caller
- * acts through `/proc/self/fd/N/name`, a name the kernel resolves to exactly
- * that open directory, however the folders are renamed or swapped for links
- * meanwhile. Elsewhere (macOS has no such names) the parent is resolved with
- * realpath and checked; that check can race a swap, as docs/security.md says.
+ * used. On Linux every folder on the way is opened relative to the one before
+ * it (`/proc/self/fd/N/<name>`, O_NOFOLLOW), so the walk never leaves the root:
+ * a link on the way is read and its target walked the same way, if it is
+ * relative and stays inside. The caller acts through `/proc/self/fd/N/<name>`,
+ * a name the kernel resolves to exactly the folder that was walked, however
+ * the folders are renamed or swapped for links meanwhile. Elsewhere (macOS has
+ * no such names) the folder is resolved with realpath and checked; that check
+ * can race a swap, as docs/security.md says.
  */
 import { existsSync } from 'node:fs'
-import { open, readlink, realpath } from 'node:fs/promises'
+import { lstat, open, readlink, realpath, type FileHandle } from 'node:fs/promises'
 import { join, sep } from 'node:path'
 import { HerdsError } from './errno.js'
 
@@ -22,8 +24,11 @@ export interface Place {
 }
 
 const O_DIRECTORY = 0o200000
+const O_NOFOLLOW = 0o400000
 /** Linux's O_PATH: a descriptor that names a file without opening it for I/O. */
 export const O_PATH = 0o10000000
+/** Links followed while resolving one path, as the kernel's own limit. */
+const MAX_LINKS = 40
 
 /** Does this machine offer /proc/self/fd names for open directories? */
 export const DESCRIPTOR_RELATIVE = process.platform === 'linux' && existsSync('/proc/self/fd')
@@ -38,11 +43,11 @@ export class Beneath {
   }
 
   /**
-   * Opens the directory at `parts` (links followed, as long as they end
-   * inside the root). EACCES if it lies outside the root.
+   * Opens the directory at `parts` (links followed, as long as they stay
+   * inside the root). EACCES if the way leads outside the root.
    */
   async directory (parts: readonly string[], path: string): Promise<Place> {
-    return DESCRIPTOR_RELATIVE ? this.opened(parts, path) : this.checked(parts, path)
+    return DESCRIPTOR_RELATIVE ? this.walk(parts, path) : this.checked(parts, path)
   }
 
   /** Opens the parent of `parts` (the last name is left for the caller, never followed). */
@@ -50,31 +55,87 @@ export class Beneath {
     return this.directory(parts.slice(0, -1), path)
   }
 
-  /** Opens the folder, then asks the kernel where the descriptor is: the check is on what was opened. */
-  private async opened (parts: readonly string[], path: string): Promise<Place> {
-    const handle = await open(join(this.root, ...parts), O_DIRECTORY)
-    const dir = `/proc/self/fd/${handle.fd}`
+  /**
+   * Walks from the root one name at a time, each opened relative to the last
+   * without following a link. A link is read and its target's names walked in
+   * its place: a ".." steps back to the folder walked before (walked again
+   * from the root, as every name so far is a real folder), and an absolute
+   * target or one more ".." than there are folders leads out (EACCES). Only
+   * two descriptors are open at a time.
+   */
+  private async walk (parts: readonly string[], path: string): Promise<Place> {
+    const walked: string[] = []
+    const queue = [...parts]
+    let links = 0
+    let here = await open(this.root, O_PATH | O_DIRECTORY)
     try {
-      if (!(await this.contains(await readlink(dir)))) throw new HerdsError('EACCES', `${path} leads outside its tree through a symbolic link`)
+      while (queue.length > 0) {
+        const name = queue.shift()!
+        if (name === '..') {
+          if (walked.length === 0) throw outside(path)
+          walked.pop()
+          await here.close()
+          here = await this.reopen(walked)
+          continue
+        }
+        const next = await this.step(here, name)
+        if (next) {
+          await here.close()
+          here = next
+          walked.push(name)
+          continue
+        }
+        if (++links > MAX_LINKS) throw new HerdsError('ELOOP', `too many symbolic links in ${path}`)
+        const target = await readlink(`/proc/self/fd/${here.fd}/${name}`)
+        if (target.startsWith('/')) throw outside(path)
+        queue.unshift(...target.split('/').filter((part) => part !== '' && part !== '.'))
+      }
     } catch (err) {
-      await handle.close()
+      await here.close()
       throw err
     }
-    return { dir, at: (name) => `${dir}/${name}`, close: () => handle.close() }
+    const dir = `/proc/self/fd/${here.fd}`
+    const held = here
+    return { dir, at: (name) => `${dir}/${name}`, close: () => held.close() }
+  }
+
+  /** Opens the folder `name` in `here`, never through a link; undefined if it is a link. */
+  private async step (here: FileHandle, name: string): Promise<FileHandle | undefined> {
+    try {
+      return await open(`/proc/self/fd/${here.fd}/${name}`, O_PATH | O_DIRECTORY | O_NOFOLLOW)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOTDIR') throw err
+      if ((await lstat(`/proc/self/fd/${here.fd}/${name}`)).isSymbolicLink()) return undefined
+      throw err // a file where a folder was asked for
+    }
+  }
+
+  /** Opens the folders `names` from the root again (each a real folder when it was walked). */
+  private async reopen (names: readonly string[]): Promise<FileHandle> {
+    let here = await open(this.root, O_PATH | O_DIRECTORY)
+    for (const name of names) {
+      const next = await this.step(here, name).catch(async (err: unknown) => { await here.close(); throw err })
+      await here.close()
+      if (!next) throw new HerdsError('EACCES', `a folder on the way became a symbolic link meanwhile: ${name}`)
+      here = next
+    }
+    return here
   }
 
   /** The fallback: the directory's real path, checked to lie inside the root. */
   private async checked (parts: readonly string[], path: string): Promise<Place> {
     const real = await realpath(join(this.root, ...parts))
-    if (!(await this.contains(real))) {
-      throw new HerdsError('EACCES', `${path} leads outside its tree through a symbolic link`)
-    }
+    if (!(await this.contains(real))) throw outside(path)
     return { dir: real, at: (name) => join(real, name), close: async () => {} }
   }
 
-  /** Is this real path (as the kernel reports it for a descriptor) inside the root? */
+  /** Is this real path inside the root? (The fallback's check.) */
   async contains (real: string): Promise<boolean> {
     this.realRoot ||= await realpath(this.root)
-    return real === this.realRoot || real.startsWith(this.realRoot + sep)
+    return real === this.realRoot || real.startsWith(this.realRoot.endsWith(sep) ? this.realRoot : this.realRoot + sep)
   }
+}
+
+function outside (path: string): HerdsError {
+  return new HerdsError('EACCES', `${path} leads outside its tree through a symbolic link`)
 }

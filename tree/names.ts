@@ -5,7 +5,7 @@
 import { HerdsError } from './errno.js'
 import { splitPath } from './paths.js'
 import { callOp, treeFromCall } from './peer.js'
-import type { Tree } from './tree.js'
+import { S_IFDIR, S_IFMT, type Tree } from './tree.js'
 import { SafeName } from './wire.js'
 
 /** Refuses a name that is not a safe name with EINVAL, saying what the rule is. */
@@ -16,14 +16,22 @@ export function checkName (name: string, what: string): void {
 }
 
 /**
- * A tree whose top-level names must be safe names (volumes): mkdir and create
- * at its root refuse "..", control characters, a leading dot and the like.
+ * A tree whose top level holds only folders with safe names (volumes): mkdir
+ * at its root refuses "..", control characters, a leading dot and the like,
+ * and no file or link is made there, so a volume is always a real folder (a
+ * link there would lead sandboxes that mount the volume anywhere).
  */
 export function safeTopNames (inner: Tree, what: string): Tree {
   return treeFromCall(async (op, args, ctx) => {
     const target = op === 'symlink' ? args[1] : op === 'rename' ? args[1] : args[0]
     const parts = splitPath(target as string)
-    if (['mkdir', 'create', 'symlink', 'rename'].includes(op) && parts.length === 1) checkName(parts[0], what)
+    if (['mkdir', 'create', 'symlink', 'rename'].includes(op) && parts.length === 1) {
+      checkName(parts[0]!, what)
+      if (op === 'create' || op === 'symlink') throw new HerdsError('EPERM', `a ${what} is a folder: make one with mkdir, and files inside it`)
+      if (op === 'rename' && ((await inner.getattr(args[0] as string, ctx)).mode & S_IFMT) !== S_IFDIR) {
+        throw new HerdsError('EPERM', `a ${what} is a folder: only a folder can be moved to the top`)
+      }
+    }
     return callOp(inner, op, args, ctx)
   })
 }

@@ -1,6 +1,6 @@
 // Volumes behave like a disk through the mount: cp -r, diff -r, tar, fresh reads after a change on the node.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { mkdir, readdir, readFile, rmdir, stat, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
@@ -122,4 +122,14 @@ t.test('du through the mount counts the blocks the node\'s disk uses', async (t)
   const mount = kib(join(volumes, 'du'))
   const disk = kib(join(onDisk, 'du'))
   t.ok(Math.abs(mount - disk) <= 8, `du -sk: ${mount} KiB through the mount, ${disk} KiB on the node`)
+})
+
+t.test('the top of volumes/ holds only folders: no file, no link, none moved there', async (t) => {
+  t.equal(sh('ln -s / evil').status, 1, 'ln -s at the top is refused')
+  t.match(String(sh('ln -s / evil').stderr), /Operation not permitted/)
+  t.equal(sh('echo x > loose.txt').status, 2, 'so is a file')
+  await mkdir(join(volumes, 'holder'))
+  t.equal(sh('ln -s / holder/l && mv holder/l top').status, 1, 'and a link moved up from inside a volume')
+  t.notOk(existsSync(join(onDisk, 'top')) || existsSync(join(onDisk, 'evil')), 'nothing of them on the node')
+  t.equal(sh('mkdir holder/sub && mv holder/sub promoted').status, 0, 'a folder may move to the top: it becomes a volume')
 })

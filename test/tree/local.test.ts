@@ -58,6 +58,21 @@ t.test('links are kept as written; the node never follows one out of the root', 
   t.same((await tree.readdir('/inside')).sort(), ['far', 'ok', 'pw'], 'a linked folder inside the tree is followed')
 })
 
+t.test('a way out through a link tells nothing of what is there; links that stay inside resolve as the kernel would', async (t) => {
+  symlinkSync('/etc', join(root, 'probe'))
+  for (const path of ['/probe/passwd', '/probe/no-such-file', '/probe/passwd/x', '/probe']) {
+    const code = await tree.getattr(`${path}/y`).then(() => 'ok', (err: { code: string }) => err.code)
+    t.equal(code, 'EACCES', `${path}/y: the same refusal whether or not it exists outside`)
+  }
+  mkdirSync(join(root, 'p', 'q'), { recursive: true })
+  writeFileSync(join(root, 'p', 'here'), 'here')
+  symlinkSync('q/../..', join(root, 'p', 'up')) // q, then up twice: the root
+  symlinkSync('../../..', join(root, 'p', 'q', 'out')) // one more than its depth
+  t.same((await tree.readdir('/p/up/p')).sort(), ['here', 'q', 'up'], 'a link with ".." after a name lands where the kernel would')
+  await t.rejects(tree.readdir('/p/q/out'), { code: 'EACCES' }, 'one that climbs above the root is refused')
+  t.equal((await tree.getattr('/p/up/p/here')).size, 4)
+})
+
 t.test('a whole-file write through open/write/flush/release', async (t) => {
   mkdirSync(join(root, 'w'))
   writeFileSync(join(root, 'w', 'f'), '')
