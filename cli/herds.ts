@@ -5,7 +5,7 @@ import { Command } from 'commander'
 import { readFileSync } from 'node:fs'
 import { startHost, type HostOptions, type RunningHost } from '../host/server.js'
 import { connectHost, type HostConnection } from '../mount/client.js'
-import { mountTree, type Mounted } from '../mount/fuse.js'
+import { checkFuseDevice, loadFuseLibrary, mountTree, prepareMountpoint, type Mounted } from '../mount/fuse.js'
 import { defaultNodeName } from '../nodes/info.js'
 import { startNode, type Export, type RunningNode } from '../nodes/node.js'
 import type { Dialer } from '../tree/dial.js'
@@ -134,6 +134,10 @@ withHostOptions(program.command('up')
     const name = parseFlag(NodeName, opts.name, '--name')
     const dir = resolve(parseFlag(Dir, opts.mount, '--mount'))
     const exports = opts.export.reduce<Export[]>((all, value) => collectExports(value, all), [])
+    // Everything that could stop the mount is checked before the host and node start.
+    checkFuseDevice()
+    loadFuseLibrary()
+    await prepareMountpoint(dir)
     exitOnSignals()
     const host = await runHost({ defaultNode: name, ...opts })
     // The local node and mount get tokens of their own, made anew each start.

@@ -4,7 +4,7 @@
  * numbers here, at the edge, and nowhere else.
  */
 import { execFile } from 'node:child_process'
-import { constants as fsConstants, existsSync, readFileSync } from 'node:fs'
+import { constants as fsConstants, existsSync, readdirSync, readFileSync } from 'node:fs'
 import { mkdir, readdir, stat } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { promisify } from 'node:util'
@@ -72,21 +72,50 @@ export async function unmountStale (mountpoint: string): Promise<void> {
 }
 
 /**
- * Makes the mountpoint ready: unmounts a dead mount left there by a crash
- * (ENOTCONN on Linux, ENXIO on macOS), creates it if missing, and refuses a
- * directory with files in it (they would be hidden while mounted).
+ * Makes the mountpoint ready, or says in one line why it cannot be: unmounts
+ * a dead mount left there by a crash (ENOTCONN on Linux, ENXIO on macOS),
+ * creates it if missing, and refuses one that is mounted already (saying by
+ * what) or has files in it (they would be hidden while mounted). `herds up`
+ * calls it before it starts anything.
  */
-async function prepareMountpoint (mountpoint: string): Promise<void> {
+export async function prepareMountpoint (mountpoint: string): Promise<void> {
   const stale = await stat(mountpoint).then(() => false, async (err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOTCONN' || err.code === 'ENXIO') return true
-    if (err.code !== 'ENOENT') throw err
+    if (err.code !== 'ENOENT') throw new HerdsError(toHerdsError(err).code, `cannot use ${mountpoint} as the mountpoint: ${err.message}`)
     // macFUSE creates mountpoints under /Volumes itself, where only root may.
     if (!(process.platform === 'darwin' && mountpoint.startsWith('/Volumes/'))) await mkdir(mountpoint, { recursive: true })
     return false
   })
   if (stale) await unmountStale(mountpoint)
+  const mounted = mountedAt(mountpoint)
+  if (mounted) throw new HerdsError('EBUSY', `${mountpoint} is already mounted: ${mounted}`)
   const entries = await readdir(mountpoint).catch(() => [])
-  if (entries.length > 0) throw new HerdsError('ENOTEMPTY', `${mountpoint} is not empty; mount on an empty directory (--mount DIR)`)
+  if (entries.length > 0) throw new HerdsError('ENOTEMPTY', `${mountpoint} is not empty (${entries.length} entries); mount on an empty directory (--mount DIR)`)
+}
+
+/** What is mounted at `dir`, in words (Linux: from /proc/self/mounts), or undefined. */
+function mountedAt (dir: string): string | undefined {
+  if (process.platform !== 'linux') return undefined
+  const unescape = (field: string): string => field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)))
+  const line = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ').map(unescape)).filter((f) => f[1] === dir).at(-1)
+  if (!line) return undefined
+  const [source, , type] = line
+  if (type !== 'fuse.herds') return `${type} from ${source}; choose another --mount`
+  const owners = herdsProcessesNaming(dir)
+  return `a Herds mount${owners.length ? ` (${owners.join('; ')})` : ''}; stop that herds, or unmount it with: fusermount -u ${dir}`
+}
+
+/** Running herds processes whose command line names `dir`, as "pid N: herds …". */
+function herdsProcessesNaming (dir: string): string[] {
+  const found: string[] = []
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name) && Number(name) !== process.pid)) {
+    try {
+      const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean)
+      const at = args.findIndex((arg) => /(^|\/)herds(\.js)?$/.test(arg))
+      if (at !== -1 && args.includes(dir)) found.push(`pid ${pid}: herds ${args.slice(at + 1).join(' ')}`)
+    } catch { /* gone meanwhile, or not ours to read */ }
+  }
+  return found
 }
 
 /** Mounts `tree` at `mountpoint` (created if missing). */
