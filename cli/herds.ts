@@ -76,6 +76,9 @@ async function runMount (url: string, dir: string, access: Access): Promise<Moun
   const connection: HostConnection = await connectHost(url, access)
   stoppers.push(() => connection.close())
   stopOnFatal(connection.dialer, 'mount')
+  // Say when the host goes and comes back, as the node does: meanwhile files answer EHOSTDOWN.
+  connection.dialer.on('disconnect', () => { if (!stopping) say(`mount  lost the host at ${url}; reconnecting (files there answer "Host is down" meanwhile)`) })
+  connection.dialer.on('connect', () => say(`mount  connected to the host again`))
   const mounted = await mountTree(connection.tree, dir, { sync: (fh) => connection.cache.sync(fh) })
   stoppers.push(() => mounted.unmount())
   say(`mount  ${mounted.mountpoint}`)

@@ -91,8 +91,11 @@ t.test('kill -9 the host mid-job and start it again: cat goes on, the output is 
   await new Promise((resolve) => setTimeout(resolve, 800))
   host1.signal('SIGKILL')
   await host1.exited
+  await mount.waitFor(/mount\s+lost the host at ws:\S+; reconnecting/)
   const host2 = spawnHerds(t, ['host', '--port', String(port)], root)
   await host2.waitFor(/node studio connected/, 20_000)
+  await mount.waitFor(/mount\s+connected to the host again/, 20_000)
+  t.pass('the mount said, one line each, that the host went away and came back')
   t.equal(await catExit, 0, 'cat ended cleanly')
   const expected = Array.from({ length: 40 }, (_, i) => `step ${i + 1}\n`).join('')
   t.equal(seen, expected, 'cat saw every line, once, across the restart')
