@@ -8,7 +8,7 @@ import type { Journal } from '../host/journal.js'
 import type { Registry } from '../host/registry.js'
 import { TokenRequestSchema, tokenInfo, type TokenStore } from '../host/tokens.js'
 import { writeWhole } from '../tree/bind.js'
-import { HerdsError } from '../tree/errno.js'
+import { HerdsError, toHerdsError, type Errno } from '../tree/errno.js'
 import { jsonActionFile } from '../tree/json.js'
 import { actionFile, jsonFile, textFile, type SynthDir, type SynthFile } from '../tree/synthetic.js'
 import { CONTROL_README } from './readme.js'
@@ -84,7 +84,7 @@ export function controlDir (deps: ControlDeps): SynthDir {
             commit: async ({ node, name, config }) => {
               const tree = deps.registry.treeOf(node)
               const path = `/sandboxes/${name}`
-              await tree.mkdir(path, 0o755)
+              await inWords('sandbox', name, node, () => tree.mkdir(path, 0o755))
               if (!config) return
               // Nothing half-applied: a config the node refuses takes the new sandbox with it.
               try {
@@ -105,7 +105,7 @@ export function controlDir (deps: ControlDeps): SynthDir {
             schema: VolumeCreateSchema,
             what: 'volumes/create',
             maxBytes: 4096,
-            commit: ({ node, name }) => deps.registry.treeOf(node).mkdir(`/volumes/${name}`, 0o755),
+            commit: ({ node, name }) => inWords('volume', name, node, () => deps.registry.treeOf(node).mkdir(`/volumes/${name}`, 0o755)),
           }),
           remove: removeFile(deps, 'volumes'),
         },
@@ -132,6 +132,21 @@ function removeFile (deps: ControlDeps, folder: 'sandboxes' | 'volumes'): SynthF
     schema: RemoveSchema,
     what: `${folder}/remove`,
     maxBytes: 4096,
-    commit: ({ node, name }) => deps.registry.treeOf(node).rmdir(`/${folder}/${name}`),
+    commit: ({ node, name }) => inWords(folder === 'sandboxes' ? 'sandbox' : 'volume', name, node, () => deps.registry.treeOf(node).rmdir(`/${folder}/${name}`)),
   })
+}
+
+/** Says what went wrong with a sandbox or volume in the user's words, not in the node's paths. */
+async function inWords<T> (what: 'sandbox' | 'volume', name: string, node: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work()
+  } catch (err) {
+    const error = toHerdsError(err)
+    const words: Partial<Record<Errno, string>> = {
+      EEXIST: `${what} ${name} exists already on ${node}`,
+      ENOENT: `no ${what} named ${name} on ${node}`,
+      ENOTEMPTY: `${what} ${name} on ${node} is not empty; remove what is in it first`,
+    }
+    throw new HerdsError(error.code, (!error.message.startsWith('no node named') && words[error.code]) || error.message)
+  }
 }

@@ -10,7 +10,7 @@ import { rooted } from '../tree/rooted.js'
 import { jsonFile, SyntheticTree, textFile, type SynthDir } from '../tree/synthetic.js'
 import type { Tree } from '../tree/tree.js'
 import { nodeStatus } from './status.js'
-import { offline, type NodeEntry } from './registry.js'
+import { noSuchNode, offline, type NodeEntry } from './registry.js'
 import { ROOT_README } from './readme.js'
 
 export interface NamespaceDeps extends ControlDeps, CatalogDeps {
@@ -32,6 +32,7 @@ export function namespaceTree (deps: NamespaceDeps): Tree {
           const entry = registry.get(name)
           return entry && nodeDir(entry)
         },
+        missing: (name) => noSuchNode(registry, name),
       },
       '.herds': {
         kind: 'dir',

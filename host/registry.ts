@@ -74,7 +74,7 @@ export class Registry {
   /** The tree of a node that is online; ENOENT for an unknown name, EHOSTDOWN while it is offline. */
   treeOf (name: string): Tree {
     const entry = this.nodes.get(name)
-    if (!entry) throw new HerdsError('ENOENT', `no node named "${name}" (see /nodes)`)
+    if (!entry) throw new HerdsError('ENOENT', noSuchNode(this, name))
     if (!entry.link.connected) throw offline(entry)
     return entry.link.tree
   }
@@ -82,7 +82,7 @@ export class Registry {
   /** Forgets a node that is offline; EBUSY while it is connected. */
   forget (name: string): void {
     const entry = this.nodes.get(name)
-    if (!entry) throw new HerdsError('ENOENT', `no node named "${name}"`)
+    if (!entry) throw new HerdsError('ENOENT', noSuchNode(this, name))
     if (entry.link.connected) throw new HerdsError('EBUSY', `node "${name}" is connected: stop it first, then forget it`)
     this.nodes.delete(name)
   }
@@ -93,4 +93,10 @@ export class Registry {
       if (entry.peer === peer) entry.lastSeen = new Date().toISOString()
     }
   }
+}
+
+/** "no node named x (online: a, b)": what a user needs to pick the right one. */
+export function noSuchNode (registry: Registry, name: string): string {
+  const online = registry.all().filter((entry) => entry.link.connected).map((entry) => entry.name)
+  return `no node named ${name} (online: ${online.length ? online.join(', ') : 'none'})`
 }

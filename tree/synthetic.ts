@@ -44,6 +44,8 @@ export interface SynthDir {
   union? (): Tree | HerdsError
   mkdir? (name: string, mode: number): Promise<void> | void
   rmdir? (name: string): Promise<void> | void
+  /** What to say when `name` is not here, in words a user can act on ("no node named x (online: studio)"). */
+  missing? (name: string): string
 }
 
 /** Another tree, mounted at this name. */
@@ -86,7 +88,7 @@ export class SyntheticTree implements Tree {
       }
       const child: SynthNode | undefined = (Object.hasOwn(node.entries ?? {}, name) ? node.entries![name] : undefined) ??
         (node.lookup ? await node.lookup(name) : undefined)
-      if (!child) throw new HerdsError('ENOENT', `no such file or directory: ${path}`)
+      if (!child) throw new HerdsError('ENOENT', node.missing?.(name) ?? `no such file or directory: ${path}`)
       parent = node
       node = child
     }

@@ -1,7 +1,7 @@
 // The everyday CLI as a person types it (issue 6), against a real `herds up`: run, ls, cat,
 // status, jobs, token, sandbox, volume, doctor, install.
 import { spawnSync } from 'node:child_process'
-import { readFileSync, statSync, existsSync } from 'node:fs'
+import { readFileSync, statSync, existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { HERDS_BIN, herdsUp, tempDir } from '../e2e/harness.js'
@@ -82,6 +82,18 @@ t.test('sandbox and volume create, ls, rm', async (t) => {
   t.same(JSON.parse(herds(['volume', 'ls', '--json']).stdout), ['clivol'])
   t.equal(herds(['volume', 'rm', 'clivol']).status, 0)
   t.same(JSON.parse(herds(['volume', 'ls', '--json']).stdout), [])
+})
+
+t.test('refusals say what the user can act on, in the namespace\'s words', async (t) => {
+  t.equal(herds(['run', '--node', 'nosuch', '--', 'true']).stderr, `herds: no node named nosuch (online: ${up.name})\n`)
+  t.equal(herds(['sandbox', 'create', 'twice']).status, 0)
+  t.equal(herds(['sandbox', 'create', 'twice']).stderr, `herds: sandbox twice exists already on ${up.name}\n`)
+  t.equal(herds(['sandbox', 'rm', 'never']).stderr, `herds: no sandbox named never on ${up.name}\n`)
+  t.equal(herds(['volume', 'create', 'full']).status, 0)
+  writeFileSync(join(up.nodeDir, 'volumes', 'full', 'f'), 'x')
+  t.equal(herds(['volume', 'rm', 'full']).stderr, `herds: volume full on ${up.name} is not empty; remove what is in it first\n`)
+  const log = readFileSync(join(up.mountpoint, '.herds', 'control', 'errors.log'), 'utf8')
+  t.match(log, /volume full on \S+ is not empty/, 'errors.log says the same')
 })
 
 t.test('herds doctor: all in place says so; without libfuse2 it names the package', async (t) => {
