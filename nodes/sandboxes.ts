@@ -13,6 +13,7 @@ import { z } from 'zod'
 import { HerdsError } from '../tree/errno.js'
 import { jsonActionFile, parseAs } from '../tree/json.js'
 import { LocalTree } from '../tree/local.js'
+import { jobEnv } from './env.js'
 import { checkName } from '../tree/names.js'
 import { actionFile, jsonFile, type SynthDir } from '../tree/synthetic.js'
 import { SafeName } from '../tree/wire.js'
@@ -236,7 +237,8 @@ export class Sandboxes {
   /** A clean environment: an allowlist of the node's, home and caches inside the sandbox, then the config's. */
   private env (box: Sandbox): Record<string, string> {
     const env: Record<string, string> = {}
-    for (const key of ENV_ALLOWLIST) if (process.env[key] !== undefined) env[key] = process.env[key]!
+    const node = jobEnv() // the user's, not a launcher's (npm's PATH)
+    for (const key of ENV_ALLOWLIST) if (node[key] !== undefined) env[key] = node[key]!
     const home = join(box.dir, 'home')
     const cache = join(box.dir, 'cache')
     Object.assign(env, {

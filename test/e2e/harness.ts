@@ -113,13 +113,13 @@ export function adminToken (home: string): string {
 }
 
 /** Runs `herds up` as a user would, on port 0, in a temporary home and mountpoint. */
-export async function herdsUp (t: Teardown, name = 'studio', extra: string[] = []): Promise<Up> {
+export async function herdsUp (t: Teardown, name = 'studio', extra: string[] = [], env: Record<string, string> = {}): Promise<Up> {
   const root = tempDir(t)
   const home = join(root, 'home')
   const mountpoint = join(root, 'mnt')
   // Teardowns run last-registered first: stop the process before unmounting and removing.
   unmountAtTeardown(t, mountpoint)
-  const proc = spawnHerds(t, ['up', '--port', '0', '--name', name, '--mount', mountpoint, ...extra], home)
+  const proc = spawnHerds(t, ['up', '--port', '0', '--name', name, '--mount', mountpoint, ...extra], home, env)
   const url = (await proc.waitFor(/host\s+(ws:\/\/\S+)/))[1]
   await proc.waitFor(/Ctrl-C to stop/)
   return { proc, home, url, mountpoint, name, nodeDir: join(mountpoint, 'nodes', name), adminToken: adminToken(home) }
