@@ -153,7 +153,7 @@ export class CachedTree {
 
   private async getattr (path: string, ctx?: CallContext): Promise<Stat> {
     await this.sendAll(path) // the size must count what this mount wrote
-    const kept = this.fresh(this.attrs, path, false)
+    const kept = this.fresh(this.attrs, path)
     if (kept) {
       if (kept.value instanceof HerdsError) throw kept.value
       return kept.value
@@ -161,30 +161,30 @@ export class CachedTree {
     const tick = this.changes.now()
     try {
       const stat = await this.inner.getattr(path, ctx)
-      this.keep(this.attrs, path, stat, tick, false)
+      this.keep(this.attrs, path, stat, tick)
       return stat
     } catch (err) {
       const error = toHerdsError(err)
       // "No such file" is worth keeping too (compilers and git ask again and again).
-      if (error.code === 'ENOENT') this.keep(this.attrs, path, error, tick, false)
+      if (error.code === 'ENOENT') this.keep(this.attrs, path, error, tick)
       throw error
     }
   }
 
   private async readdir (path: string, ctx?: CallContext): Promise<string[]> {
-    const kept = this.fresh(this.lists, path, true)
+    const kept = this.fresh(this.lists, path)
     if (kept) return kept.value
     const tick = this.changes.now()
     const names = await this.inner.readdir(path, ctx)
-    this.keep(this.lists, path, names, tick, true)
+    this.keep(this.lists, path, names, tick)
     return names
   }
 
   /** What is kept of `path`, if it is young enough and nothing changed there since it was fetched. */
-  private fresh<V> (map: Map<string, Kept<V>>, path: string, listing: boolean): Kept<V> | undefined {
+  private fresh<V> (map: Map<string, Kept<V>>, path: string): Kept<V> | undefined {
     const kept = map.get(path)
     if (!kept) return undefined
-    if (Date.now() - kept.at < this.opts.ttlMs && !this.changes.since(path, kept.tick, listing)) return kept
+    if (Date.now() - kept.at < this.opts.ttlMs && !this.changes.since(path, kept.tick)) return kept
     map.delete(path)
     return undefined
   }
@@ -194,8 +194,8 @@ export class CachedTree {
    * way, or lately: then it may have been read halfway through a change (a
    * truncate, then a write) whose second half the watch may not report.
    */
-  private keep<V> (map: Map<string, Kept<V>>, path: string, value: V, tick: number, listing: boolean): void {
-    if (this.changes.since(path, tick, listing) || this.changes.lately(path, listing)) return
+  private keep<V> (map: Map<string, Kept<V>>, path: string, value: V, tick: number): void {
+    if (this.changes.since(path, tick) || this.changes.lately(path)) return
     map.delete(path)
     map.set(path, { value, tick, at: Date.now() })
     if (map.size > this.opts.maxEntries) map.delete(map.keys().next().value!)
@@ -232,7 +232,7 @@ export class CachedTree {
 
   /** Young enough, and nothing changed since it was read. */
   private valid (file: OpenFile, window: Window): boolean {
-    return Date.now() - window.at < this.opts.ttlMs && !this.changes.since(file.path, window.tick, false)
+    return Date.now() - window.at < this.opts.ttlMs && !this.changes.since(file.path, window.tick)
   }
 
   private async fetch (path: string, fh: number, offset: number, length: number, ctx?: CallContext): Promise<Window> {

@@ -2,7 +2,8 @@
  * What the mount has heard of changes, so its cache can tell whether
  * something it kept is still good: a clock that ticks at every change, and
  * for each changed path the tick and time of its last change. A change to a
- * path stands for everything below it too, and for its folder's listing. A
+ * path stands for everything below it too, and for its folder's listing and
+ * attributes. A
  * lookup walks a path's folders (a few steps), never the whole cache.
  */
 
@@ -42,20 +43,22 @@ export class Changes {
     this.listing.clear()
   }
 
-  /** Has `path` (or, for a listing, a name in it) changed since `tick`? */
-  since (path: string, tick: number, listing: boolean): boolean {
-    return this.latest(path, listing, (m) => m.tick > tick)
+  /** Has `path` (or a name in it) changed since `tick`? */
+  since (path: string, tick: number): boolean {
+    return this.latest(path, (m) => m.tick > tick)
   }
 
   /** Did `path` change in the last SETTLE_MS? */
-  lately (path: string, listing: boolean): boolean {
+  lately (path: string): boolean {
     const after = Date.now() - SETTLE_MS
-    return this.latest(path, listing, (m) => m.at > after)
+    return this.latest(path, (m) => m.at > after)
   }
 
-  private latest (path: string, listing: boolean, test: (mark: Mark) => boolean): boolean {
+  private latest (path: string, test: (mark: Mark) => boolean): boolean {
     if (test(this.all)) return true
-    const own = listing ? this.listing.get(path) : undefined
+    // A folder whose names changed has new attributes too (mtime, nlink): rsync
+    // reads them to decide whether the folder's time still needs setting.
+    const own = this.listing.get(path)
     if (own && test(own)) return true
     for (let p = path; ; p = parentOf(p)) {
       const mark = this.subtree.get(p)

@@ -133,3 +133,27 @@ t.test('the top of volumes/ holds only folders: no file, no link, none moved the
   t.notOk(existsSync(join(onDisk, 'top')) || existsSync(join(onDisk, 'evil')), 'nothing of them on the node')
   t.equal(sh('mkdir holder/sub && mv holder/sub promoted').status, 0, 'a folder may move to the top: it becomes a volume')
 })
+
+const hasRsync = spawnSync('sh', ['-c', 'command -v rsync']).status === 0
+t.test('cp -a and rsync -a keep the times of files and folders', { skip: !hasRsync && 'rsync is not installed' }, async (t) => {
+  const src = join(tempDir(t), 'src')
+  // Enough folders that rsync comes back to the first ones more than a second after it made them.
+  for (let i = 0; i < 40; i++) {
+    mkdirSync(join(src, `d${i}`, 'sub'), { recursive: true })
+    writeFileSync(join(src, `d${i}`, 'big'), Buffer.alloc(300_000, i))
+    writeFileSync(join(src, `d${i}`, 'sub', 'small'), `${i}\n`)
+  }
+  execFileSync('sh', ['-c', 'find . -depth -exec touch -h -d 2001-02-03T04:05:06 {} +'], { cwd: src })
+  await mkdir(join(volumes, 'times-tools'))
+  const copies = {
+    rsync: `rsync -a ${src}/ rsync/`,
+    cp: `cp -a ${src} cp`,
+  }
+  for (const [name, script] of Object.entries(copies)) {
+    const r = sh(script, join(volumes, 'times-tools'))
+    t.equal(r.status, 0, `${name}: ${String(r.stderr)}`)
+    const onNode = join(onDisk, 'times-tools', name)
+    const wrong = String(execFileSync('find', [onNode, '-mindepth', '1', '!', '-newermt', '2001-02-03T04:05:05', '-o', '-mindepth', '1', '-newermt', '2001-02-03T04:05:07'], { encoding: 'utf8' })).split('\n').filter(Boolean)
+    t.same(wrong, [], `${name}: every file and folder on the node has its source's time`)
+  }
+})

@@ -141,3 +141,17 @@ t.test('an open file renamed with writes still gathered: they follow it to its n
   await cache.tree.release(to, fh)
   t.equal(readFileSync(join(nodeHome, 'volumes', 'cached', 'final.txt'), 'utf8'), 'kept whole')
 })
+
+t.test('a folder\'s attributes are asked anew once a name in it came or went through the mount (rsync -a reads them)', async (t) => {
+  const cache = new CachedTree(connection.remote).tree
+  const folder = `${dir}/timed`
+  await cache.mkdir(folder, 0o755)
+  await cache.utimens(folder, 981173106000, 981173106000)
+  await new Promise((resolve) => setTimeout(resolve, 1200)) // past the settling second: now it is kept
+  t.equal((await cache.getattr(folder)).mtimeMs, 981173106000, 'the time as set')
+  await cache.release(`${folder}/.tmp`, await cache.create(`${folder}/.tmp`, 0o644))
+  await cache.rename(`${folder}/.tmp`, `${folder}/file`)
+  const onNode = (await connection.remote.getattr(folder)).mtimeMs
+  t.not(onNode, 981173106000, 'the rename changed the folder\'s time on the node')
+  t.equal((await cache.getattr(folder)).mtimeMs, onNode, 'and the mount says so, not what it kept')
+})
