@@ -68,3 +68,18 @@ t.test('settings and jobs outlive the runner; a job that was running comes back 
   t.same(second.runner.settings, { env: { A: '1' }, timeout: 9 })
   t.match(second.runner.get(job.id)?.record, { state: 'lost', error: /restarted/ })
 })
+
+t.test('a shell that is not there: failed_to_start, the writer told ENOENT, the slot free', async (t) => {
+  const dir = tempDir(t)
+  const db = openNodeDb(join(dir, 'db'))
+  t.teardown(() => db.close())
+  const runner = new Runner({ cwd: dir, env: { PATH: '/usr/bin:/bin' }, shell: '/nonexistent/sh', outputDir: join(dir, 'jobs'), store: lmdbJobStore(db) })
+  await runner.load()
+  await t.rejects(runner.runInSlot('echo hi'), { code: 'ENOENT', message: /failed to start: cannot run \/nonexistent\/sh/ })
+  const job = runner.current!
+  t.match(job.record, { state: 'failed_to_start', pid: null, exitCode: 127, error: /cannot run/ })
+  t.equal(job.exitStatus(), 127)
+  await job.waitEnd()
+  t.equal((await job.read('stdout', 0, 100)).length, 0, 'its output is empty, and ends')
+  t.doesNotThrow(() => runner.checkSlotFree(), 'the slot takes the next command')
+})
