@@ -49,6 +49,8 @@ export class Job extends EventEmitter {
   private stdin: Writable | undefined
   private pipes: Array<{ destroy (): void }> = []
   private timedOut = false
+  /** Its output was cut short: the node died while it ran (lost in an earlier life). */
+  private cut = false
   private timers: NodeJS.Timeout[] = []
 
   constructor (record: JobRecord, dir: string, store: JobStore, limits: JobLimits) {
@@ -72,6 +74,7 @@ export class Job extends EventEmitter {
       await store.put(record)
     }
     const job = new Job(record, dir, store, limits)
+    job.cut = record.state === 'lost'
     for (const stream of STREAMS) job.lengths[stream] = await stat(join(dir, stream)).then((s) => s.size, () => 0)
     return job
   }
@@ -226,12 +229,14 @@ export class Job extends EventEmitter {
 
   /**
    * Reads output at an offset; past the data so far it waits for more or for
-   * the end, then returns an empty buffer (EOF).
+   * the end, then returns an empty buffer (EOF), or EIO for output cut short by
+   * a crash of the node, so a reader does not take it for the whole.
    */
   async read (stream: StreamName, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
     for (;;) {
       const available = this.lengths[stream] - offset
       if (available > 0) return readFileRange(join(this.dir, stream), offset, Math.min(length, available))
+      if (this.cut) throw new HerdsError('EIO', `job ${this.id} was lost: the node stopped while it ran, so its ${stream} ends here, cut short (see status)`)
       if (this.ended) return EMPTY
       await this.waitFor('output', signal)
     }

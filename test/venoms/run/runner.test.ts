@@ -59,14 +59,19 @@ t.test('settings and jobs outlive the runner; a job that was running comes back 
   const first = make()
   await first.runner.load()
   await first.runner.saveSettings({ env: { A: '1' }, timeout: 9 })
-  const job = await first.runner.runInSlot('sleep 30')
+  const job = await first.runner.runInSlot('echo before; sleep 30')
+  t.equal(Buffer.from(await job.read('stdout', 0, 100)).toString(), 'before\n')
   // The node "crashes": its database closes with the job still recorded as running.
   await first.close()
   const second = make()
   t.teardown(async () => { job.kill('SIGKILL'); await job.waitEnd(); await second.close() })
   await second.runner.load()
   t.same(second.runner.settings, { env: { A: '1' }, timeout: 9 })
-  t.match(second.runner.get(job.id)?.record, { state: 'lost', error: /restarted/ })
+  const lost = second.runner.get(job.id)!
+  t.match(lost.record, { state: 'lost', error: /restarted/ })
+  t.equal(Buffer.from(await lost.read('stdout', 0, 100)).toString(), 'before\n', 'the output up to the crash is kept')
+  await t.rejects(lost.read('stdout', 7, 100), { code: 'EIO', message: /cut short/ }, 'and its end is no EOF')
+  await t.rejects(lost.read('output', 7, 100), { code: 'EIO' })
 })
 
 t.test('a shell that is not there: failed_to_start, the writer told ENOENT, the slot free', async (t) => {
