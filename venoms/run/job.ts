@@ -4,7 +4,7 @@
  * keeps its history). A job is made idle (by `new`, `mkdir` or a write to
  * `cmd`) and runs once.
  */
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { closeSync, constants as fsConstants, openSync, writeSync } from 'node:fs'
 import { open, stat } from 'node:fs/promises'
@@ -12,7 +12,7 @@ import { constants } from 'node:os'
 import { join } from 'node:path'
 import type { Writable } from 'node:stream'
 import { HerdsError, toHerdsError } from '../../tree/errno.js'
-import { planLaunch, type Launch } from './launch.js'
+import { planLaunch } from './launch.js'
 import { ENDED_STATES, STREAMS, type JobRecord, type JobStore, type StreamName } from './record.js'
 
 export interface RunOptions {
@@ -87,20 +87,20 @@ export class Job extends EventEmitter {
   async run (opts: RunOptions): Promise<void> {
     if (this.record.state !== 'idle') throw new HerdsError('EBUSY', `job ${this.id} has already run; take a new job (cat new)`)
     this.record = { ...this.record, cmd: opts.cmd, cwd: opts.cwd, timeout: opts.timeout }
-    let launch: Launch
+    let child: ChildProcess
     try {
       this.openOutput()
-      launch = planLaunch([...(opts.wrap ?? []), opts.shell, '-c', opts.cmd], opts.env.PATH)
+      const launch = planLaunch([...(opts.wrap ?? []), opts.shell, '-c', opts.cmd], opts.env.PATH)
+      child = spawn(launch.file, launch.args, {
+        cwd: opts.cwd,
+        env: opts.env,
+        detached: true, // its own process group, so a kill reaches the whole tree
+        stdio: launch.stdio,
+      })
     } catch (err) {
-      throw await this.failStart(err)
+      throw await this.failStart(err) // an unopenable output file, no shell, an argument spawn refuses
     }
     this.record = { ...this.record, state: 'running', startedAt: new Date().toISOString() }
-    const child = spawn(launch.file, launch.args, {
-      cwd: opts.cwd,
-      env: opts.env,
-      detached: true, // its own process group, so a kill reaches the whole tree
-      stdio: launch.stdio,
-    })
     let spawnError: Error | undefined
     const ended = new Promise<void>((resolve) => {
       child.once('error', (err) => { spawnError ??= err })
@@ -155,7 +155,9 @@ export class Job extends EventEmitter {
    * of `exit` and the output woken, and the error to give the writer of `cmd`.
    */
   private async failStart (err: unknown): Promise<HerdsError> {
-    const reason = toHerdsError(err)
+    this.closeOutput()
+    // spawn's own refusals quote the value they refuse, and status and error are for read tokens too.
+    const reason = err instanceof TypeError ? new HerdsError('EINVAL', 'a value in its environment holds a NUL byte') : toHerdsError(err)
     const now = new Date().toISOString()
     this.record = { ...this.record, state: 'failed_to_start', pid: null, exitCode: 127, startedAt: now, endedAt: now, durationMs: 0, error: reason.message }
     await this.store.put(this.record).catch(() => { /* the disk is full too: the record in memory says it */ })

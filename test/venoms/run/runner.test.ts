@@ -88,3 +88,15 @@ t.test('a shell that is not there: failed_to_start, the writer told ENOENT, the 
   t.equal((await job.read('stdout', 0, 100)).length, 0, 'its output is empty, and ends')
   t.doesNotThrow(() => runner.checkSlotFree(), 'the slot takes the next command')
 })
+
+t.test('an environment spawn refuses (a NUL byte in a value): failed_to_start, and the value is not quoted', async (t) => {
+  const dir = tempDir(t)
+  const db = openNodeDb(join(dir, 'db'))
+  t.teardown(() => db.close())
+  const runner = new Runner({ cwd: dir, env: { PATH: '/usr/bin:/bin', TOKEN: 'hunter2\0prod' }, shell: '/bin/sh', outputDir: join(dir, 'jobs'), store: lmdbJobStore(db) })
+  await runner.load()
+  await t.rejects(runner.runInSlot('echo hi'), { code: 'EINVAL', message: /NUL byte/ })
+  t.match(runner.current!.record, { state: 'failed_to_start', error: /NUL byte/ })
+  t.notMatch(runner.current!.record.error, /hunter2/)
+  t.doesNotThrow(() => runner.checkSlotFree())
+})
