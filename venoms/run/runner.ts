@@ -54,6 +54,8 @@ export class Runner {
   current: Job | undefined
   /** A command is being started in the slot; it counts as busy from the first moment. */
   private starting = false
+  /** The last prune pass, so passes never overlap. */
+  private pruning: Promise<void> = Promise.resolve()
 
   constructor (opts: RunnerOptions) {
     this.opts = opts
@@ -160,8 +162,17 @@ export class Runner {
     job.on('end', () => { report(); void this.prune() })
   }
 
-  /** Removes ended jobs past the count or age limit, and idle ones never run. */
-  async prune (): Promise<void> {
+  /**
+   * Removes ended jobs past the count or age limit, and idle ones never run.
+   * One pass at a time: a caller's await also waits for the passes before it
+   * (each job's end starts one), so what it removes is gone when it returns.
+   */
+  prune (): Promise<void> {
+    this.pruning = this.pruning.then(() => this.prunePass(), () => this.prunePass())
+    return this.pruning
+  }
+
+  private async prunePass (): Promise<void> {
     const now = Date.now()
     const ended = this.all().filter((job) => job.ended && job !== this.current)
       .sort((a, b) => (b.record.endedAt ?? '').localeCompare(a.record.endedAt ?? ''))
