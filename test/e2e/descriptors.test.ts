@@ -82,6 +82,8 @@ t.test('after herds up stops, a process a job left behind holds no /dev/fuse', a
   await writeFile(join(exec, 'cmd'), 'setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!\n')
   const pid = Number((await readFile(join(exec, 'stdout'), 'utf8')).trim())
   t.teardown(() => { try { process.kill(pid, 'SIGKILL') } catch { /* gone */ } })
+  // $! is setsid's until it has run sleep in its place.
+  for (let i = 0; i < 50 && !readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep'); i++) await new Promise((resolve) => setTimeout(resolve, 100))
   t.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /^sleep\x00300/, 'it outlives its job')
   t.equal(await up.proc.stop(), 0, 'herds up stopped')
   t.ok(existsSync(`/proc/${pid}`), 'the left-behind process still runs')
