@@ -15,6 +15,7 @@ import { jsonFile, SyntheticTree, type SynthDir } from '../tree/synthetic.js'
 import type { Tree } from '../tree/tree.js'
 import { MAX_CHANGED, PROTOCOL_VERSION, type JobSummary } from '../tree/wire.js'
 import type { JobRecord } from '../venoms/run/record.js'
+import { closeFdsHelper } from '../venoms/run/launch.js'
 import { Runner } from '../venoms/run/runner.js'
 import { execDir } from '../venoms/run/tree.js'
 import { nodeInfo, nodeMetrics } from './info.js'
@@ -118,6 +119,7 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
     onRecord: (record) => dialer.peer?.send({ t: 'jobs', jobs: [jobSummary(record)] }),
   })
   await runner.load()
+  if (!closeFdsHelper()) opts.log?.('native/close-fds is not built (npm run setup, with a C compiler): jobs get /dev/null in place of the node\'s open files instead of having them closed')
   const volumes = join(opts.home, 'volumes')
   await mkdir(volumes, { recursive: true })
   const sandboxes = new Sandboxes({

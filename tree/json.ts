@@ -12,9 +12,18 @@ export function parseJsonAs<T> (schema: z.ZodType<T>, text: string, what: string
   try {
     value = JSON.parse(text)
   } catch (err) {
-    throw new HerdsError('EINVAL', `${what} is not JSON: ${(err as Error).message}`)
+    throw new HerdsError('EINVAL', `${what} is not JSON: ${withoutQuote((err as Error).message)}`)
   }
   return parseAs(schema, value, what)
+}
+
+/**
+ * V8's reason without the piece of the text it quotes: a refusal may be shown
+ * where the text may not (a sandbox's exec/error is for read tokens; its
+ * config.json holds secrets).
+ */
+function withoutQuote (message: string): string {
+  return message.replace(/^(Unexpected token) .*? is not valid JSON$/s, '$1')
 }
 
 /** Checks an already-parsed value against `schema`; EINVAL names `what` and the field. */
@@ -53,7 +62,8 @@ export function jsonActionFile<T> (opts: {
     validate: (soFar) => {
       const text = soFar.toString('utf8')
       // Every such file takes an object: anything else is refused at its first byte, where a shell sees it.
-      if (/^\s*[^\s{]/.test(text)) throw new HerdsError('EINVAL', `${opts.what} takes one JSON object ({"…": …}); got ${JSON.stringify(text.slice(0, 40))}`)
+      // What was written is not quoted, as in withoutQuote.
+      if (/^\s*[^\s{]/.test(text)) throw new HerdsError('EINVAL', `${opts.what} takes one JSON object ({"…": …}), which starts with "{"`)
       if (isCompleteJson(text)) parseJsonAs(opts.schema, text, opts.what)
     },
     commit: (data) => opts.commit(parseJsonAs(opts.schema, data.toString('utf8'), opts.what)),

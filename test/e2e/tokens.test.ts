@@ -2,7 +2,7 @@
 // a wrong token, node tokens bound to a name, control writes validated and audited.
 import { spawnSync } from 'node:child_process'
 import { existsSync, statSync } from 'node:fs'
-import { readFile, readdir, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import WebSocket from 'ws'
@@ -64,6 +64,36 @@ t.test('a run token runs commands but cannot write control', async (t) => {
   const audit = (await readFile(join(control, 'audit.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l))
   t.ok(audit.some((e) => e.token === 'runner' && e.event === 'job' && e.cmd === 'echo ran by runner\n' && e.ok), 'the job start is audited with the token\'s name')
   t.ok(audit.some((e) => e.token === 'up-mount' && e.event === 'control' && e.path === '/.herds/control/tokens/create' && e.ok), 'so is the control write that made the token')
+})
+
+t.test('a read token learns no env value from exec/error, whatever line was refused', async (t) => {
+  const { dir } = await mountWith(t, await makeToken({ name: 'peeker', scope: 'read' }))
+  const box = join(up.nodeDir, 'sandboxes', 'secrets')
+  await mkdir(box)
+  const refused: Array<[string, string, RegExp]> = [
+    ['env', 'export DB_PASSWORD=hunter2-prod\n', /env line 1 is not KEY=VALUE \(leave out "export"\)/],
+    ['env', 'KEY=-----BEGIN KEY-----\nMIIEvQ+hunter2/prodBgkq==\n', /env line 2 is not KEY=VALUE/],
+    ['env', 'hunter2-prod\n', /env line 1 is not KEY=VALUE \(it has no "="\)/],
+    ['ctl', 'kill hunter2-prod\n', /ctl: EINVAL: unknown signal after "kill"/],
+    ['ctl', 'hunter2-prod\n', /ctl: EINVAL: ctl takes/],
+  ]
+  for (const where of [join(up.nodeDir, 'exec'), join(box, 'exec')]) {
+    const seen = join(dir, where.slice(up.mountpoint.length), 'error')
+    for (const [file, text, reason] of refused) {
+      t.equal(await errnoOf(writeFile(join(where, file), text)), 'EINVAL', `${file} <- ${JSON.stringify(text)}`)
+      const error = await readFile(seen, 'utf8')
+      t.match(error, reason, 'the reader sees why')
+      t.notMatch(error, /hunter2/, 'and not the value')
+    }
+    t.equal(await errnoOf(readFile(join(dir, where.slice(up.mountpoint.length), 'env'))), 'EACCES', 'a value it may not read')
+  }
+  // A sandbox's config.json holds its env too; its refusals land in the sandbox's exec/error.
+  for (const text of ['{"env":{"DB_PASSWORD": hunter2-prod}}', 'hunter2-prod', '{"env":{"DB_PASSWORD":"hunter2-prod"}, "network": "hunter2"}']) {
+    await errnoOf(writeFile(join(box, 'config.json'), text))
+    const error = await readFile(join(dir, box.slice(up.mountpoint.length), 'exec', 'error'), 'utf8')
+    t.match(error, /config\.json: EINVAL: config\.json/, `config.json <- ${text}: the reader sees why`)
+    t.notMatch(error, /hunter2/, 'and not the value')
+  }
 })
 
 t.test('revoking a token closes the mount that uses it within a second', async (t) => {

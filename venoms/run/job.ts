@@ -4,14 +4,15 @@
  * keeps its history). A job is made idle (by `new`, `mkdir` or a write to
  * `cmd`) and runs once.
  */
+import { spawn, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { closeSync, constants as fsConstants, openSync, writeSync } from 'node:fs'
 import { open, stat } from 'node:fs/promises'
 import { constants } from 'node:os'
 import { join } from 'node:path'
 import type { Writable } from 'node:stream'
-import { execa } from 'execa'
-import { HerdsError } from '../../tree/errno.js'
+import { HerdsError, toHerdsError } from '../../tree/errno.js'
+import { planLaunch } from './launch.js'
 import { ENDED_STATES, STREAMS, type JobRecord, type JobStore, type StreamName } from './record.js'
 
 export interface RunOptions {
@@ -48,6 +49,8 @@ export class Job extends EventEmitter {
   private stdin: Writable | undefined
   private pipes: Array<{ destroy (): void }> = []
   private timedOut = false
+  /** Its output was cut short: the node died while it ran (lost in an earlier life). */
+  private cut = false
   private timers: NodeJS.Timeout[] = []
 
   constructor (record: JobRecord, dir: string, store: JobStore, limits: JobLimits) {
@@ -71,57 +74,95 @@ export class Job extends EventEmitter {
       await store.put(record)
     }
     const job = new Job(record, dir, store, limits)
+    job.cut = record.state === 'lost'
     for (const stream of STREAMS) job.lengths[stream] = await stat(join(dir, stream)).then((s) => s.size, () => 0)
     return job
   }
 
   /**
-   * Starts the command and resolves once it has started (or failed to), so the
-   * writer of `cmd` returns with the job already visible. Runs once: EBUSY after.
+   * Starts the command and resolves once it has started, so the writer of
+   * `cmd` returns with the job already visible. A job that cannot start ends
+   * as failed_to_start and this rejects with why. Runs once: EBUSY after.
    */
   async run (opts: RunOptions): Promise<void> {
     if (this.record.state !== 'idle') throw new HerdsError('EBUSY', `job ${this.id} has already run; take a new job (cat new)`)
-    this.record = { ...this.record, state: 'running', cmd: opts.cmd, cwd: opts.cwd, timeout: opts.timeout, startedAt: new Date().toISOString() }
-    // Never through a link: whatever is in this folder, the node writes only its own files.
-    const flags = fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW
-    for (const stream of STREAMS) this.fds.set(stream, openSync(join(this.dir, stream), flags, 0o644))
-    const [file, ...args] = [...(opts.wrap ?? []), opts.shell, '-c', opts.cmd]
-    const child = execa(file, args, {
-      cwd: opts.cwd,
-      env: opts.env,
-      extendEnv: false,
-      detached: true, // its own process group, so a kill reaches the whole tree
-      cleanup: false, // a job outlives the mount and the host; the node ends it on purpose
-      buffer: false,
-      reject: false,
-      stdin: 'pipe',
-      stripFinalNewline: false,
-    })
-    this.stdin = child.stdin ?? undefined
-    this.stdin?.on('error', () => { /* the job closed its stdin; writes now fail with EPIPE */ })
-    this.pipes = [child.stdout, child.stderr].filter((p) => p !== null)
-    child.stdout?.on('data', (chunk: Buffer) => this.append('stdout', chunk))
-    child.stderr?.on('data', (chunk: Buffer) => this.append('stderr', chunk))
-    this.record.pid = child.pid ?? null
-    await this.store.put(this.record)
-    this.emit('start')
-    if (opts.timeout > 0) {
-      this.timers.push(setTimeout(() => { this.timedOut = true; this.kill('SIGTERM') }, opts.timeout * 1000))
+    this.record = { ...this.record, cmd: opts.cmd, cwd: opts.cwd, timeout: opts.timeout }
+    let child: ChildProcess
+    try {
+      this.openOutput()
+      const launch = planLaunch([...(opts.wrap ?? []), opts.shell, '-c', opts.cmd], opts.env.PATH)
+      child = spawn(launch.file, launch.args, {
+        cwd: opts.cwd,
+        env: opts.env,
+        detached: true, // its own process group, so a kill reaches the whole tree
+        stdio: launch.stdio,
+      })
+    } catch (err) {
+      throw await this.failStart(err) // an unopenable output file, no shell, an argument spawn refuses
     }
-    const ended = child.then((result) => {
-      // No exit code and no signal: the process never ran (bad cwd, no shell).
-      const neverRan = result.failed && result.exitCode === undefined && !result.signal
-      return this.finish({
-        exitCode: result.exitCode ?? null,
-        signal: result.signal ?? null,
-        error: neverRan ? ((result.cause as Error | undefined)?.message ?? result.shortMessage ?? 'failed to start') : null,
+    this.record = { ...this.record, state: 'running', startedAt: new Date().toISOString() }
+    let spawnError: Error | undefined
+    const ended = new Promise<void>((resolve) => {
+      child.once('error', (err) => { spawnError ??= err })
+      // After the exit and the end of its output: no chunk arrives after the end.
+      child.once('close', (code, signal) => {
+        resolve(this.finish(spawnError && child.pid === undefined
+          ? { exitCode: null, signal: null, error: spawnError.message }
+          : { exitCode: code, signal, error: null }))
       })
     }).catch((err: unknown) => {
       // Recording the end failed (a full disk): the job has ended all the same.
       this.record = { ...this.record, state: 'lost', error: `could not record the end: ${(err as Error).message}` }
       this.emit('end')
     })
-    if (this.record.pid === null) await ended
+    this.stdin = child.stdin ?? undefined
+    this.stdin?.on('error', () => { /* the job closed its stdin; writes now fail with EPIPE */ })
+    this.pipes = [child.stdout, child.stderr].filter((p) => p !== null)
+    child.stdout?.on('data', (chunk: Buffer) => this.append('stdout', chunk))
+    child.stderr?.on('data', (chunk: Buffer) => this.append('stderr', chunk))
+    if (child.pid === undefined) {
+      // It never ran (no working directory, say): said by the 'error' that comes next.
+      await ended
+      throw new HerdsError(toHerdsError(spawnError).code, `job ${this.id} failed to start: ${this.record.error ?? 'unknown reason'}`)
+    }
+    this.record.pid = child.pid
+    await this.store.put(this.record)
+    this.emit('start')
+    if (opts.timeout > 0) {
+      this.timers.push(setTimeout(() => { this.timedOut = true; this.kill('SIGTERM') }, opts.timeout * 1000))
+    }
+  }
+
+  /** Opens the three output files; on failure none stays open. */
+  private openOutput (): void {
+    // Never through a link: whatever is in this folder, the node writes only its own files.
+    const flags = fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW
+    try {
+      for (const stream of STREAMS) this.fds.set(stream, openSync(join(this.dir, stream), flags, 0o644))
+    } catch (err) {
+      this.closeOutput()
+      throw new HerdsError(toHerdsError(err).code, `its output files could not be made in ${this.dir}: ${(err as Error).message}`)
+    }
+  }
+
+  private closeOutput (): void {
+    for (const fd of this.fds.values()) closeSync(fd)
+    this.fds.clear()
+  }
+
+  /**
+   * Ends a job that could not start: failed_to_start with the reason, readers
+   * of `exit` and the output woken, and the error to give the writer of `cmd`.
+   */
+  private async failStart (err: unknown): Promise<HerdsError> {
+    this.closeOutput()
+    // spawn's own refusals quote the value they refuse, and status and error are for read tokens too.
+    const reason = err instanceof TypeError ? new HerdsError('EINVAL', 'a value in its environment holds a NUL byte') : toHerdsError(err)
+    const now = new Date().toISOString()
+    this.record = { ...this.record, state: 'failed_to_start', pid: null, exitCode: 127, startedAt: now, endedAt: now, durationMs: 0, error: reason.message }
+    await this.store.put(this.record).catch(() => { /* the disk is full too: the record in memory says it */ })
+    this.emit('end')
+    return new HerdsError(reason.code, `job ${this.id} failed to start: ${reason.message}`)
   }
 
   private append (stream: 'stdout' | 'stderr', chunk: Buffer): void {
@@ -163,8 +204,7 @@ export class Job extends EventEmitter {
     for (const timer of this.timers) clearTimeout(timer)
     const endedAt = new Date()
     const state = end.error ? 'failed_to_start' : this.timedOut ? 'timed_out' : end.signal ? 'killed' : 'exited'
-    for (const fd of this.fds.values()) closeSync(fd)
-    this.fds.clear()
+    this.closeOutput()
     this.record = {
       ...this.record,
       state,
@@ -191,12 +231,14 @@ export class Job extends EventEmitter {
 
   /**
    * Reads output at an offset; past the data so far it waits for more or for
-   * the end, then returns an empty buffer (EOF).
+   * the end, then returns an empty buffer (EOF), or EIO for output cut short by
+   * a crash of the node, so a reader does not take it for the whole.
    */
   async read (stream: StreamName, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
     for (;;) {
       const available = this.lengths[stream] - offset
       if (available > 0) return readFileRange(join(this.dir, stream), offset, Math.min(length, available))
+      if (this.cut) throw new HerdsError('EIO', `job ${this.id} was lost: the node stopped while it ran, so its ${stream} ends here, cut short (see status)`)
       if (this.ended) return EMPTY
       await this.waitFor('output', signal)
     }

@@ -4,7 +4,8 @@
  * are recorded in the store, their output kept under `outputDir/<id>/`, and
  * old ones pruned by count and age.
  */
-import { mkdir, readdir, rm } from 'node:fs/promises'
+import { mkdirSync } from 'node:fs'
+import { readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HerdsError } from '../../tree/errno.js'
 import { Job } from './job.js'
@@ -53,6 +54,8 @@ export class Runner {
   current: Job | undefined
   /** A command is being started in the slot; it counts as busy from the first moment. */
   private starting = false
+  /** The last prune pass, so passes never overlap. */
+  private pruning: Promise<void> = Promise.resolve()
 
   constructor (opts: RunnerOptions) {
     this.opts = opts
@@ -62,7 +65,7 @@ export class Runner {
 
   /** Loads the jobs of earlier lives of this node; running ones are marked lost. */
   async load (): Promise<void> {
-    await mkdir(this.opts.outputDir, { recursive: true })
+    makeDirs(this.opts.outputDir)
     const onDisk = new Set(await readdir(this.opts.outputDir))
     const records = this.opts.store.list().filter((r) => onDisk.has(r.id))
     records.sort((a, b) => a.createdAt.localeCompare(b.createdAt))
@@ -93,7 +96,7 @@ export class Runner {
     }
     const id = name ?? await this.opts.store.nextId()
     const dir = join(this.opts.outputDir, id)
-    await mkdir(dir, { recursive: true })
+    makeDirs(dir)
     const now = new Date().toISOString()
     const job = new Job({
       id, state: 'idle', cmd: '', cwd: this.opts.cwd, pid: null, exitCode: null, signal: null, createdAt: now,
@@ -107,7 +110,7 @@ export class Runner {
   /** Runs a command in a job with this directory's settings. */
   async run (job: Job, cmd: string): Promise<void> {
     this.opts.gate?.()
-    await mkdir(this.opts.cwd, { recursive: true })
+    makeDirs(this.opts.cwd)
     const base = typeof this.opts.env === 'function' ? this.opts.env() : this.opts.env
     await job.run({
       cmd,
@@ -159,8 +162,17 @@ export class Runner {
     job.on('end', () => { report(); void this.prune() })
   }
 
-  /** Removes ended jobs past the count or age limit, and idle ones never run. */
-  async prune (): Promise<void> {
+  /**
+   * Removes ended jobs past the count or age limit, and idle ones never run.
+   * One pass at a time: a caller's await also waits for the passes before it
+   * (each job's end starts one), so what it removes is gone when it returns.
+   */
+  prune (): Promise<void> {
+    this.pruning = this.pruning.then(() => this.prunePass(), () => this.prunePass())
+    return this.pruning
+  }
+
+  private async prunePass (): Promise<void> {
     const now = Date.now()
     const ended = this.all().filter((job) => job.ended && job !== this.current)
       .sort((a, b) => (b.record.endedAt ?? '').localeCompare(a.record.endedAt ?? ''))
@@ -188,4 +200,12 @@ export class Runner {
     for (const job of running) job.kill('SIGTERM')
     await Promise.all(running.map((job) => job.waitEnd()))
   }
+}
+
+/**
+ * mkdir -p. Synchronous because the promise form reports a disk out of inodes
+ * as ENOENT, not ENOSPC (Node 20), and the user must hear the real reason.
+ */
+function makeDirs (dir: string): void {
+  mkdirSync(dir, { recursive: true })
 }

@@ -220,16 +220,28 @@ export function parseCommand (data: Buffer): string {
   return cmd
 }
 
-/** Parses KEY=VALUE lines (blank lines and # comments skipped). */
+/**
+ * Parses KEY=VALUE lines (blank lines and # comments skipped). A refusal never
+ * quotes the line: it lands in `error`, which read tokens may read, and the
+ * line may hold a secret (a password, a line of a key).
+ */
 export function parseEnv (text: string): Record<string, string> {
   const env: Record<string, string> = {}
   text.split('\n').forEach((line, i) => {
     if (line.trim() === '' || line.startsWith('#')) return
     const match = line.match(/^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/)
-    if (!match || match[2].includes('\0')) throw new HerdsError('EINVAL', `env line ${i + 1} is not KEY=VALUE: ${JSON.stringify(line.slice(0, 80))}`)
+    if (!match || match[2].includes('\0')) throw new HerdsError('EINVAL', `env line ${i + 1} is not KEY=VALUE${whyNotEnv(line)}`)
     env[match[1]] = match[2]
   })
   return env
+}
+
+/** What is wrong with a refused env line, in words that quote none of it. */
+function whyNotEnv (line: string): string {
+  if (line.includes('\0')) return ' (it contains a NUL byte)'
+  if (/^\s*export\s/.test(line)) return ' (leave out "export")'
+  if (!line.includes('=')) return ' (it has no "=")'
+  return ' (a KEY is a letter or _ followed by letters, digits or _, right before the "=")'
 }
 
 /** Parses `timeout`: seconds, a non-negative number; 0 means none. */
@@ -251,7 +263,8 @@ export function parseCtl (text: string): CtlCommand[] {
     if (words.length === 0) continue
     if (words[0] === 'eof' && words.length === 1) { commands.push({ verb: 'eof' }); continue }
     if (words[0] === 'kill' && words.length <= 2) { commands.push({ verb: 'kill', signal: parseSignal(words[1] ?? 'TERM') }); continue }
-    throw new HerdsError('EINVAL', `ctl takes "kill [SIGNAL]" or "eof", not ${JSON.stringify(line.slice(0, 80))}`)
+    // Not quoted: `error` is for read tokens too, and a stray paste may be a secret.
+    throw new HerdsError('EINVAL', 'ctl takes "kill [SIGNAL]" or "eof", one a line; a line was neither')
   }
   return commands
 }
@@ -260,6 +273,7 @@ function parseSignal (word: string): NodeJS.Signals {
   const signals = constants.signals as Record<string, number>
   const byNumber = /^\d+$/.test(word) ? Object.keys(signals).find((name) => signals[name] === Number(word)) : undefined
   const name = byNumber ?? (word.toUpperCase().startsWith('SIG') ? word.toUpperCase() : 'SIG' + word.toUpperCase())
-  if (!(name in signals)) throw new HerdsError('EINVAL', `unknown signal ${JSON.stringify(word)}: use a name such as TERM, INT, KILL, HUP`)
+  // Not quoted, as in parseCtl.
+  if (!(name in signals)) throw new HerdsError('EINVAL', 'unknown signal after "kill": use a name such as TERM, INT, KILL, HUP, or its number')
   return name as NodeJS.Signals
 }
