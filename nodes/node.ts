@@ -119,7 +119,7 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
     onRecord: (record) => dialer.peer?.send({ t: 'jobs', jobs: [jobSummary(record)] }),
   })
   await runner.load()
-  if (!closeFdsHelper()) opts.log?.('native/close-fds is not built (npm run setup, with a C compiler): jobs get /dev/null in place of the node\'s open files instead of having them closed')
+  if (!closeFdsHelper()) opts.log?.('venoms/run/close-fds is not built (npm run setup, with a C compiler): jobs get /dev/null in place of the node\'s open files instead of having them closed')
   const volumes = join(opts.home, 'volumes')
   await mkdir(volumes, { recursive: true })
   const sandboxes = new Sandboxes({

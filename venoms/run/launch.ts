@@ -3,7 +3,7 @@
  * stdout and stderr. Node opens its own files close-on-exec, but native code
  * in the node (lmdb's databases, the FUSE binding's /dev/fuse) does not; a job
  * that inherited those could rewrite the host's tokens or answer FUSE requests,
- * from inside a fence too. So every job starts through native/close-fds, which
+ * from inside a fence too. So every job starts through venoms/run/close-fds, which
  * closes every descriptor above 2 and then runs the job (bwrap included, so it
  * passes nothing on). Where that helper was not built, each descriptor the node
  * has open is instead replaced in the child by /dev/null.
@@ -23,7 +23,7 @@ export interface Launch {
 }
 
 /** Where .ci/setup builds the helper: from venoms/run/ (sources) or dist/venoms/run/ (built). */
-const HELPER_PLACES = ['../../native/build/close-fds', '../../../native/build/close-fds']
+const HELPER_PLACES = ['./build/close-fds', '../../../venoms/run/build/close-fds']
 
 let helper: string | null | undefined
 let devNull: number | undefined
@@ -77,7 +77,7 @@ function listOpenDescriptors (): number[] {
       return readdirSync(dir).map(Number).filter((fd) => Number.isInteger(fd) && fd > 2)
     } catch { /* not on this system */ }
   }
-  throw new HerdsError('ENOSYS', 'cannot list the node\'s open files (no /proc/self/fd or /dev/fd), so a job would inherit them: build native/close-fds with npm run setup')
+  throw new HerdsError('ENOSYS', 'cannot list the node\'s open files (no /proc/self/fd or /dev/fd), so a job would inherit them: build venoms/run/close-fds with npm run setup')
 }
 
 function isExecutable (file: string): boolean {

@@ -36,9 +36,9 @@ t.test('without care, a child inherits the database (the attack this guards agai
   t.ok(Object.values(fds).some((target) => target.endsWith('data.mdb')), `a plain spawn leaks it: ${JSON.stringify(fds)}`)
 })
 
-t.test('through native/close-fds the job has stdin, stdout and stderr only', async (t) => {
+t.test('through venoms/run/close-fds the job has stdin, stdout and stderr only', async (t) => {
   const helper = closeFdsHelper()
-  t.ok(helper, 'npm run setup built native/close-fds')
+  t.ok(helper, 'npm run setup built venoms/run/close-fds')
   if (!helper) return
   const fds = shellDescriptors(planLaunch(['/bin/sh', '-c', LIST], process.env.PATH, helper))
   t.same(Object.keys(fds).sort(), ['0', '1', '2'], JSON.stringify(fds))
