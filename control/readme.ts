@@ -42,5 +42,8 @@ sandbox again). The node must be online (else EHOSTDOWN).
 
 - errors.log     recent refusals, newest last: time, path, [token], errno: reason
 - audit.jsonl    every control write and every job started, one JSON object a line:
-                 time, token, event ("control" or "job"), op, path, ok, error, cmd
+                 time, token, event ("control" or "job"), op, path, ok, error,
+                 cmd (its first 512 bytes, as escaped), cmdBytes, cmdSha256, cut
+- audit-control.jsonl   the control writes alone, kept apart: job starts never
+                 push them out (with the file before it, up to 8 MiB)
 `

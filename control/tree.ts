@@ -122,6 +122,8 @@ export function controlDir (deps: ControlDeps): SynthDir {
       },
       'errors.log': textFile(() => deps.journal.errorsLog()),
       'audit.jsonl': textFile(() => deps.journal.auditLog()),
+      // Control changes apart, where no number of job starts can push them out.
+      'audit-control.jsonl': textFile(() => deps.journal.controlLog()),
     },
   }
 }

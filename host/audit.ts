@@ -1,18 +1,20 @@
 /**
  * Auditing, as a view of the namespace for one session: every change under
  * /.herds/control and every job started through a `cmd` file is written to
- * audit.jsonl with the token's name; refused control writes go to errors.log.
+ * audit.jsonl with the token's name (control changes to audit-control.jsonl
+ * too); refused control writes go to errors.log.
  */
+import { createHash, type Hash } from 'node:crypto'
 import { toHerdsError, type HerdsError } from '../tree/errno.js'
 import { callOp, treeFromCall } from '../tree/peer.js'
 import { wantsWrite, type Op, type Tree } from '../tree/tree.js'
-import type { Journal } from './journal.js'
+import { FIELD_MAX_BYTES, type Journal } from './journal.js'
 
 const CONTROL = /^\/\.herds\/control\//
 /** A cmd file: writing it and closing starts a job. */
 const CMD = /^\/nodes\/[^/]+\/(sandboxes\/[^/]+\/)?exec\/(jobs\/[^/]+\/)?cmd$|^\/\.herds\/venoms\/run\/(jobs\/[^/]+\/)?cmd$/
-/** The most of a command audit.jsonl keeps. */
-const CMD_CHARS = 4096
+/** The most of a command kept for its audit line (the journal cuts it further, once escaped). */
+const CMD_KEPT_BYTES = FIELD_MAX_BYTES
 
 /** Changes under control that are not file writes. */
 const CONTROL_OPS: ReadonlySet<Op> = new Set(['mkdir', 'rmdir', 'unlink', 'rename', 'symlink', 'chmod'])
@@ -23,6 +25,9 @@ interface Watched {
   /** The start of a command, for its audit line (control writes keep nothing: they may carry secrets). */
   written: Buffer[]
   keptBytes: number
+  /** All of the command, counted and hashed as it comes, so its line says what ran without holding it. */
+  totalBytes: number
+  hash: Hash
   /** Something was written since the last close acted. */
   wrote: boolean
   /** Set once a refusal of this handle was logged, so close does not log it again. */
@@ -51,7 +56,7 @@ export function audited (inner: Tree, token: string, journal: Journal): Tree {
     }
     // create on an existing file opens it for writing: watched the same way.
     if ((op === 'create' || (op === 'open' && wantsWrite(args[1] as number))) && (CONTROL.test(path) || CMD.test(path))) {
-      const watched: Watched = { path, kind: CMD.test(path) ? 'job' : 'control', written: [], keptBytes: 0, wrote: false, refused: false }
+      const watched: Watched = { path, kind: CMD.test(path) ? 'job' : 'control', written: [], keptBytes: 0, totalBytes: 0, hash: createHash('sha256'), wrote: false, refused: false }
       try {
         const fh = await callOp(inner, op, args, ctx) as number
         open.set(fh, watched)
@@ -77,11 +82,14 @@ export function audited (inner: Tree, token: string, journal: Journal): Tree {
     }
   })
 
-  /** Keeps at most CMD_CHARS bytes of what a job's cmd was given. */
+  /** Keeps at most CMD_KEPT_BYTES bytes of what a job's cmd was given, and the length and hash of all of it. */
   function keep (w: Watched, data: Uint8Array): void {
     w.wrote = true
-    if (w.kind !== 'job' || w.keptBytes >= CMD_CHARS) return
-    const piece = Buffer.from(data.subarray(0, CMD_CHARS - w.keptBytes))
+    if (w.kind !== 'job') return
+    w.totalBytes += data.length
+    w.hash.update(data)
+    if (w.keptBytes >= CMD_KEPT_BYTES) return
+    const piece = Buffer.from(data.subarray(0, CMD_KEPT_BYTES - w.keptBytes))
     w.written.push(piece)
     w.keptBytes += piece.length
   }
@@ -89,8 +97,11 @@ export function audited (inner: Tree, token: string, journal: Journal): Tree {
   /** One audit line for what a close acted on (or a write refused). */
   function record (w: Watched, ok: boolean, error?: HerdsError): void {
     const text = Buffer.concat(w.written).toString('utf8')
+    const command = { cmd: text, cmdBytes: w.totalBytes, cmdSha256: w.hash.digest('hex') }
     w.written = []
     w.keptBytes = 0
+    w.totalBytes = 0
+    w.hash = createHash('sha256')
     w.wrote = false
     journal.audit({
       token,
@@ -100,7 +111,7 @@ export function audited (inner: Tree, token: string, journal: Journal): Tree {
       ok,
       ...(error ? { error: `${error.code}: ${error.message}` } : {}),
       // A refused command is not kept: it ran nowhere, and would only fill the log.
-      ...(w.kind === 'job' && ok ? { cmd: text } : {}),
+      ...(w.kind === 'job' && ok ? command : {}),
     })
   }
 }

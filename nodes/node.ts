@@ -136,9 +136,12 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
   const watching = watchRoots([
     { dir: volumes, at: '/volumes' },
     // A sandbox's folder: only the sandbox itself and its workspace are in the tree.
-    { dir: join(opts.home, 'sandboxes'), at: '/sandboxes', map: (parts) => parts.length <= 1 || parts[1] === 'workspace' ? ['/sandboxes', ...parts].join('/') : undefined },
+    { dir: join(opts.home, 'sandboxes'), at: '/sandboxes', inside: 'workspace' },
     ...(opts.exports ?? []).map((ex) => ({ dir: ex.path, at: `/fs/${ex.name}` })),
-  ], (paths) => dialer.peer?.send({ t: 'changed', paths: withVolumeMounts(paths, sandboxes) }), (err) => opts.log?.(`watching for changes: ${err.message} (mounts see changes made here when their cache expires)`))
+  ], (paths) => dialer.peer?.send({ t: 'changed', paths: withVolumeMounts(paths, sandboxes) }), {
+    onError: (err) => opts.log?.(`watching for changes: ${err.message} (mounts see changes made here when their cache expires)`),
+    onFlood: (at, restMs) => opts.log?.(`watching for changes: ${at} changes faster than it can be followed; reported as changed every second for ${restMs / 1000} s`),
+  })
   const dialer = new Dialer({
     url: opts.host,
     token: opts.token,

@@ -1,0 +1,61 @@
+// The node's watch on its own: changes reported as tree paths, what the tree does not show left out,
+// and a flood of renames let go (the root reported as changed) instead of followed, then watched again.
+import { spawn } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import t from 'tap'
+import { watchRoots } from '../../nodes/watch.js'
+import { FLOOD_JS } from '../e2e/flood.js'
+import { tempDir } from '../e2e/harness.js'
+
+/** Resolves when `check` holds, polling; rejects after `ms`. */
+async function until (check: () => boolean, ms = 30_000): Promise<void> {
+  const started = Date.now()
+  while (!check()) {
+    if (Date.now() - started > ms) throw new Error('not in time')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+t.test('changes come as tree paths; a sandbox\'s files outside its workspace are not watched', async (t) => {
+  const dir = tempDir(t)
+  mkdirSync(join(dir, 'box', 'workspace'), { recursive: true })
+  mkdirSync(join(dir, 'box', 'home'))
+  const seen: string[] = []
+  const watching = watchRoots([{ dir, at: '/sandboxes', inside: 'workspace' }], (paths) => seen.push(...paths))
+  t.teardown(() => watching.close())
+  // The thread's first scan has no event to show for it: write until the watch hears.
+  await until(() => { writeFileSync(join(dir, 'box', 'workspace', 'a.txt'), 'x'); return seen.includes('/sandboxes/box/workspace/a.txt') })
+  writeFileSync(join(dir, 'box', 'home', 'secret'), 'x')
+  writeFileSync(join(dir, 'box', 'workspace', 'b.txt'), 'x')
+  await until(() => seen.includes('/sandboxes/box/workspace/b.txt'))
+  t.notOk(seen.some((p) => p.includes('/home')), 'home/ is not in the tree, so not reported')
+})
+
+t.test('a rename flood: the root is let go and reported as changed meanwhile, and the watch comes back', async (t) => {
+  const dir = tempDir(t)
+  mkdirSync(join(dir, 'flood'))
+  writeFileSync(join(dir, 'flood.js'), FLOOD_JS)
+  const seen: string[] = []
+  const floods: number[] = []
+  const watching = watchRoots([{ dir, at: '/volumes' }], (paths) => seen.push(...paths), { onFlood: (_at, restMs) => floods.push(restMs) })
+  t.teardown(() => watching.close())
+  await until(() => { writeFileSync(join(dir, 'before.txt'), 'x'); return seen.includes('/volumes/before.txt') })
+
+  const delay = monitorEventLoopDelay({ resolution: 10 })
+  delay.enable()
+  const flood = spawn(process.execPath, [join(dir, 'flood.js'), '4', '500'], { cwd: join(dir, 'flood'), stdio: 'ignore', env: { ...process.env, NODE_OPTIONS: '' } })
+  t.teardown(() => { flood.kill('SIGKILL') })
+  await new Promise((resolve) => flood.on('exit', resolve))
+  delay.disable()
+  t.comment(`this thread's event loop delay during the flood: max ${(delay.max / 1e6).toFixed(0)} ms, mean ${(delay.mean / 1e6).toFixed(1)} ms`)
+
+  t.ok(floods.length >= 1, `the flood was noticed (${floods.length} times, rests ${floods.join(', ')} ms)`)
+  t.ok(floods.every((ms, i) => i === 0 || ms >= floods[i - 1]), 'each flood soon after another rests longer')
+  t.ok(seen.filter((p) => p === '/volumes').length >= 2, 'meanwhile the root is reported as changed, again and again')
+
+  // After its rest, the watch is back: one change is reported as itself, not as the root.
+  await until(() => { writeFileSync(join(dir, 'after.txt'), String(Date.now())); return seen.includes('/volumes/after.txt') }, 90_000)
+  t.pass('changes are heard one by one again')
+})
