@@ -103,7 +103,7 @@ export async function install (args: string[], env: Record<string, string>, star
   if (svc.envFile) {
     await mkdir(dirname(svc.envFile), { recursive: true, mode: 0o700 })
     await writeFile(svc.envFile, Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join(''), { mode: 0o600 })
-    say(`wrote ${svc.envFile} (0600: it holds the token)`)
+    say(`wrote ${svc.envFile} (0600: ${env.HERDS_TOKEN ? 'it holds HERDS_HOME and the token' : 'it holds HERDS_HOME; no HERDS_TOKEN was set, so the service uses the admin token found there'})`)
   }
   if (!start) return say(`not started (--no-start); start it with: ${svc.start.map(([c, a]) => [c, ...a].join(' ')).join(' && ')}`)
   const failed = runAll(svc.start)

@@ -125,6 +125,7 @@ t.test('herds install writes a user service that runs herds at login; uninstall 
   const envFile = join(home, '.config', 'herds', 'service.env')
   t.equal(statSync(envFile).mode & 0o777, 0o600, 'the token file is private')
   t.match(readFileSync(envFile, 'utf8'), new RegExp(`HERDS_TOKEN=${up.adminToken}\\n`))
+  t.match(installed.stdout, /service\.env \(0600: it holds HERDS_HOME and the token\)/, 'it says what the file holds')
   t.match(installed.stdout, /not started \(--no-start\); start it with: systemctl --user daemon-reload && systemctl --user enable --now herds\.service/)
   const removed = herds(['uninstall'], undefined, installEnv)
   t.match(removed.stdout, /removed /)

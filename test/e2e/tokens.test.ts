@@ -158,7 +158,7 @@ t.test('bad JSON or a schema violation in a control file: EINVAL, the reason in 
     ['tokens/create', '{"name":', /tokens\/create is not JSON/],
     ['sandboxes/create', `{"node":"${up.name}","name":"half","config":{"network":"no"}}`, /sandboxes\/create: config\.network: Invalid input/],
     ['volumes/create', `{"node":"${up.name}","name":"../up"}`, /volumes\/create: name: a name is/],
-    ['sandboxes/create', '{"node":"nowhere","name":"box"}', /no node named "nowhere"/],
+    ['sandboxes/create', '{"node":"nowhere","name":"box"}', /no node named nowhere \(online: studio\)/],
   ]
   for (const [file, body, reason] of cases) {
     const refused = shellWrite(join(control, file)) // a plain refusal first: x is not JSON
