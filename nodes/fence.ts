@@ -74,7 +74,7 @@ export const FENCE_CHECK = [
   '\'',
   'while read -r _ _ _ _ point rest; do',
   '  case " $rest " in *" - fuse "*|*" - fuseblk "*|*" - fuse."*) ;; *) continue ;; esac',
-  '  case "$nl$1$nl" in *"$nl$point$nl"*) ;; *) echo "herds: a FUSE mount appeared at $point as the job started; run it again" >&2; exit 125 ;; esac',
+  '  case "$nl$1$nl" in *"$nl$point$nl"*) ;; *) printf \'herds: a FUSE mount appeared at %s as the job started; run it again\\n\' "$point" >&2; exit 125 ;; esac',
   'done < /proc/self/mountinfo',
   'shift; exec "$@"',
 ].join('\n')
