@@ -10,7 +10,7 @@ the reason, with the field, is in errors.log. The schemas are in
 ## Tokens
 
     echo '{"name":"ci","scope":"run"}' > tokens/create
-    cat tokens/ci/secret        # the secret, shown once; then it is gone
+    cat tokens/ci/secret        # the secret, shown once, through the same mount; then it is gone
     cat tokens/ci/info.json     # name, scope, node, createdAt, expiresAt
     rmdir tokens/ci             # revoke: its connections close at once
 
@@ -18,6 +18,9 @@ the reason, with the field, is in errors.log. The schemas are in
   admin (also this folder), node (a node registering; give "node": its name,
   and it can register only as that name).
 - expiresAt (optional): an ISO 8601 time after which the token is refused.
+- The secret goes only to the connection (the mount, or SDK connection) that
+  wrote tokens/create; any other gets EACCES ("Permission denied"), even with
+  the same admin token.
 - Secrets are kept only as SHA-256 hashes; one not read within 10 minutes, or
   lost when the host restarts before it was read, cannot be had again: revoke
   the token and make another.

@@ -25,28 +25,58 @@ export interface ControlDeps {
 /** A new token's secret waits here, in memory only, until it is read once (or this long). */
 const SECRET_KEPT_MS = 10 * 60_000
 
+/** A secret waiting to be read, and the session (connection) that made the token: the only one to get it. */
+interface PendingSecret { secret: string, session: string | undefined, until: number }
+
 export function controlDir (deps: ControlDeps): SynthDir {
-  const secrets = new Map<string, { secret: string, until: number }>()
-  const pendingSecret = (name: string): string | undefined => {
+  const secrets = new Map<string, PendingSecret>()
+  const pending = (name: string): PendingSecret | undefined => {
     const kept = secrets.get(name)
     if (kept && kept.until < Date.now()) secrets.delete(name)
-    return secrets.get(name)?.secret
+    return secrets.get(name)
   }
 
-  const takeSecret = (name: string): string => {
-    const secret = pendingSecret(name)
+  /** The secret, once, to the session that made the token; any other is refused and takes nothing. */
+  const takeSecret = (name: string, session: string | undefined): string => {
+    const kept = pending(name)
+    if (kept === undefined) throw new HerdsError('ENOENT', `the secret of token "${name}" was shown once already; revoke it and make another`)
+    if (kept.session !== session) throw new HerdsError('EACCES', `the secret of token "${name}" goes only to the connection that wrote tokens/create`)
     secrets.delete(name)
-    if (secret === undefined) throw new HerdsError('ENOENT', `the secret of token "${name}" was shown once already; revoke it and make another`)
-    return secret + '\n'
+    return kept.secret + '\n'
   }
 
   const tokenDir = (name: string): SynthDir | undefined => {
     const record = deps.tokens.get(name)
     if (!record) return undefined
     const entries: Record<string, SynthFile> = { 'info.json': jsonFile(() => tokenInfo(record)) }
-    // Content taken at open (textFile), so the secret is shown to one reader only; 0400: the owner's.
-    if (pendingSecret(name) !== undefined) entries.secret = { ...textFile(() => takeSecret(name)), mode: 0o400 }
+    // Taken at open, so the secret is shown to one reader only, of the session that made it; 0400: the owner's.
+    if (pending(name) !== undefined) {
+      entries.secret = {
+        kind: 'file',
+        mode: 0o400,
+        open: (_flags, ctx) => {
+          const text = Buffer.from(takeSecret(name, ctx?.session))
+          return { read: (offset, length) => text.subarray(offset, offset + length) }
+        },
+      }
+    }
     return { kind: 'dir', entries }
+  }
+
+  /** tokens/create: the session that writes it is the one its secret goes to. */
+  const createFile: SynthFile = {
+    kind: 'file',
+    mode: 0o222,
+    open: (flags, ctx) => jsonActionFile({
+      schema: TokenRequestSchema,
+      what: 'tokens/create',
+      maxBytes: 4096,
+      commit: async (request) => {
+        const { record, secret } = await deps.tokens.create(request)
+        for (const kept of secrets.keys()) pending(kept) // secrets never read are let go, not only when looked up
+        secrets.set(record.name, { secret, session: ctx?.session, until: Date.now() + SECRET_KEPT_MS })
+      },
+    }).open(flags, ctx),
   }
 
   return {
@@ -56,16 +86,7 @@ export function controlDir (deps: ControlDeps): SynthDir {
       tokens: {
         kind: 'dir',
         entries: {
-          create: jsonActionFile({
-            schema: TokenRequestSchema,
-            what: 'tokens/create',
-            maxBytes: 4096,
-            commit: async (request) => {
-              const { record, secret } = await deps.tokens.create(request)
-              for (const kept of secrets.keys()) pendingSecret(kept) // secrets never read are let go, not only when looked up
-              secrets.set(record.name, { secret, until: Date.now() + SECRET_KEPT_MS })
-            },
-          }),
+          create: createFile,
         },
         list: () => deps.tokens.list().map((t) => t.name),
         lookup: tokenDir,

@@ -4,9 +4,10 @@
  * fence where the OS offers one (bwrap on Linux). Kept on disk under
  * <node home>/sandboxes/<name>/; their job records live in the node's lmdb.
  */
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, realpathSync } from 'node:fs'
 import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { homedir } from 'node:os'
+import { isAbsolute, join, normalize } from 'node:path'
 import { execa } from 'execa'
 import type { RootDatabase } from 'lmdb'
 import { z } from 'zod'
@@ -17,11 +18,14 @@ import { jobEnv } from './env.js'
 import { checkName } from '../tree/names.js'
 import { actionFile, jsonFile, type SynthDir } from '../tree/synthetic.js'
 import { SafeName } from '../tree/wire.js'
-import type { JobRecord } from '../venoms/run/record.js'
+import { ENDED_STATES, type JobRecord, type JobStore } from '../venoms/run/record.js'
 import { Runner } from '../venoms/run/runner.js'
 import { execDir } from '../venoms/run/tree.js'
-import { fenceArgs, type Fence } from './fence.js'
+import { detectCgroups, removeSetup, type CgroupSetup } from './cgroups.js'
+import { detectMountNamespace, fenceArgs, type Fence, type FenceSpec } from './fence.js'
 import { ImageSchema, planImage } from './images.js'
+import { Limiter, LimitsSchema, LimitWatch } from './limits.js'
+import { fuseMounts, isHerdsMount } from './mounts.js'
 import { lmdbJobStore } from './store.js'
 
 /** What config.json holds; written by a user, so validated. */
@@ -33,13 +37,17 @@ export const SandboxConfigSchema = z.object({
   idleTimeout: z.number().min(0).max(366 * 24 * 3600).default(0),
   /** Volumes to mount: workspace/<mount> → the node's volumes/<volume> (made if missing). */
   volumes: z.record(SafeName, SafeName).default({}),
+  /** Each job's processes, memory and CPU share (see docs/isolation.md). */
+  limits: LimitsSchema.prefault({}),
+  /** FUSE mounts (by mount point) the jobs may see; every other is hidden, and a Herds mount always is. */
+  allowMounts: z.array(z.string().max(4096).refine((path) => isAbsolute(path) && normalize(path) === path, 'an absolute path, without . or .. or a trailing /')).max(64).default([]),
 }).strict()
 export type SandboxConfig = z.infer<typeof SandboxConfigSchema>
 
 /** What status.json says each fence does. */
 const ISOLATION: Record<Fence, string> = {
-  bwrap: 'bwrap: the system is read-only, the sandbox writable, /tmp private to each job',
-  'sandbox-exec': 'sandbox-exec: writes are denied outside the sandbox and its volumes',
+  bwrap: 'bwrap: the system is read-only, the sandbox writable, /tmp private to each job, FUSE mounts (Herds mounts among them) hidden',
+  'sandbox-exec': 'sandbox-exec: writes are denied outside the sandbox and its volumes, FUSE mounts (Herds mounts among them) unreadable',
   none: 'no fence on this machine: jobs can write wherever the node can, and "network": false is not enforced (install bubblewrap for a fence)',
 }
 
@@ -67,6 +75,8 @@ interface Sandbox {
   mounts: Map<string, LocalTree>
   config: SandboxConfig
   runner: Runner
+  /** Where its job records are kept, for adding why a job was ended to its record. */
+  store: JobStore
   state: 'running' | 'stopped'
   createdAt: string
   lastActivity: number
@@ -82,6 +92,10 @@ export interface SandboxOptions {
   fence: Fence
   /** Folders sandbox jobs must not read (the node's and the host's state); see FenceSpec. */
   hidden?: string[]
+  /** See FenceSpec.mountNamespace; found on the machine (with bwrap) when not given. */
+  mountNamespace?: string[]
+  /** Where job cgroups are made; found on the machine (Linux) when not given. */
+  cgroups?: CgroupSetup
   onRecord?: (sandbox: string, record: JobRecord) => void
 }
 
@@ -89,9 +103,16 @@ export class Sandboxes {
   private readonly opts: SandboxOptions
   private readonly boxes = new Map<string, Sandbox>()
   private readonly idleTimer: NodeJS.Timeout
+  private readonly cgroups: CgroupSetup
+  private readonly limiter: Limiter
+  private readonly watch = new LimitWatch()
+  private readonly mountNamespace: string[] | undefined
 
   constructor (opts: SandboxOptions) {
     this.opts = opts
+    this.cgroups = opts.cgroups ?? (process.platform === 'linux' ? detectCgroups() : { hierarchies: [], notes: ['no cgroups on this OS'] })
+    this.limiter = new Limiter(this.cgroups)
+    this.mountNamespace = opts.mountNamespace ?? (opts.fence === 'bwrap' ? detectMountNamespace() : undefined)
     this.idleTimer = setInterval(() => { void this.stopIdle() }, 5_000)
     this.idleTimer.unref()
   }
@@ -161,28 +182,35 @@ export class Sandboxes {
     await box.runner.forget()
   }
 
-  /** Ends every job in every sandbox (the node is stopping). */
+  /** Ends every job in every sandbox (the node is stopping), and removes their cgroups. */
   async stopAll (): Promise<void> {
     clearInterval(this.idleTimer)
     await Promise.all([...this.boxes.values()].map((box) => box.runner.stopAll()))
+    this.watch.close()
+    removeSetup(this.cgroups)
   }
 
   private async open (name: string, config: SandboxConfig): Promise<Sandbox> {
     const dir = join(this.opts.root, name)
     for (const sub of WRITABLE) await mkdir(join(dir, sub), { recursive: true })
-    const box: Sandbox = { name, dir, workspace: new LocalTree(join(dir, 'workspace')), mounts: new Map(), config, state: 'running', createdAt: new Date().toISOString(), lastActivity: Date.now(), runner: undefined as unknown as Runner }
+    const store = lmdbJobStore(this.opts.db, `sandbox:${name}`)
+    const box: Sandbox = { name, dir, workspace: new LocalTree(join(dir, 'workspace')), mounts: new Map(), config, state: 'running', createdAt: new Date().toISOString(), lastActivity: Date.now(), runner: undefined as unknown as Runner, store }
     box.runner = new Runner({
       cwd: join(dir, 'workspace'),
       env: () => this.env(box),
       shell: this.opts.shell,
-      wrap: () => this.fence(box),
+      wrap: (id) => this.fence(box, id),
       gate: () => {
         if (box.state === 'stopped') throw new HerdsError('EBUSY', `sandbox ${name} is stopped; start it with: echo start > ctl`)
         box.lastActivity = Date.now()
       },
       outputDir: join(dir, 'jobs'),
-      store: lmdbJobStore(this.opts.db, `sandbox:${name}`),
-      onRecord: (record) => { box.lastActivity = Date.now(); this.opts.onRecord?.(name, record) },
+      store,
+      onRecord: (record) => {
+        box.lastActivity = Date.now()
+        if (ENDED_STATES.includes(record.state)) this.noteLimits(box, record)
+        this.opts.onRecord?.(name, record)
+      },
     })
     await box.runner.load()
     this.boxes.set(name, box)
@@ -259,15 +287,47 @@ export class Sandboxes {
     return { ...env, ...planImage(box.config.image).env, ...box.config.env }
   }
 
-  /** The bwrap command a job runs in: the system read-only, the sandbox writable, a private /tmp. */
-  private fence (box: Sandbox): string[] {
+  /**
+   * The words a job runs in: its limits (its cgroup made), then the fence (the
+   * system read-only, the sandbox writable, a private /tmp, Herds' state and
+   * FUSE mounts hidden), then its image.
+   */
+  private fence (box: Sandbox, id: string): string[] {
     const binds = [...box.mounts.keys()].map((mount): [string, string] => {
       const source = join(this.opts.volumes, box.config.volumes[mount])
       mkdirSync(source, { recursive: true }) // a volume removed since is made again, empty, rather than fail the job
-      return [source, join(box.dir, 'workspace', mount)]
+      return [real(source), real(join(box.dir, 'workspace', mount))]
     })
-    const spec = { writable: WRITABLE.map((sub) => join(box.dir, sub)), hidden: this.opts.hidden ?? [], binds, network: box.config.network, cwd: join(box.dir, 'workspace') }
-    return [...fenceArgs(this.opts.fence, spec), ...planImage(box.config.image).prefix]
+    const fuse = this.opts.fence === 'none' ? [] : fuseMounts()
+    const spec: FenceSpec = {
+      // Real paths, as the mount table has them, so a mount below one of these is found.
+      writable: WRITABLE.map((sub) => real(join(box.dir, sub))),
+      hidden: (this.opts.hidden ?? []).map(real),
+      binds,
+      network: box.config.network,
+      cwd: join(box.dir, 'workspace'),
+      fuse,
+      allowMounts: fuse.filter((mount) => !isHerdsMount(mount) && box.config.allowMounts.includes(mount.path)).map((mount) => mount.path),
+      usualMounts: ['/Volumes/herds', join(homedir(), 'herds')],
+      mountNamespace: this.mountNamespace,
+    }
+    const words = fenceArgs(this.opts.fence, spec)
+    const limited = this.limiter.prepare(`${box.name}:${id}`, box.config.limits)
+    if (limited.cgroup) {
+      this.watch.watch(`${box.name}/${id}`, limited.cgroup, box.config.limits, {
+        end: () => box.runner.get(id)?.kill('SIGKILL'),
+        state: () => box.runner.get(id)?.record.state,
+      })
+    }
+    return [...limited.words, ...words, ...planImage(box.config.image).prefix]
+  }
+
+  /** A job ended: if it was past a limit, its record says so (before anyone waiting on its end reads it). */
+  private noteLimits (box: Sandbox, record: JobRecord): void {
+    const reason = this.watch.ended(`${box.name}/${record.id}`)
+    if (!reason) return
+    record.error = record.error ? `${reason}; ${record.error}` : reason
+    box.store.put(record).catch(() => { /* kept in memory; the disk is full */ })
   }
 
   private async stopIdle (): Promise<void> {
@@ -313,7 +373,9 @@ export class Sandboxes {
           runningJobs: box.runner.all().filter((job) => job.running).length,
           fence: this.opts.fence,
           network: box.config.network,
-          isolation: ISOLATION[this.opts.fence] + (this.opts.fence !== 'none' && !box.config.network ? ', no network' : ''),
+          isolation: ISOLATION[this.opts.fence] + (this.opts.fence !== 'none' && !box.config.network ? ', no network' : '') +
+            (this.opts.fence === 'bwrap' && !this.mountNamespace ? ' (but a mount made while a job runs can reach it: this machine cannot give jobs a private mount namespace)' : ''),
+          limits: this.limiter.report(box.config.limits),
         })),
         'config.json': jsonActionFile({
           schema: SandboxConfigSchema,
@@ -355,3 +417,7 @@ function parseSandboxCtl (line: string): 'stop' | 'start' | undefined {
   throw new HerdsError('EINVAL', `a sandbox's ctl takes "stop" or "start", not ${JSON.stringify(verb.slice(0, 80))}`)
 }
 
+/** The path with links resolved, or as given where it does not exist (yet). */
+function real (path: string): string {
+  try { return realpathSync(path) } catch { return path }
+}

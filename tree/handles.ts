@@ -3,14 +3,18 @@
  * only as opened (the numbers are the whole tree's, so another connection's
  * are refused with EBADF, and so is a write through a handle opened for
  * reading); they are all released when it goes away, so a peer that vanishes
- * mid-read leaks no file descriptor.
+ * mid-read leaks no file descriptor. Every call through it carries the
+ * session's id in its context (CallContext.session).
  */
+import { randomUUID } from 'node:crypto'
 import { HerdsError } from './errno.js'
 import { callOp, treeFromCall } from './peer.js'
 import { O_ACCMODE, O_RDWR, O_WRONLY, wantsWrite, type Op, type Tree } from './tree.js'
 
 export interface TrackedTree {
   tree: Tree
+  /** This connection's id, given to the tree below in every call's context. */
+  session: string
   /** Releases every handle still open through this tree. */
   releaseAll (): Promise<void>
 }
@@ -20,8 +24,10 @@ const HANDLE_OPS: ReadonlySet<Op> = new Set(['read', 'write', 'flush', 'release'
 
 export function trackHandles (inner: Tree): TrackedTree {
   const open = new Map<number, { path: string, flags: number }>()
+  const session = randomUUID()
   let closed = false
-  const tree = treeFromCall(async (op, args, ctx) => {
+  const tree = treeFromCall(async (op, args, given) => {
+    const ctx = { ...given, session }
     if (HANDLE_OPS.has(op)) {
       const file = open.get(args[1] as number)
       if (!file && op === 'release') return
@@ -40,6 +46,7 @@ export function trackHandles (inner: Tree): TrackedTree {
   })
   return {
     tree,
+    session,
     releaseAll: async () => {
       closed = true
       const handles = [...open]

@@ -35,9 +35,12 @@ export interface Statfs {
 /**
  * Per-call context. `signal` aborts a call whose caller went away (a cancelled
  * request, a closed connection), so blocking reads never outlive their reader.
+ * `session` names the connection the call came through (set by trackHandles),
+ * so what belongs to one session (a new token's secret) is given to no other.
  */
 export interface CallContext {
   signal?: AbortSignal
+  session?: string
 }
 
 export interface Tree {

@@ -1,7 +1,9 @@
 // Sandboxes kept on disk: a damaged record never keeps the node from starting; state and config come back.
+import { spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { detectCgroups, removeSetup } from '../../nodes/cgroups.js'
 import { Sandboxes } from '../../nodes/sandboxes.js'
 import { openNodeDb } from '../../nodes/store.js'
 import { readWhole, writeWhole } from '../../tree/bind.js'
@@ -32,4 +34,22 @@ t.test('a damaged sandbox.json gives the defaults and says so; a good one restor
   const status = JSON.parse((await readWhole(second.tree, '/kept/status.json')).toString())
   t.equal(status.state, 'stopped', 'a stopped sandbox stays stopped across a restart')
   t.match(JSON.parse((await readWhole(second.tree, '/kept/config.json')).toString()), { env: { A: '1' } })
+})
+
+const cgroups = detectCgroups()
+removeSetup(cgroups)
+
+t.test('where the node has cgroups, a process that left its job\'s process group ends with the job, even without a fence', { skip: cgroups.hierarchies.length === 0 && 'no cgroups here' }, async (t) => {
+  const home = tempDir(t)
+  const db = openNodeDb(join(home, 'db'))
+  t.teardown(() => db.close())
+  const sandboxes = new Sandboxes({ root: join(home, 'sandboxes'), volumes: join(home, 'volumes'), db, shell: '/bin/sh', fence: 'none' })
+  t.teardown(() => sandboxes.stopAll())
+  t.teardown(() => spawnSync('pkill', ['-f', 'sleep 79.9']))
+  await sandboxes.load()
+  await sandboxes.create('web')
+  const tree = new SyntheticTree(sandboxes.dir())
+  await writeWhole(tree, '/web/exec/cmd', Buffer.from('setsid sleep 79.9 > /dev/null 2>&1 < /dev/null & echo left\n'))
+  t.equal((await readWhole(tree, '/web/exec/exit')).toString(), '0\n', 'the job ends at once: nothing holds its output')
+  t.equal(spawnSync('pgrep', ['-af', 'sleep 79.9'], { encoding: 'utf8' }).stdout, '', 'and its daemon with it')
 })

@@ -33,8 +33,8 @@ export interface RunnerOptions {
   gate?: () => void
   /** The shell that runs a command line: `<shell> -c <cmd>`. */
   shell: string
-  /** The fence to run each job in, asked anew for every job (a sandbox's config may change). */
-  wrap?: () => string[]
+  /** The fence (and limits) to run each job in, asked anew for every job, by its id (a sandbox's config may change). */
+  wrap?: (id: string) => string[]
   /** Where job output lives, one folder a job. */
   outputDir: string
   store: JobStore
@@ -117,7 +117,7 @@ export class Runner {
       cwd: this.opts.cwd,
       env: { ...base, ...this.settings.env, ...job.preset.env },
       shell: this.opts.shell,
-      wrap: this.opts.wrap?.(),
+      wrap: this.opts.wrap?.(job.id),
       timeout: job.preset.timeout ?? this.settings.timeout,
     })
   }
