@@ -10,6 +10,7 @@ import { watchRoots } from './watch.js'
 import { trackHandles } from '../tree/handles.js'
 import { LocalTree } from '../tree/local.js'
 import { safeTopNames } from '../tree/names.js'
+import { splitPath } from '../tree/paths.js'
 import { readOnly } from '../tree/readonly.js'
 import { jsonFile, SyntheticTree, type SynthDir } from '../tree/synthetic.js'
 import type { Tree } from '../tree/tree.js'
@@ -97,7 +98,8 @@ export function nodeTree (runner: Runner, volumesDir: string, exports: Export[] 
     entries: {
       'status.json': jsonFile(() => nodeMetrics(runner.ids().filter((id) => runner.get(id)?.running).length)),
       exec: execDir(runner),
-      volumes: { kind: 'tree', tree: safeTopNames(new LocalTree(volumesDir), 'volume') },
+      // A volume a sandbox mounts is written by its jobs: links out of it are not shown there either.
+      volumes: { kind: 'tree', tree: safeTopNames(new LocalTree(volumesDir, { linksOut: (path) => !sandboxes?.mountsOf(splitPath(path)[0] ?? '').length }), 'volume') },
       fs,
       ...(sandboxes ? { sandboxes: sandboxes.dir() } : {}),
     },

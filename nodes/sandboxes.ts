@@ -194,7 +194,7 @@ export class Sandboxes {
     const dir = join(this.opts.root, name)
     for (const sub of WRITABLE) await mkdir(join(dir, sub), { recursive: true })
     const store = lmdbJobStore(this.opts.db, `sandbox:${name}`)
-    const box: Sandbox = { name, dir, workspace: new LocalTree(join(dir, 'workspace')), mounts: new Map(), config, state: 'running', createdAt: new Date().toISOString(), lastActivity: Date.now(), runner: undefined as unknown as Runner, store }
+    const box: Sandbox = { name, dir, workspace: new LocalTree(join(dir, 'workspace'), { linksOut: () => false }), mounts: new Map(), config, state: 'running', createdAt: new Date().toISOString(), lastActivity: Date.now(), runner: undefined as unknown as Runner, store }
     box.runner = new Runner({
       cwd: join(dir, 'workspace'),
       env: () => this.env(box),
@@ -240,7 +240,7 @@ export class Sandboxes {
         if (!existing?.isSymbolicLink() && existing) throw new HerdsError('EEXIST', `workspace/${mount} exists; move it before mounting a volume there (without a fence, a mount is a link)`)
         await symlink(source, target)
       }
-      mounts.set(mount, new LocalTree(source))
+      mounts.set(mount, new LocalTree(source, { linksOut: () => false })) // its jobs write here
     }
     // Links of mounts that are gone would still lead jobs into their volumes.
     for (const mount of Object.keys(previous)) {

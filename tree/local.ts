@@ -36,13 +36,26 @@ interface Entry {
   root: boolean
 }
 
+export interface LocalTreeOptions {
+  /**
+   * Does a link at `path` that leads out of the tree show its target? A link
+   * is followed by the mount's own kernel, on the mount's machine: one that a
+   * sandbox job planted could lead a user's `rm dir/*` or `mv dir/* .` to the
+   * user's own files. So where sandbox jobs write, such links are neither made
+   * nor shown (EPERM, EACCES); elsewhere they are, as on a disk. Default: shown.
+   */
+  linksOut?: (path: string) => boolean
+}
+
 export class LocalTree implements Tree {
   private readonly beneath: Beneath
   private readonly files = new HandleTable<FileHandle>()
+  private readonly linksOut: (path: string) => boolean
 
   /** Serves the directory `root`, which must exist. */
-  constructor (root: string) {
+  constructor (root: string, opts: LocalTreeOptions = {}) {
     this.beneath = new Beneath(root)
+    this.linksOut = opts.linksOut ?? (() => true)
   }
 
   /** Runs `work` on the entry at `path`, in its parent folder opened beneath the root; errors name the tree path. */
@@ -190,6 +203,9 @@ export class LocalTree implements Tree {
    * follows one out of the tree (see Beneath).
    */
   symlink (target: string, path: string): Promise<void> {
+    if (!staysInside(path, target) && !this.linksOut(path)) {
+      return Promise.reject(new HerdsError('EPERM', `a link here may only point inside this tree (relative, no way out), because sandbox jobs write here: ${target}`))
+    }
     return this.entry(path, async ({ at, root }) => {
       if (root) throw new HerdsError('EEXIST', `the root of a tree exists: ${path}`)
       await symlink(target, at)
@@ -199,7 +215,9 @@ export class LocalTree implements Tree {
   readlink (path: string): Promise<string> {
     return this.entry(path, async ({ at, root }) => {
       if (root) throw new HerdsError('EINVAL', `not a symbolic link: ${path}`)
-      return readlink(at)
+      const target = await readlink(at)
+      if (!staysInside(path, target) && !this.linksOut(path)) throw new HerdsError('EACCES', `${path} is a link out of a tree that sandbox jobs write; it is not shown`)
+      return target
     })
   }
 
@@ -240,3 +258,16 @@ export class LocalTree implements Tree {
   }
 }
 
+/**
+ * Does a link at `path` with this target stay inside the tree, as the kernel
+ * would resolve it? Relative only, every ".." first (a ".." after a name could
+ * follow another link upward), and no more of them than the link's depth.
+ */
+function staysInside (path: string, target: string): boolean {
+  if (target.startsWith('/')) return false
+  const parts = target.split('/').filter((part) => part !== '' && part !== '.')
+  const ups = parts.findIndex((part) => part !== '..')
+  const leading = ups === -1 ? parts.length : ups
+  if (parts.slice(leading).includes('..')) return false
+  return leading <= splitPath(path).length - 1
+}

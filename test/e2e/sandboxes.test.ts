@@ -35,38 +35,52 @@ t.test('git in a sandbox workspace through the mount, and the same repository se
   t.match(job.output, /home=\S*sandboxes\/web\/home tmp=\S*sandboxes\/web\/tmp/, 'HOME and TMPDIR inside the sandbox')
 })
 
-t.test('links are kept as written, absolute too; the node never serves what one outside leads to', async (t) => {
+t.test('links are kept as written in a volume; where sandbox jobs write, links out are neither made nor shown', async (t) => {
+  const volumes = join(up.nodeDir, 'volumes')
+  await mkdir(join(volumes, 'plain'))
+  execFileSync('ln', ['-s', '/etc/passwd', join(volumes, 'plain', 'x')])
+  t.equal(readlinkSync(join(volumes, 'plain', 'x')), '/etc/passwd', 'in a volume: made through the mount and shown as written; your kernel follows it on your side')
   const ws = join(boxes, 'web', 'workspace')
-  execFileSync('ln', ['-s', '/etc/passwd', join(ws, 'x')])
-  t.equal(readlinkSync(join(ws, 'x')), '/etc/passwd', 'made through the mount and shown as written: your kernel follows it on your side')
-  // A job in the sandbox makes links on the node itself, to a folder outside.
+  const ln = spawnSync('ln', ['-s', '/etc/passwd', join(ws, 'x')], { encoding: 'utf8' })
+  t.match(ln.stderr, /Operation not permitted/, 'in a workspace a link out is refused')
+  // A job in the sandbox makes links on the node itself: one out of the workspace, one inside.
   const outside = tempDir(t, 'herds-outside-')
   writeFileSync(join(outside, 'secret'), 'node only')
-  await run('web', `ln -s ${outside} far; ln -s ../../../../../../../../etc z`)
-  t.equal(readlinkSync(join(ws, 'far')), outside, 'a job\'s link shows its target too')
-  t.equal(readlinkSync(join(ws, 'z')), '../../../../../../../../etc')
+  await run('web', `ln -s ${outside} far; ln -s ../../../../../../../../etc z; ln -s hello.txt near`)
+  for (const name of ['far', 'z']) {
+    t.match(spawnSync('readlink', ['-v', join(ws, name)], { encoding: 'utf8' }).stderr, /Permission denied/, `${name}: not shown, so no tool of yours follows it to your own files`)
+    t.match(spawnSync('ls', [join(ws, name) + '/'], { encoding: 'utf8' }).stderr, /Permission denied/)
+  }
+  t.equal(readlinkSync(join(ws, 'near')), 'hello.txt', 'a link inside the workspace is shown')
   // A client that is not a kernel sends the path through the link: the node refuses it.
   const herds = await Herds.connect({ url: up.url, token: up.adminToken })
   t.teardown(() => herds.close())
   const box = await herds.node(up.name).sandbox('web')
   await t.rejects(box.readFile('far/secret'), { code: 'EACCES' }, 'the node does not follow a link out of the workspace')
-  await t.rejects(box.readdir('far'), { code: 'EACCES' })
   await t.rejects(box.writeFile('far/planted', 'x'), { code: 'EACCES' })
   t.notOk(existsSync(join(outside, 'planted')))
 })
 
-t.test('a venv and a tarball with absolute links, through the mount', async (t) => {
-  const ws = join(boxes, 'web', 'workspace')
-  execFileSync('python3', ['-m', 'venv', '--without-pip', join(ws, 'venv')])
-  t.match(execFileSync('ls', ['-l', join(ws, 'venv', 'bin')], { encoding: 'utf8' }), /python3 -> \//, 'ls -l shows the absolute link')
-  const listed = execFileSync('sh', ['-c', 'tar cf - venv | tar tvf -'], { cwd: ws, encoding: 'utf8' })
+t.test('a volume a sandbox mounts hides its jobs\' links out, wherever it is seen', async (t) => {
+  await mkdir(join(boxes, 'vbox'))
+  await writeFile(join(boxes, 'vbox', 'config.json'), JSON.stringify({ volumes: { data: 'shared' } }))
+  await run('vbox', 'ln -s /etc data/planted')
+  t.match(spawnSync('readlink', ['-v', join(up.nodeDir, 'volumes', 'shared', 'planted')], { encoding: 'utf8' }).stderr, /Permission denied/, 'through volumes/')
+  t.match(spawnSync('readlink', ['-v', join(boxes, 'vbox', 'workspace', 'data', 'planted')], { encoding: 'utf8' }).stderr, /Permission denied/, 'through the workspace')
+})
+
+t.test('a venv and a tarball with absolute links, through the mount, in a volume', async (t) => {
+  const dir = join(up.nodeDir, 'volumes', 'plain')
+  execFileSync('python3', ['-m', 'venv', '--without-pip', join(dir, 'venv')])
+  t.match(execFileSync('ls', ['-l', join(dir, 'venv', 'bin')], { encoding: 'utf8' }), /python3 -> \//, 'ls -l shows the absolute link')
+  const listed = execFileSync('sh', ['-c', 'tar cf - venv | tar tvf -'], { cwd: dir, encoding: 'utf8' })
   t.match(listed, /venv\/bin\/python3 -> \//, 'tar c reads it')
   const src = tempDir(t)
   const tarball = join(tempDir(t), 'links.tar')
   symlinkSync('/usr/bin/env', join(src, 'abs'))
   execFileSync('tar', ['cf', tarball, '-C', src, 'abs'])
-  execFileSync('tar', ['xf', tarball, '-C', ws]) // throws if tar exits non-zero
-  t.equal(readlinkSync(join(ws, 'abs')), '/usr/bin/env', 'tar x makes an absolute link')
+  execFileSync('tar', ['xf', tarball, '-C', dir]) // throws if tar exits non-zero
+  t.equal(readlinkSync(join(dir, 'abs')), '/usr/bin/env', 'tar x makes an absolute link')
 })
 
 t.test('the environment is rebuilt from an allowlist; config.json adds to it', async (t) => {
