@@ -12,7 +12,7 @@ import { constants } from 'node:os'
 import { join } from 'node:path'
 import type { Writable } from 'node:stream'
 import { HerdsError, toHerdsError } from '../../tree/errno.js'
-import { planLaunch } from './launch.js'
+import { fencedCommand, planLaunch } from './launch.js'
 import { ENDED_STATES, STREAMS, type JobRecord, type JobStore, type StreamName } from './record.js'
 
 export interface RunOptions {
@@ -90,10 +90,14 @@ export class Job extends EventEmitter {
     let child: ChildProcess
     try {
       this.openOutput()
-      const launch = planLaunch([...(opts.wrap ?? []), opts.shell, '-c', opts.cmd], opts.env.PATH)
+      // A fence's own programs never see the job's PATH or loader variables (fencedCommand).
+      const { argv, env } = opts.wrap?.length
+        ? fencedCommand(opts.wrap, opts.shell, opts.cmd, opts.env, process.env.PATH)
+        : { argv: [opts.shell, '-c', opts.cmd], env: opts.env }
+      const launch = planLaunch(argv, env.PATH)
       child = spawn(launch.file, launch.args, {
         cwd: opts.cwd,
-        env: opts.env,
+        env,
         detached: true, // its own process group, so a kill reaches the whole tree
         stdio: launch.stdio,
       })

@@ -88,3 +88,29 @@ function isExecutable (file: string): boolean {
     return false
   }
 }
+
+/**
+ * Variables that the dynamic loader, the C library or a shell acts on at a
+ * program's start, and PATH, which finds the programs. Before the fence is up
+ * the programs that build it (unshare, sh, bwrap) run outside it: a job's
+ * LD_PRELOAD, or a PATH that finds a workspace's own `bwrap`, would run the
+ * job's code there. So they are held back and set only at the fence's last
+ * step, by /usr/bin/env inside it.
+ */
+const ACTS_AT_START = /^(LD_|DYLD_)|^(PATH|GCONV_PATH|GETCONF_DIR|HOSTALIASES|LOCALDOMAIN|LOCPATH|MALLOC_TRACE|NIS_PATH|NLSPATH|RESOLV_HOST_CONF|RES_OPTIONS|TZDIR|ENV|BASH_ENV|SHELLOPTS|BASHOPTS|PS4|IFS)$/
+
+/**
+ * The command line and environment of a job run inside `wrap` (a fence): the
+ * fence's programs get the job's environment without ACTS_AT_START and with
+ * the node's own PATH; those variables reach the job's shell through env.
+ */
+export function fencedCommand (wrap: string[], shell: string, cmd: string, env: Record<string, string>, nodePath: string | undefined): { argv: string[], env: Record<string, string> } {
+  const outer: Record<string, string> = {}
+  const inner: string[] = []
+  for (const [key, value] of Object.entries(env)) {
+    if (ACTS_AT_START.test(key)) inner.push(`${key}=${value}`)
+    else outer[key] = value
+  }
+  if (nodePath !== undefined) outer.PATH = nodePath
+  return { argv: [...wrap, '/usr/bin/env', ...inner, shell, '-c', cmd], env: outer }
+}
