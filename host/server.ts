@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { HerdsError, toHerdsError } from '../tree/errno.js'
 import { HEARTBEAT_MS } from '../tree/dial.js'
-import { trackHandles } from '../tree/handles.js'
+import { MAX_OPEN_PER_CONNECTION, trackHandles } from '../tree/handles.js'
 import { Peer } from '../tree/peer.js'
 import type { Tree } from '../tree/tree.js'
 import { VERSION } from '../tree/version.js'
@@ -178,7 +178,7 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
       peer.on('close', () => log(`node ${frame.name} disconnected`))
     } else {
       if (token.scope === 'node') throw new HerdsError('EACCES', `the token "${token.name}" is a node token; a mount needs a read, run or admin token`)
-      const session = trackHandles(namespace)
+      const session = trackHandles(namespace, MAX_OPEN_PER_CONNECTION)
       peer.serve(scoped(audited(session.tree, token.name, journal), {
         scope: token.scope,
         token: token.name,

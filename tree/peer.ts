@@ -93,8 +93,24 @@ export class Peer extends EventEmitter {
     setTimeout(() => this.socket.terminate(), BYE_GRACE_MS).unref()
   }
 
-  /** Calls `op` on the tree the other side serves. */
-  call (op: Op, args: unknown[], ctx?: CallContext): Promise<unknown> {
+  /**
+   * Calls `op` on the tree the other side serves. A release refused with
+   * EAGAIN (the other side is at its cap of requests in flight) is tried again
+   * until it is taken or the connection closes: a dropped release would leak
+   * a file descriptor there.
+   */
+  async call (op: Op, args: unknown[], ctx?: CallContext): Promise<unknown> {
+    for (let delay = 10; ; delay = Math.min(2 * delay, 1000)) {
+      try {
+        return await this.callOnce(op, args, ctx)
+      } catch (err) {
+        if (op !== 'release' || (err as HerdsError).code !== 'EAGAIN' || this.closed) throw err
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay))
+    }
+  }
+
+  private callOnce (op: Op, args: unknown[], ctx?: CallContext): Promise<unknown> {
     if (this.closedError) return Promise.reject(this.closedError)
     if (ctx?.signal?.aborted) return Promise.reject(new HerdsError('ECANCELED', 'cancelled'))
     const id = this.nextId++
