@@ -24,6 +24,7 @@ import { Registry } from './registry.js'
 import { scoped } from './scope.js'
 import { openHostStore } from './store.js'
 import { bearer, type TokenRecord, type TokenStore } from './tokens.js'
+import { limitUpgrades } from './upgrades.js'
 
 export interface HostOptions {
   /** Port to listen on; 0 picks a free one. */
@@ -98,8 +99,10 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
     }),
   })
   const http: Server = (opts.tls ? createHttpsServer(opts.tls) : createHttpServer()).on('request', (_req, res) => {
-    res.writeHead(426, { 'content-type': 'text/plain' }).end('Herds host: connect with a WebSocket (herds node, herds mount)\n')
+    res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' }).end('Herds host: connect with a WebSocket (herds node, herds mount)\n')
   })
+  // A connection that has shown no token yet is on a short leash (a slowloris must not fill the host).
+  const upgrades = limitUpgrades(http)
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 })
   const alive = new WeakMap<WebSocket, boolean>()
 
@@ -110,10 +113,14 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
     if (!token) {
       const why = req.headers.authorization ? 'the token is not known, revoked or expired' : 'no token (Authorization: Bearer <token>)'
       journal.refused('(connect)', new HerdsError('EACCES', `${why}; from ${req.socket.remoteAddress}`))
+      // It stays on the leash until it closes: a client that never does is cut off by the upgrade timeout.
       socket.end(`HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${why}\n`)
       return
     }
-    wss.handleUpgrade(req, socket, head, (ws) => connected(ws, token))
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      upgrades.accepted(socket)
+      connected(ws, token)
+    })
   })
 
   function connected (socket: WebSocket, token: TokenRecord): void {
@@ -228,6 +235,7 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
       clearInterval(heartbeat)
       for (const socket of wss.clients) socket.terminate()
       await new Promise<void>((resolve) => wss.close(() => resolve()))
+      http.closeAllConnections()
       await new Promise<void>((resolve) => http.close(() => resolve()))
       await store.close()
     },
