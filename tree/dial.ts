@@ -12,6 +12,8 @@ import type { Frame } from './wire.js'
 /** The host pings every HEARTBEAT_MS; a link on which nothing arrived for 3 of them is dead. */
 export const HEARTBEAT_MS = 5_000
 export const DEAD_AFTER_MS = 3 * HEARTBEAT_MS
+/** How often a dialler looks at when it last heard from the host. */
+const WATCHDOG_MS = 1000
 
 export interface DialOptions {
   url: string
@@ -69,7 +71,7 @@ export class Dialer extends EventEmitter {
       let watchdog: NodeJS.Timeout | undefined
       socket.on('upgrade', (res) => peer.listenTo(res.socket))
       socket.on('open', () => {
-        watchdog = setInterval(() => { if (Date.now() - peer.lastHeard > DEAD_AFTER_MS) socket.terminate() }, HEARTBEAT_MS)
+        watchdog = setInterval(() => { if (Date.now() - peer.lastHeard > DEAD_AFTER_MS) socket.terminate() }, WATCHDOG_MS)
         peer.send(this.opts.hello)
       })
       socket.on('error', (err) => { refusal ??= new HerdsError('ECONNREFUSED', `cannot reach the host at ${this.opts.url}: ${err.message}`) })
