@@ -11,19 +11,21 @@ import { join } from 'node:path'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { HerdsError, toHerdsError } from '../tree/errno.js'
 import { HEARTBEAT_MS } from '../tree/dial.js'
-import { trackHandles } from '../tree/handles.js'
+import { MAX_OPEN_PER_CONNECTION, trackHandles } from '../tree/handles.js'
 import { Peer } from '../tree/peer.js'
 import type { Tree } from '../tree/tree.js'
 import { VERSION } from '../tree/version.js'
 import { PROTOCOL_VERSION, type Frame } from '../tree/wire.js'
 import { ensureAdminToken } from './admin.js'
 import { audited } from './audit.js'
+import { limitBusy, limitRate, MAX_NOTICES_PER_SECOND, MAX_REPORTS_IN_FLIGHT } from './flow.js'
 import { Journal } from './journal.js'
 import { namespaceTree } from './namespace.js'
 import { Registry } from './registry.js'
 import { scoped } from './scope.js'
 import { openHostStore } from './store.js'
 import { bearer, type TokenRecord, type TokenStore } from './tokens.js'
+import { limitUpgrades } from './upgrades.js'
 
 export interface HostOptions {
   /** Port to listen on; 0 picks a free one. */
@@ -58,6 +60,13 @@ export interface RunningHost {
 const HELLO_TIMEOUT_MS = 10_000
 /** setTimeout's longest wait; a token expiring later is checked again then. */
 const MAX_TIMER_MS = 2 ** 31 - 1
+/**
+ * The largest message from a read or run token: a write of 16 MiB and its
+ * path. Node and admin tokens may send up to 64 MiB (a node's report of its
+ * recent jobs).
+ */
+export const MAX_MOUNT_MESSAGE = 16 * 1024 * 1024 + 64 * 1024
+const MAX_NODE_MESSAGE = 64 * 1024 * 1024
 
 export async function startHost (opts: HostOptions): Promise<RunningHost> {
   const log = opts.log ?? (() => {})
@@ -98,10 +107,14 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
     }),
   })
   const http: Server = (opts.tls ? createHttpsServer(opts.tls) : createHttpServer()).on('request', (_req, res) => {
-    res.writeHead(426, { 'content-type': 'text/plain' }).end('Herds host: connect with a WebSocket (herds node, herds mount)\n')
+    res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' }).end('Herds host: connect with a WebSocket (herds node, herds mount)\n')
   })
-  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 })
-  const alive = new WeakMap<WebSocket, boolean>()
+  // A connection that has shown no token yet is on a short leash (a slowloris must not fill the host).
+  const upgrades = limitUpgrades(http)
+  // Mounts' tokens (read, run) may send smaller messages than nodes' (node, admin).
+  const wssFor = (maxPayload: number): WebSocketServer => new WebSocketServer({ noServer: true, clientTracking: false, perMessageDeflate: false, maxPayload })
+  const mountWss = wssFor(MAX_MOUNT_MESSAGE)
+  const nodeWss = wssFor(MAX_NODE_MESSAGE)
 
   // The token is checked before the upgrade: a wrong one gets HTTP 401 and never a WebSocket.
   http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
@@ -110,18 +123,24 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
     if (!token) {
       const why = req.headers.authorization ? 'the token is not known, revoked or expired' : 'no token (Authorization: Bearer <token>)'
       journal.refused('(connect)', new HerdsError('EACCES', `${why}; from ${req.socket.remoteAddress}`))
+      // It stays on the leash until it closes: a client that never does is cut off by the upgrade timeout.
       socket.end(`HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${why}\n`)
       return
     }
-    wss.handleUpgrade(req, socket, head, (ws) => connected(ws, token))
+    const wss = token.scope === 'read' || token.scope === 'run' ? mountWss : nodeWss
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      upgrades.accepted(socket)
+      connected(ws, token, socket)
+    })
   })
 
-  function connected (socket: WebSocket, token: TokenRecord): void {
+  function connected (socket: WebSocket, token: TokenRecord, raw: Socket): void {
     const peer = new Peer(socket)
+    // Every byte that arrives is a sign of life, so a pong stuck behind a big write does not count as silence.
+    peer.listenTo(raw)
     peer.requireHello()
     sessions.set(peer, token)
-    alive.set(socket, true)
-    socket.on('pong', () => { alive.set(socket, true); registry.seen(peer) })
+    socket.on('pong', () => registry.seen(peer))
     const helloTimer = setTimeout(() => peer.bye(new HerdsError('ETIMEDOUT', 'no hello in time')), HELLO_TIMEOUT_MS)
     const expiry = expiryTimer(peer, token)
     peer.on('close', () => { clearTimeout(helloTimer); clearTimeout(expiry.timer); sessions.delete(peer) })
@@ -154,6 +173,7 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
 
   /** Tells every mount what changed on a node, so none serves what it cached before. */
   function changed (paths: string[]): void {
+    // A mount that is behind gets them gathered (see Peer.send), never a queue of frames.
     for (const mount of mounts) mount.send({ t: 'changed', paths })
   }
 
@@ -169,16 +189,22 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
       }
       registry.connect(name, frame.info, peer)
       log(`node ${name} connected (${frame.info.hostname}, ${frame.info.os}/${frame.info.arch})`)
+      // A node that reports faster than the host acts is read more slowly, not queued for.
+      const reports = limitBusy(peer, MAX_REPORTS_IN_FLIGHT)
+      const notices = limitRate(peer, MAX_NOTICES_PER_SECOND)
       peer.on('frame', (event: Frame) => {
-        if (event.t === 'jobs') store.jobs.update(name, event.jobs).catch((err) => log(`job index: ${toHerdsError(err).message}`))
-        if (event.t === 'changed') changed(event.paths.map((p) => `/nodes/${name}${p === '/' ? '' : p}`))
+        if (event.t === 'jobs') reports(store.jobs.update(name, event.jobs).catch((err) => log(`job index: ${toHerdsError(err).message}`)))
+        if (event.t === 'changed') {
+          notices()
+          changed(event.paths.map((p) => `/nodes/${name}${p === '/' ? '' : p}`))
+        }
       })
       // What changed there while it was away is not known: every mount drops what it kept of it.
       changed([`/nodes/${name}`])
       peer.on('close', () => log(`node ${frame.name} disconnected`))
     } else {
       if (token.scope === 'node') throw new HerdsError('EACCES', `the token "${token.name}" is a node token; a mount needs a read, run or admin token`)
-      const session = trackHandles(namespace)
+      const session = trackHandles(namespace, MAX_OPEN_PER_CONNECTION)
       peer.serve(scoped(audited(session.tree, token.name, journal), {
         scope: token.scope,
         token: token.name,
@@ -190,15 +216,19 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
     peer.send({ t: 'welcome', protocol: PROTOCOL_VERSION, host: 'herds' })
   }
 
-  // Heartbeats: a peer that missed a ping round is cut off, so nodes go offline
-  // promptly and calls to them fail fast instead of hanging.
-  const heartbeat = setInterval(() => {
-    for (const socket of wss.clients) {
-      if (!alive.get(socket)) { socket.terminate(); continue }
-      alive.set(socket, false)
-      socket.ping()
+  // Heartbeats: a peer from which nothing at all arrived since the last ping is
+  // cut off, so nodes go offline promptly and calls to them fail fast instead
+  // of hanging. Any byte counts, not only the pong, which may be queued behind
+  // the peer's data; a peer the host is holding (not reading) is not judged.
+  let pingedAt = Date.now()
+  // Judged after the loop has read what already arrived (setImmediate runs after I/O), so a busy host does not mistake its own backlog for silence.
+  const heartbeat = setInterval(() => setImmediate(() => {
+    for (const peer of sessions.keys()) {
+      if (peer.lastHeard < pingedAt) { peer.socket.terminate(); continue }
+      peer.socket.ping()
     }
-  }, HEARTBEAT_MS)
+    pingedAt = Date.now()
+  }), HEARTBEAT_MS)
   heartbeat.unref()
 
   await new Promise<void>((resolve, reject) => {
@@ -226,8 +256,9 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
     mounts: () => mounts.size,
     stop: async () => {
       clearInterval(heartbeat)
-      for (const socket of wss.clients) socket.terminate()
-      await new Promise<void>((resolve) => wss.close(() => resolve()))
+      for (const peer of sessions.keys()) peer.socket.terminate()
+      for (const wss of [mountWss, nodeWss]) await new Promise<void>((resolve) => wss.close(() => resolve()))
+      http.closeAllConnections()
       await new Promise<void>((resolve) => http.close(() => resolve()))
       await store.close()
     },

@@ -9,9 +9,11 @@ import { HerdsError } from './errno.js'
 import { Peer } from './peer.js'
 import type { Frame } from './wire.js'
 
-/** The host pings every HEARTBEAT_MS; a peer silent for 3 of them is dead. */
+/** The host pings every HEARTBEAT_MS; a link on which nothing arrived for 3 of them is dead. */
 export const HEARTBEAT_MS = 5_000
 export const DEAD_AFTER_MS = 3 * HEARTBEAT_MS
+/** How often a dialler looks at when it last heard from the host. */
+const WATCHDOG_MS = 1000
 
 export interface DialOptions {
   url: string
@@ -64,13 +66,14 @@ export class Dialer extends EventEmitter {
       const peer = new Peer(socket)
       let welcomed = false
       let refusal: HerdsError | undefined
+      // Any byte from the host counts, not only its pings, which may be queued behind
+      // the data it sends; while we hold the peer (not reading it), the silence is ours.
       let watchdog: NodeJS.Timeout | undefined
-      const feed = (): void => {
-        clearTimeout(watchdog)
-        watchdog = setTimeout(() => socket.terminate(), DEAD_AFTER_MS)
-      }
-      socket.on('open', () => { feed(); peer.send(this.opts.hello) })
-      socket.on('ping', feed)
+      socket.on('upgrade', (res) => peer.listenTo(res.socket))
+      socket.on('open', () => {
+        watchdog = setInterval(() => { if (Date.now() - peer.lastHeard > DEAD_AFTER_MS) socket.terminate() }, WATCHDOG_MS)
+        peer.send(this.opts.hello)
+      })
       socket.on('error', (err) => { refusal ??= new HerdsError('ECONNREFUSED', `cannot reach the host at ${this.opts.url}: ${err.message}`) })
       // A refused token is answered before the upgrade, with HTTP 401.
       socket.on('unexpected-response', (_req, res) => {
@@ -93,7 +96,7 @@ export class Dialer extends EventEmitter {
         }
       })
       peer.on('close', () => {
-        clearTimeout(watchdog)
+        clearInterval(watchdog)
         if (this.peer === peer) this.peer = undefined
         if (!welcomed) {
           reject(refusal ?? new HerdsError('ECONNREFUSED', `the host at ${this.opts.url} closed the connection`))

@@ -2,9 +2,10 @@
  * The handles one connection opened: only they may be used through it, and
  * only as opened (the numbers are the whole tree's, so another connection's
  * are refused with EBADF, and so is a write through a handle opened for
- * reading); they are all released when it goes away, so a peer that vanishes
- * mid-read leaks no file descriptor. Every call through it carries the
- * session's id in its context (CallContext.session).
+ * reading); there is a cap on how many it holds, and they are all released
+ * when it goes away, so a peer that vanishes mid-read leaks no file descriptor.
+ * Every call through it carries the session's id in its context
+ * (CallContext.session).
  */
 import { randomUUID } from 'node:crypto'
 import { HerdsError } from './errno.js'
@@ -15,16 +16,34 @@ export interface TrackedTree {
   tree: Tree
   /** This connection's id, given to the tree below in every call's context. */
   session: string
-  /** Releases every handle still open through this tree. */
+  /** Releases every handle still open through this tree, a few at a time; resolves when all are. */
   releaseAll (): Promise<void>
 }
 
 /** Operations on an open file, by its handle (the second argument). */
 const HANDLE_OPS: ReadonlySet<Op> = new Set(['read', 'write', 'flush', 'release'])
 
-export function trackHandles (inner: Tree): TrackedTree {
+/** The most files one mount's connection may hold open through the host. */
+export const MAX_OPEN_PER_CONNECTION = 4096
+
+/**
+ * The most files a node holds open for its host (all the host's mounts
+ * together): below the node's own descriptor limit, so its jobs keep some.
+ */
+export const MAX_OPEN_FOR_HOST = 16_384
+
+/** How many releases go out at once when a connection goes away (a node answers EAGAIN past 4,096). */
+const RELEASE_CONCURRENCY = 32
+
+/**
+ * Tracks the handles opened through `inner` for one connection; past `maxOpen`
+ * open files, `open` and `create` fail with EMFILE.
+ */
+export function trackHandles (inner: Tree, maxOpen = MAX_OPEN_FOR_HOST): TrackedTree {
   const open = new Map<number, { path: string, flags: number }>()
   const session = randomUUID()
+  /** Opens sent on and not answered yet: they count against the limit too. */
+  let opening = 0
   let closed = false
   const tree = treeFromCall(async (op, args, given) => {
     const ctx = { ...given, session }
@@ -36,13 +55,21 @@ export function trackHandles (inner: Tree): TrackedTree {
       if (op === 'read' && (file.flags & O_ACCMODE) === O_WRONLY) throw new HerdsError('EBADF', `handle ${String(args[1])} was opened for writing only`)
     }
     if (op === 'release') open.delete(args[1] as number)
-    const result = await callOp(inner, op, args, ctx)
-    if (op === 'open' || op === 'create') {
-      // An open that finished after its connection closed is released at once.
-      if (closed) await inner.release(args[0] as string, result as number).catch(() => {})
-      else open.set(result as number, { path: args[0] as string, flags: op === 'create' ? O_RDWR : args[1] as number })
+    if (op !== 'open' && op !== 'create') return callOp(inner, op, args, ctx)
+    if (open.size + opening >= maxOpen) {
+      throw new HerdsError('EMFILE', `this connection has ${maxOpen} files open, the most it may: close some before opening more`)
     }
-    return result
+    opening++
+    let fh: number
+    try {
+      fh = await callOp(inner, op, args, ctx) as number
+    } finally {
+      opening--
+    }
+    // An open that finished after its connection closed is released at once.
+    if (closed) await inner.release(args[0] as string, fh).catch(() => {})
+    else open.set(fh, { path: args[0] as string, flags: op === 'create' ? O_RDWR : args[1] as number })
+    return fh
   })
   return {
     tree,
@@ -51,7 +78,13 @@ export function trackHandles (inner: Tree): TrackedTree {
       closed = true
       const handles = [...open]
       open.clear()
-      await Promise.all(handles.map(([fh, { path }]) => inner.release(path, fh).catch(() => {})))
+      // A few at a time: a burst of thousands would be refused (EAGAIN) by the other side.
+      await Promise.all(Array.from({ length: Math.min(RELEASE_CONCURRENCY, handles.length) }, async () => {
+        for (let next = handles.pop(); next; next = handles.pop()) {
+          // A failure here means the handle is gone already (its link closed, or it was released).
+          await inner.release(next[1].path, next[0]).catch(() => {})
+        }
+      }))
     },
   }
 }

@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events'
 import type WebSocket from 'ws'
 import { HerdsError, toHerdsError } from './errno.js'
+import { Outbox } from './outbox.js'
 import type { CallContext, Op, Tree } from './tree.js'
 import { MAX_MESSAGE, OP_ARGS, OP_TIMEOUT_MS, OPS, decodeFrame, encodeFrame, parseArgs, parseResult, type Frame } from './wire.js'
 
@@ -31,7 +32,14 @@ const MAX_IN_FLIGHT = 4096
  * not taken yet); past it reads are refused with EAGAIN, so a peer that stops
  * reading its socket cannot make us buffer without bound.
  */
-const MAX_BUFFERED_BYTES = 128 * 1024 * 1024
+export const MAX_BUFFERED_BYTES = 64 * 1024 * 1024
+
+/**
+ * The cap on bytes of requests being served for one peer (a write's data is
+ * held until it is written): past it, that peer's socket is not read until
+ * some are answered, so a fast sender waits in its own buffers, not ours.
+ */
+export const MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 /** How long a peer told bye may take to close before it is cut off. */
 const BYE_GRACE_MS = 1000
@@ -42,6 +50,14 @@ export class Peer extends EventEmitter {
   private readonly pending = new Map<number, Pending>()
   private readonly inFlight = new Map<number, AbortController>()
   private readBytesInFlight = 0
+  /** Bytes of the requests being served now (their frames' sizes). */
+  private requestBytes = 0
+  /** Set while requestBytes is past its cap: we are not reading this peer. */
+  private requestHold: (() => void) | undefined
+  /** Holds on reading: while any is taken, this peer's socket is paused. */
+  private holds = 0
+  private heardAt = Date.now()
+  private readonly outbox: Outbox
   private served: Tree | undefined
   private helloFirst = false
   private closedError: HerdsError | undefined
@@ -52,7 +68,12 @@ export class Peer extends EventEmitter {
     super()
     this.socket = socket
     socket.binaryType = 'nodebuffer'
-    socket.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary))
+    this.outbox = new Outbox(socket, (frame) => this.write(frame))
+    // Any frame is a sign of life; listenTo() counts every byte, for frames that take long to arrive.
+    const heard = (): void => { this.heardAt = Date.now() }
+    socket.on('ping', heard)
+    socket.on('pong', heard)
+    socket.on('message', (data, isBinary) => { heard(); this.onMessage(data as Buffer, isBinary) })
     socket.on('close', (code, reason) => this.onClose(code, reason.toString()))
     socket.on('error', () => { /* 'close' follows and does the cleanup */ })
   }
@@ -71,8 +92,55 @@ export class Peer extends EventEmitter {
     return this.closedError !== undefined
   }
 
-  /** Sends a frame; a frame to a closed socket is dropped (its calls already failed). */
+  /** Counts every chunk that arrives on `stream` (the connection under the WebSocket) as a sign of life. */
+  listenTo (stream: NodeJS.EventEmitter): void {
+    stream.on('data', () => { this.heardAt = Date.now() })
+  }
+
+  /**
+   * When something last arrived from the other side (ms since the epoch). While
+   * we hold the peer it is now: its silence is then ours, not a dead link.
+   */
+  get lastHeard (): number {
+    return this.holds > 0 ? Date.now() : this.heardAt
+  }
+
+  /** Are we holding this peer (not reading its socket)? */
+  get held (): boolean {
+    return this.holds > 0
+  }
+
+  /**
+   * Stops reading this peer until the returned function is called: a peer
+   * that sends faster than we can act waits in its own buffers (and TCP's).
+   * Holds are counted; the socket is read again when the last one ends.
+   */
+  hold (): () => void {
+    if (this.holds++ === 0) this.socket.pause()
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      if (--this.holds > 0) return
+      // What it sent meanwhile waited for us: the silence was ours.
+      this.heardAt = Date.now()
+      this.socket.resume()
+    }
+  }
+
+  /**
+   * Sends a frame; a frame to a closed socket is dropped (its calls already
+   * failed). A `changed` frame waits while the socket is backed up, gathered
+   * with the next ones (folded into their folders past 1,000 paths).
+   */
   send (frame: Frame): void {
+    if (this.socket.readyState !== this.socket.OPEN) return
+    if (frame.t === 'changed') return this.outbox.notice(frame.paths)
+    this.write(frame)
+  }
+
+  /** Puts a frame on the socket now. */
+  private write (frame: Frame): void {
     if (this.socket.readyState !== this.socket.OPEN) return
     this.socket.send(encodeFrame(frame), { binary: true })
   }
@@ -93,8 +161,24 @@ export class Peer extends EventEmitter {
     setTimeout(() => this.socket.terminate(), BYE_GRACE_MS).unref()
   }
 
-  /** Calls `op` on the tree the other side serves. */
-  call (op: Op, args: unknown[], ctx?: CallContext): Promise<unknown> {
+  /**
+   * Calls `op` on the tree the other side serves. A release refused with
+   * EAGAIN (the other side is at its cap of requests in flight) is tried again
+   * until it is taken or the connection closes: a dropped release would leak
+   * a file descriptor there.
+   */
+  async call (op: Op, args: unknown[], ctx?: CallContext): Promise<unknown> {
+    for (let delay = 10; ; delay = Math.min(2 * delay, 1000)) {
+      try {
+        return await this.callOnce(op, args, ctx)
+      } catch (err) {
+        if (op !== 'release' || (err as HerdsError).code !== 'EAGAIN' || this.closed) throw err
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay))
+    }
+  }
+
+  private callOnce (op: Op, args: unknown[], ctx?: CallContext): Promise<unknown> {
     if (this.closedError) return Promise.reject(this.closedError)
     if (ctx?.signal?.aborted) return Promise.reject(new HerdsError('ECANCELED', 'cancelled'))
     const id = this.nextId++
@@ -109,18 +193,23 @@ export class Peer extends EventEmitter {
         if (timer) clearTimeout(timer)
         ctx?.signal?.removeEventListener('abort', onAbort)
       }
+      try {
+        this.outbox.request(id, { t: 'req', id, op, args }, op === 'write' ? (args[3] as Uint8Array | undefined)?.byteLength ?? 0 : 0)
+      } catch (err) {
+        cleanup()
+        return reject(toHerdsError(err))
+      }
       this.pending.set(id, { op, resolve, reject, cleanup })
-      this.send({ t: 'req', id, op, args })
     })
   }
 
-  /** Gives up on a pending call and tells the other side to stop working on it. */
+  /** Gives up on a pending call and tells the other side to stop working on it (if it ever got it). */
   private abandon (id: number, error: HerdsError): void {
     const pending = this.pending.get(id)
     if (!pending) return
     this.pending.delete(id)
     pending.cleanup()
-    this.send({ t: 'cancel', id })
+    if (!this.outbox.withdraw(id)) this.send({ t: 'cancel', id })
     pending.reject(error)
   }
 
@@ -140,14 +229,14 @@ export class Peer extends EventEmitter {
       if (frame.t !== 'hello') return this.bye(new HerdsError('EPROTO', 'the first frame must be a hello'), 1002)
     }
     switch (frame.t) {
-      case 'req': return void this.onRequest(frame.id, frame.op, frame.args)
+      case 'req': return void this.onRequest(frame.id, frame.op, frame.args, data.length)
       case 'res': return this.onResponse(frame)
       case 'cancel': return this.inFlight.get(frame.id)?.abort()
       default: this.emit('frame', frame)
     }
   }
 
-  private async onRequest (id: number, op: Op, rawArgs: unknown[]): Promise<void> {
+  private async onRequest (id: number, op: Op, rawArgs: unknown[], size: number): Promise<void> {
     if (!this.served) return this.send({ t: 'res', id, ok: false, error: { code: 'ENOSYS', message: 'this peer serves no tree' } })
     if (this.inFlight.has(id)) return this.send({ t: 'res', id, ok: false, error: { code: 'EINVAL', message: `request id ${id} is already in flight` } })
     if (this.inFlight.size >= MAX_IN_FLIGHT) return this.send({ t: 'res', id, ok: false, error: { code: 'EAGAIN', message: 'too many requests in flight' } })
@@ -158,6 +247,8 @@ export class Peer extends EventEmitter {
     const controller = new AbortController()
     this.inFlight.set(id, controller)
     this.readBytesInFlight += readLength
+    this.requestBytes += size
+    if (this.requestBytes >= MAX_REQUEST_BYTES) this.requestHold ??= this.hold()
     try {
       const args = parseArgs(op, rawArgs)
       const value = await callOp(this.served, op, args, { signal: controller.signal })
@@ -168,6 +259,11 @@ export class Peer extends EventEmitter {
     } finally {
       this.inFlight.delete(id)
       this.readBytesInFlight -= readLength
+      this.requestBytes -= size
+      if (this.requestBytes < MAX_REQUEST_BYTES && this.requestHold) {
+        this.requestHold()
+        this.requestHold = undefined
+      }
     }
   }
 
@@ -186,6 +282,7 @@ export class Peer extends EventEmitter {
 
   private onClose (code: number, reason: string): void {
     this.closedError = new HerdsError('EHOSTDOWN', `connection closed${reason ? `: ${reason}` : ''}`)
+    this.outbox.clear()
     for (const [id, pending] of this.pending) {
       this.pending.delete(id)
       pending.cleanup()

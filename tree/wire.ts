@@ -24,9 +24,11 @@ const Path = z.string().min(1).max(4096)
   .transform((p) => joinPath(splitPath(p)))
 const Fh = z.number().int().min(0).max(2 ** 31 - 1)
 const Offset = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
-const Length = z.number().int().min(0).max(16 * 1024 * 1024)
+/** The most bytes one read asks for, and one write carries. */
+export const MAX_IO = 16 * 1024 * 1024
+const Length = z.number().int().min(0).max(MAX_IO)
 const Mode = z.number().int().min(0).max(0o7777 | 0o170000)
-const Bytes = z.instanceof(Uint8Array)
+const Bytes = z.instanceof(Uint8Array).refine((b) => b.byteLength <= MAX_IO, `at most ${MAX_IO} bytes at a time`)
 const Time = z.number().finite()
 
 /** The arguments of each Tree operation, in order, without the context. */

@@ -3,7 +3,8 @@ import { once } from 'node:events'
 import t, { type Test } from 'tap'
 import WebSocket, { WebSocketServer } from 'ws'
 import { HerdsError } from '../../tree/errno.js'
-import { Peer, remoteTree } from '../../tree/peer.js'
+import { MAX_REQUEST_BYTES, Peer, remoteTree } from '../../tree/peer.js'
+import { SEND_HIGH_WATER } from '../../tree/outbox.js'
 import { makeStat, S_IFREG, type CallContext, type Tree } from '../../tree/tree.js'
 
 /** A tree whose reads of "/slow" wait to be released, and which notes cancellations. */
@@ -81,4 +82,86 @@ t.test('a closed connection fails pending calls at once with EHOSTDOWN', async (
   const remote = remoteTree(new Peer(socket))
   await t.rejects(remote.read('/slow', 1, 0, 10), { code: 'EHOSTDOWN' })
   await t.rejects(remote.getattr('/'), { code: 'EHOSTDOWN' })
+})
+
+/** Two peers on a real WebSocket: the server serves `tree`; both ends are returned. */
+async function peers (t: Test, tree?: Tree): Promise<{ client: Peer, server: Peer }> {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' })
+  await once(wss, 'listening')
+  const served = new Promise<Peer>((resolve) => wss.on('connection', (socket) => {
+    const peer = new Peer(socket)
+    if (tree) peer.serve(tree)
+    resolve(peer)
+  }))
+  const socket = new WebSocket(`ws://127.0.0.1:${(wss.address() as { port: number }).port}`)
+  await once(socket, 'open')
+  t.teardown(() => { socket.terminate(); wss.close() })
+  return { client: new Peer(socket), server: await served }
+}
+
+const MiB = 1024 * 1024
+
+t.test('releases past the other side\'s cap of requests in flight are tried again, none dropped', async (t) => {
+  // A release that takes its time, as a node closing thousands of files does.
+  let released = 0
+  const tree = { release: async () => { await new Promise((resolve) => setTimeout(resolve, 300)); released++ } } as unknown as Tree
+  const { client } = await peers(t, tree)
+  const results = await Promise.allSettled(Array.from({ length: 6000 }, (_, i) => client.call('release', ['/f', i + 1])))
+  const refused = results.filter((r) => r.status === 'rejected')
+  t.equal(refused.length, 0, `no release failed (${refused.length} did)`)
+  t.equal(released, 6000, 'the other side released every one')
+})
+
+t.test('a peer whose requests hold more than the cap of bytes is not read until some are answered', async (t) => {
+  const gate: { open: () => void } = { open: () => {} }
+  const opened = new Promise<void>((resolve) => { gate.open = resolve })
+  let started = 0
+  const tree = { write: async (_p: string, _fh: number, _o: number, data: Uint8Array) => { started++; await opened; return data.length } } as unknown as Tree
+  const { client, server } = await peers(t, tree)
+  const writes = Array.from({ length: 40 }, () => client.call('write', ['/f', 1, 0, Buffer.alloc(MiB)]))
+  const deadline = Date.now() + 10_000
+  while (started < MAX_REQUEST_BYTES / MiB && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.ok(server.held, 'the server stopped reading')
+  t.ok(started <= MAX_REQUEST_BYTES / MiB + 2, `${started} writes of 1 MiB taken in at once (cap ${MAX_REQUEST_BYTES / MiB} MiB)`)
+  gate.open()
+  t.same(await Promise.all(writes), Array(40).fill(MiB), 'every write is answered once the first are')
+  t.equal(started, 40)
+  t.notOk(server.held, 'and the server reads again')
+})
+
+t.test('a caller keeps its own send buffer small while the other side does not read', async (t) => {
+  const tree = { write: async (_p: string, _fh: number, _o: number, data: Uint8Array) => data.length } as unknown as Tree
+  const { client, server } = await peers(t, tree)
+  const release = server.hold()
+  const writes = Array.from({ length: 40 }, () => client.call('write', ['/f', 1, 0, Buffer.alloc(MiB)]))
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const buffered = client.socket.bufferedAmount
+  t.ok(buffered <= SEND_HIGH_WATER + 2 * MiB, `${(buffered / MiB).toFixed(1)} MiB in the socket's buffer (high water ${SEND_HIGH_WATER / MiB} MiB)`)
+  t.ok(client.lastHeard <= Date.now(), 'a sign of life is a time')
+  t.ok(server.lastHeard >= Date.now() - 10, 'a held peer counts as heard from')
+  release()
+  t.same(await Promise.all(writes), Array(40).fill(MiB), 'all of them go once it reads again')
+})
+
+t.test('change notices to a reader that is behind are gathered and folded, not queued', async (t) => {
+  const { client, server } = await peers(t)
+  const heard: string[][] = []
+  client.on('frame', (frame: { t: string, paths?: string[] }) => { if (frame.t === 'changed') heard.push(frame.paths!) })
+  // The client stops reading; the server sends 100 notices of 1,000 long paths each (about 100 MiB).
+  const release = client.hold()
+  const long = 'x'.repeat(200)
+  for (let i = 0; i < 100; i++) {
+    server.send({ t: 'changed', paths: Array.from({ length: 1000 }, (_, j) => `/volumes/v${i}/${long}/${long}/${long}/${long}/${long}${j}`) })
+  }
+  t.ok(server.socket.bufferedAmount < SEND_HIGH_WATER + 2 * MiB, `${(server.socket.bufferedAmount / MiB).toFixed(1)} MiB buffered for 100 notices of 1,000 paths (1 MiB each)`)
+  release()
+  const deadline = Date.now() + 20_000
+  const folded = `/volumes/v99/${long}/${long}/${long}/${long}`
+  while (!heard.flat().includes(folded) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+  const paths = heard.flat()
+  t.ok(heard.length < 100, `${heard.length} frames arrived`)
+  t.ok(heard.every((p) => p.length <= 1000), 'none over 1,000 paths')
+  t.ok(paths.includes(`/volumes/v0/${long}/${long}/${long}/${long}/${long}0`), 'the first change arrived as it was')
+  t.ok(paths.includes(folded), 'the last ones arrived folded into their folders')
 })

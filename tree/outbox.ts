@@ -1,0 +1,118 @@
+/**
+ * What waits to go out on one connection. Requests wait here, in order,
+ * while the socket already holds more than SEND_HIGH_WATER bytes the other
+ * side has not taken, so the socket's own buffer stays small and a ping,
+ * a pong or a cancel is never stuck behind megabytes of writes. Change
+ * notices that cannot go at once are gathered into one (a flood of them
+ * folds into their folders), so a reader that falls behind costs a bounded set
+ * of paths, not a queue of frames.
+ */
+import type WebSocket from 'ws'
+import { HerdsError } from './errno.js'
+import { joinPath, splitPath } from './paths.js'
+import { MAX_CHANGED, type Frame } from './wire.js'
+
+/** Past this many bytes in the socket's buffer, requests wait in the outbox. */
+export const SEND_HIGH_WATER = 4 * 1024 * 1024
+
+/** The most bytes of writes the outbox holds; a write past it fails with EAGAIN. */
+export const MAX_OUTBOX_BYTES = 64 * 1024 * 1024
+
+/** How often a waiting outbox looks at the socket again (ws has no drain event of its own). */
+const PUMP_MS = 5
+
+interface Waiting { frame: Frame, bytes: number }
+
+/**
+ * Paths folded to their folders, one level at a time, until at most `max`
+ * are left: a change to a folder stands for everything below it, so this is
+ * never wrong, only coarser.
+ */
+export function foldPaths (paths: Iterable<string>, max = MAX_CHANGED): string[] {
+  let all = [...new Set(paths)]
+  let depth = Math.max(0, ...all.map((p) => splitPath(p).length))
+  while (all.length > max && depth > 0) {
+    depth--
+    all = [...new Set(all.map((p) => joinPath(splitPath(p).slice(0, depth))))]
+  }
+  return all
+}
+
+export class Outbox {
+  private readonly socket: WebSocket
+  private readonly write: (frame: Frame) => void
+  /** Requests not sent yet, by id, oldest first. */
+  private readonly requests = new Map<number, Waiting>()
+  private bytes = 0
+  private changed: Set<string> | undefined
+  private timer: NodeJS.Timeout | undefined
+
+  /** `write` puts a frame on the socket at once. */
+  constructor (socket: WebSocket, write: (frame: Frame) => void) {
+    this.socket = socket
+    this.write = write
+  }
+
+  private get full (): boolean {
+    return this.socket.bufferedAmount >= SEND_HIGH_WATER
+  }
+
+  /** Sends request `id` now, or after those already waiting; `bytes` is what it carries (a write's data). */
+  request (id: number, frame: Frame, bytes: number): void {
+    if (this.requests.size === 0 && !this.full) return this.write(frame)
+    if (bytes > 0 && this.bytes + bytes > MAX_OUTBOX_BYTES) {
+      throw new HerdsError('EAGAIN', 'too much data is waiting to go to the other side; try again')
+    }
+    this.requests.set(id, { frame, bytes })
+    this.bytes += bytes
+    this.schedule()
+  }
+
+  /** Takes back request `id` if it has not gone yet; true if it had not. */
+  withdraw (id: number): boolean {
+    const waiting = this.requests.get(id)
+    if (!waiting) return false
+    this.requests.delete(id)
+    this.bytes -= waiting.bytes
+    return true
+  }
+
+  /** Sends a change notice now, or folds it into the one that waits. */
+  notice (paths: string[]): void {
+    if (!this.changed && !this.full) return this.write({ t: 'changed', paths })
+    this.changed ??= new Set()
+    for (const path of paths) this.changed.add(path)
+    if (this.changed.size > MAX_CHANGED) this.changed = new Set(foldPaths(this.changed))
+    this.schedule()
+  }
+
+  /** Drops everything waiting (the connection closed; its calls have failed already). */
+  clear (): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    this.requests.clear()
+    this.bytes = 0
+    this.changed = undefined
+  }
+
+  private schedule (): void {
+    this.timer ??= setTimeout(() => this.pump(), PUMP_MS)
+  }
+
+  private pump (): void {
+    this.timer = undefined
+    if (this.socket.readyState !== this.socket.OPEN) return this.clear()
+    if (this.changed && !this.full) {
+      const paths = [...this.changed]
+      this.changed = undefined
+      this.write({ t: 'changed', paths })
+    }
+    for (const [id, waiting] of this.requests) {
+      if (this.full) break
+      this.requests.delete(id)
+      this.bytes -= waiting.bytes
+      this.write(waiting.frame)
+    }
+    if (this.requests.size > 0 || this.changed) this.schedule()
+  }
+}
