@@ -4,6 +4,7 @@
  */
 import type { z } from 'zod'
 import { HerdsError } from './errno.js'
+import { jsonPrefixError } from './jsonprefix.js'
 import { actionFile, type SynthFile } from './synthetic.js'
 
 /** Parses `text` as JSON and checks it against `schema`; EINVAL names `what` and the field. */
@@ -64,6 +65,9 @@ export function jsonActionFile<T> (opts: {
       // Every such file takes an object: anything else is refused at its first byte, where a shell sees it.
       // What was written is not quoted, as in withoutQuote.
       if (/^\s*[^\s{]/.test(text)) throw new HerdsError('EINVAL', `${opts.what} takes one JSON object ({"…": …}), which starts with "{"`)
+      // Refused at the first byte no JSON could have there, so the shell's write fails, not its (ignored) close.
+      const bad = jsonPrefixError(text)
+      if (bad) throw new HerdsError('EINVAL', `${opts.what} is not JSON: ${bad.why}, at character ${bad.at + 1}`)
       if (isCompleteJson(text)) parseJsonAs(opts.schema, text, opts.what)
     },
     commit: (data) => opts.commit(parseJsonAs(opts.schema, data.toString('utf8'), opts.what)),
