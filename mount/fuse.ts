@@ -201,9 +201,24 @@ export function fuseOps (tree: Tree, sync: (fh: number) => Promise<void> = async
       const same = (want: number, have: number): boolean => want === have || want === -1 || want === 0xffffffff
       tree.getattr(path).then(() => cb(same(newUid, uid) && same(newGid, gid) ? 0 : -errnoNumber('EPERM')), fail(cb))
     },
-    utimens: (path: string, atime: number, mtime: number, cb) => { tree.utimens(path, atime, mtime).then(done(cb), fail(cb)) },
+    utimens: (path: string, atime: number, mtime: number, cb) => { setTimes(tree, path, atime, mtime).then(done(cb), fail(cb)) },
     statfs: (path: string, cb) => {
       tree.statfs(path).then((s) => cb(0, { ...s, frsize: s.bsize, favail: s.ffree, fsid: 0, flag: 0 }), fail(cb))
     },
   }
+}
+
+/** How .ci/setup's fuse-native hands over UTIME_OMIT and UTIME_NOW: as these times (ms). */
+const TIME_OMITTED = 1
+const TIME_NOW = 2
+
+/**
+ * Sets a file's times as utimensat(2) asked: a time left out (touch -m, tar x)
+ * keeps its value, read first; "now" is the mount's clock, as libfuse would.
+ */
+async function setTimes (tree: Tree, path: string, atimeMs: number, mtimeMs: number): Promise<void> {
+  const now = Date.now()
+  const current = atimeMs === TIME_OMITTED || mtimeMs === TIME_OMITTED ? await tree.getattr(path) : undefined
+  const pick = (asked: number, kept: number | undefined): number => asked === TIME_OMITTED ? kept! : asked === TIME_NOW ? now : asked
+  await tree.utimens(path, pick(atimeMs, current?.atimeMs), pick(mtimeMs, current?.mtimeMs))
 }

@@ -157,3 +157,31 @@ t.test('cp -a and rsync -a keep the times of files and folders', { skip: !hasRsy
     t.same(wrong, [], `${name}: every file and folder on the node has its source's time`)
   }
 })
+
+t.test('tar x, touch -m and touch -a set the one time they are given and keep the other', async (t) => {
+  const src = join(tempDir(t), 'src')
+  for (let i = 0; i < 6; i++) {
+    mkdirSync(join(src, `d${i}`, 'sub'), { recursive: true })
+    writeFileSync(join(src, `d${i}`, 'sub', 'small'), `${i}\n`)
+  }
+  execFileSync('sh', ['-c', 'find . -depth -exec touch -h -d 2001-02-03T04:05:06 {} +'], { cwd: src })
+  await mkdir(join(volumes, 'untar'))
+  const r = sh(`tar cf - -C ${src} . | tar xf - -C untar`)
+  t.equal(r.status, 0, String(r.stderr))
+  const wrong = execFileSync('find', [join(onDisk, 'untar'), '-mindepth', '1', '!', '-newermt', '2001-02-03T04:05:05', '-o', '-mindepth', '1', '-newermt', '2001-02-03T04:05:07'], { encoding: 'utf8' }).split('\n').filter(Boolean)
+  t.same(wrong, [], 'tar x: every file and folder has its time from the archive')
+  const file = join(volumes, 'untar', 'one')
+  writeFileSync(file, 'x')
+  await utimes(file, 1_000_000_000, 1_100_000_000)
+  t.equal(sh(`touch -m -d 2005-06-07T08:09:10Z ${file}`).status, 0)
+  let s = statSync(join(onDisk, 'untar', 'one'))
+  t.equal(Math.round(s.mtimeMs / 1000), Date.parse('2005-06-07T08:09:10Z') / 1000, 'touch -m sets the modification time')
+  t.equal(Math.round(s.atimeMs / 1000), 1_000_000_000, 'and keeps the access time')
+  t.equal(sh(`touch -a -d 2006-06-07T08:09:10Z ${file}`).status, 0)
+  s = statSync(join(onDisk, 'untar', 'one'))
+  t.equal(Math.round(s.atimeMs / 1000), Date.parse('2006-06-07T08:09:10Z') / 1000, 'touch -a sets the access time')
+  t.equal(Math.round(s.mtimeMs / 1000), Date.parse('2005-06-07T08:09:10Z') / 1000, 'and keeps the modification time')
+  const before = Date.now()
+  t.equal(sh(`touch ${file}`).status, 0)
+  t.ok(statSync(join(onDisk, 'untar', 'one')).mtimeMs >= before - 2000, 'plain touch sets now')
+})
