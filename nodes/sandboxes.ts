@@ -354,6 +354,7 @@ export class Sandboxes {
       },
       mkdir: (name) => this.create(name),
       rmdir: (name) => this.remove(name),
+      missing: (name) => `no sandbox named ${name} on this node (sandboxes: ${this.names().join(', ') || 'none'}; make one with mkdir sandboxes/${name})`,
     }
   }
 

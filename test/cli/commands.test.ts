@@ -86,6 +86,7 @@ t.test('sandbox and volume create, ls, rm', async (t) => {
 
 t.test('refusals say what the user can act on, in the namespace\'s words', async (t) => {
   t.equal(herds(['run', '--node', 'nosuch', '--', 'true']).stderr, `herds: no node named nosuch (online: ${up.name})\n`)
+  t.match(herds(['run', '--sandbox', 'nosuch', '--', 'true']).stderr, /^herds: no sandbox named nosuch on this node \(sandboxes: [^)]*\bclibox\b/)
   t.equal(herds(['sandbox', 'create', 'twice']).status, 0)
   t.equal(herds(['sandbox', 'create', 'twice']).stderr, `herds: sandbox twice exists already on ${up.name}\n`)
   t.equal(herds(['sandbox', 'rm', 'never']).stderr, `herds: no sandbox named never on ${up.name}\n`)
