@@ -124,3 +124,23 @@ export async function herdsUp (t: Teardown, name = 'studio', extra: string[] = [
   await proc.waitFor(/Ctrl-C to stop/)
   return { proc, home, url, mountpoint, name, nodeDir: join(mountpoint, 'nodes', name), adminToken: adminToken(home) }
 }
+
+export interface HostAndNode {
+  host: HerdsProcess
+  node: HerdsProcess
+  url: string
+  /** The host's admin token. */
+  admin: string
+  hostHome: string
+}
+
+/** Starts `herds host` and `herds node` as two processes (so either can be killed or counted alone), on port 0. */
+export async function startHostAndNode (t: Teardown, name = 'studio'): Promise<HostAndNode> {
+  const hostHome = tempDir(t)
+  const host = spawnHerds(t, ['host', '--port', '0'], hostHome)
+  const url = (await host.waitFor(/host\s+(ws:\/\/\S+)/))[1]!
+  const admin = adminToken(hostHome)
+  const node = spawnHerds(t, ['node', '--host', url, '--name', name], tempDir(t), { HERDS_TOKEN: admin })
+  await node.waitFor(new RegExp(`node\\s+${name}\\n`))
+  return { host, node, url, admin, hostHome }
+}

@@ -6,14 +6,9 @@ import t from 'tap'
 import { connectHost, type HostConnection } from '../../mount/client.js'
 import { readWhole, writeWhole } from '../../tree/bind.js'
 import { MAX_OPEN_PER_CONNECTION } from '../../tree/handles.js'
-import { adminToken, spawnHerds, tempDir } from '../e2e/harness.js'
+import { startHostAndNode } from '../e2e/harness.js'
 
-const hostHome = tempDir(t)
-const host = spawnHerds(t, ['host', '--port', '0'], hostHome)
-const url = (await host.waitFor(/host\s+(ws:\/\/\S+)/))[1]
-const admin = adminToken(hostHome)
-const node = spawnHerds(t, ['node', '--host', url, '--name', 'studio'], tempDir(t), { HERDS_TOKEN: admin })
-await node.waitFor(/node\s+studio\n/)
+const { node, url, admin } = await startHostAndNode(t)
 
 /** The node's open descriptors, as the kernel counts them. */
 const nodeFds = (): number => readdirSync(`/proc/${node.child.pid!}/fd`).length

@@ -8,17 +8,12 @@ import WebSocket from 'ws'
 import { connectHost } from '../../mount/client.js'
 import { readWhole, writeWhole } from '../../tree/bind.js'
 import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type Frame } from '../../tree/wire.js'
-import { adminToken, spawnHerds, tempDir } from '../e2e/harness.js'
+import { startHostAndNode } from '../e2e/harness.js'
 
 const MiB = 1024 * 1024
 /** Writes of 1 MiB each connection sends at once. */
 const WRITES = 64
-const hostHome = tempDir(t)
-const host = spawnHerds(t, ['host', '--port', '0'], hostHome)
-const url = (await host.waitFor(/host\s+(ws:\/\/\S+)/))[1]
-const admin = adminToken(hostHome)
-const node = spawnHerds(t, ['node', '--host', url, '--name', 'studio'], tempDir(t), { HERDS_TOKEN: admin })
-await node.waitFor(/node\s+studio\n/)
+const { host, node, url, admin } = await startHostAndNode(t)
 
 const setup = await connectHost(url, { token: admin })
 t.teardown(() => setup.close())
