@@ -46,9 +46,10 @@ t.test('a fork bomb is held at its process limit, then ended, saying why', { ski
   const output = await readFile(join(box, 'exec', 'output'), 'utf8')
   t.match(output, /fork|Resource temporarily unavailable|Cannot/i, 'the job itself saw a fork refused')
   // A program that shrugs off refused forks and stays: the node ends it.
-  const stubborn = `const { spawn } = require('child_process'); for (let i = 0; i < 200; i++) { try { spawn('sleep', ['41.3']).on('error', () => {}) } catch {} } setTimeout(() => {}, 60000)`
+  // stdio 'ignore': a refused fork then leaves no pipe whose error could end the program itself.
+  const stubborn = `process.on('uncaughtException', () => {}); const { spawn } = require('child_process'); for (let i = 0; i < 200; i++) { try { spawn('sleep', ['41.3'], { stdio: 'ignore' }).on('error', () => {}) } catch {} } setTimeout(() => {}, 60000)`
   const held = await run(`${process.execPath} -e "${stubborn}"`)
-  t.match(held.error, /^ended by the node: past its process limit \(50\)/)
+  t.match(held.error, /^ended by the node: past its process limit \(50\)/, JSON.stringify(held))
   t.equal(held.state, 'killed')
   t.equal(spawnSync('pgrep', ['-f', 'sleep 41.3']).status, 1, 'no sleep left')
 })
