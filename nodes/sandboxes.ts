@@ -19,7 +19,7 @@ import { checkName } from '../tree/names.js'
 import { actionFile, jsonFile, type SynthDir } from '../tree/synthetic.js'
 import { SafeName } from '../tree/wire.js'
 import { ENDED_STATES, type JobRecord, type JobStore } from '../venoms/run/record.js'
-import { Runner } from '../venoms/run/runner.js'
+import { Runner, type RunnerOptions } from '../venoms/run/runner.js'
 import { execDir } from '../venoms/run/tree.js'
 import { detectCgroups, removeSetup, type CgroupSetup } from './cgroups.js'
 import { detectMountNamespace, fenceArgs, type Fence, type FenceSpec } from './fence.js'
@@ -97,6 +97,8 @@ export interface SandboxOptions {
   /** Where job cgroups are made; found on the machine (Linux) when not given. */
   cgroups?: CgroupSetup
   onRecord?: (sandbox: string, record: JobRecord) => void
+  /** Limits of each sandbox's exec/ (RUN_DEFAULTS for those not given). */
+  runLimits?: RunnerOptions['limits']
 }
 
 export class Sandboxes {
@@ -206,6 +208,7 @@ export class Sandboxes {
       },
       outputDir: join(dir, 'jobs'),
       store,
+      limits: this.opts.runLimits,
       onRecord: (record) => {
         box.lastActivity = Date.now()
         if (ENDED_STATES.includes(record.state)) this.noteLimits(box, record)
