@@ -8,13 +8,14 @@ import { connectHost, type HostConnection } from '../mount/client.js'
 import { checkFuseDevice, loadFuseLibrary, mountTree, prepareMountpoint, type Mounted } from '../mount/fuse.js'
 import { defaultNodeName } from '../nodes/info.js'
 import { startNode, type Export, type RunningNode } from '../nodes/node.js'
+import { RUN_DEFAULTS } from '../venoms/run/runner.js'
 import type { Dialer } from '../tree/dial.js'
 import { HerdsError, toHerdsError } from '../tree/errno.js'
 import { VERSION } from '../tree/version.js'
 import { accessFrom, CA_OPTION, TOKEN_OPTION, type Access, type AccessFlags } from './access.js'
 import { writeHostUrl } from './hostfile.js'
 import { registerClientCommands, registerMachineCommands } from './client.js'
-import { collectExports, DEFAULT_PORT, defaultMountpoint, Dir, herdsHome, HostUrl, ListenAddress, NodeName, parseFlag, Port, readFlagFile } from './options.js'
+import { collectExports, DEFAULT_PORT, defaultMountpoint, Dir, herdsHome, HostUrl, JobExpiry, ListenAddress, NodeName, parseFlag, Port, readFlagFile } from './options.js'
 
 const say = (line: string): void => { process.stdout.write(`herds: ${line}\n`) }
 // A closed terminal or pipe must not crash a running host, node or mount.
@@ -61,8 +62,9 @@ async function runHost (opts: HostFlags): Promise<RunningHost> {
   return host
 }
 
-async function runNode (url: string, name: string, exports: Export[], access: Access): Promise<RunningNode> {
-  const node = await startNode({ host: url, name, home: join(herdsHome(), 'nodes', name), hidden: [herdsHome()], exports, log: say, ...access })
+async function runNode (url: string, name: string, exports: Export[], access: Access, jobExpiry: string): Promise<RunningNode> {
+  const jobExpiryMs = parseFlag(JobExpiry, jobExpiry, '--job-expiry') * 1000
+  const node = await startNode({ host: url, name, home: join(herdsHome(), 'nodes', name), hidden: [herdsHome()], exports, jobExpiryMs, log: say, ...access })
   stoppers.push(() => node.stop())
   stopOnFatal(node.dialer, `node ${name}`)
   node.dialer.on('disconnect', () => { if (!stopping) say('lost the host; reconnecting') })
@@ -113,6 +115,13 @@ function hostOptions (opts: HostFlags): Omit<HostOptions, 'home'> {
   }
 }
 
+/** --job-expiry: how long a job from `new` or `mkdir` waits for its cmd. */
+const JOB_EXPIRY_OPTION = [
+  '--job-expiry <seconds>',
+  'a job made by exec/new or mkdir exec/jobs/<name> that gets no cmd within this expires',
+  String(RUN_DEFAULTS.expireIdleMs / 1000),
+] as const
+
 /** --export, repeatable; checked in the action so a bad one is one clear line. */
 const EXPORT_OPTION = [
   '--export <name=path[:ro]>',
@@ -133,8 +142,10 @@ withHostOptions(program.command('up')
   .option('--mount <dir>', 'where to mount', defaultMountpoint())
   .option('--name <node>', 'this node\'s name', defaultNodeName())
   .option(...EXPORT_OPTION)
-  .action(async (opts: HostFlags & { mount: string, name: string, export: string[] }) => {
+  .option(...JOB_EXPIRY_OPTION)
+  .action(async (opts: HostFlags & { mount: string, name: string, export: string[], jobExpiry: string }) => {
     const name = parseFlag(NodeName, opts.name, '--name')
+    parseFlag(JobExpiry, opts.jobExpiry, '--job-expiry') // before anything starts
     const dir = resolve(parseFlag(Dir, opts.mount, '--mount'))
     const exports = opts.export.reduce<Export[]>((all, value) => collectExports(value, all), [])
     // Everything that could stop the mount is checked before the host and node start.
@@ -148,7 +159,7 @@ withHostOptions(program.command('up')
     const mountToken = (await host.tokens.put({ name: 'up-mount', scope: 'admin' })).secret
     const ca = opts.tlsCert ? readFileSync(opts.tlsCert) : undefined
     const url = loopbackUrl(host.url)
-    await runNode(url, name, exports, { token: nodeToken, ca, pinned: true })
+    await runNode(url, name, exports, { token: nodeToken, ca, pinned: true }, opts.jobExpiry)
     await runMount(url, dir, { token: mountToken, ca, pinned: true })
     say(`ready: try   echo 'uname -a' > ${dir}/nodes/${name}/exec/cmd && cat ${dir}/nodes/${name}/exec/stdout`)
     say('Ctrl-C to stop')
@@ -167,15 +178,17 @@ program.command('node')
   .requiredOption('--host <url>', 'the host, e.g. ws://127.0.0.1:7077')
   .option('--name <node>', 'this node\'s name', defaultNodeName())
   .option(...EXPORT_OPTION)
+  .option(...JOB_EXPIRY_OPTION)
   .option(...TOKEN_OPTION)
   .option(...CA_OPTION)
-  .action(async (opts: AccessFlags & { host: string, name: string, export: string[] }) => {
+  .action(async (opts: AccessFlags & { host: string, name: string, export: string[], jobExpiry: string }) => {
     const url = parseFlag(HostUrl, opts.host, '--host')
     const name = parseFlag(NodeName, opts.name, '--name')
+    parseFlag(JobExpiry, opts.jobExpiry, '--job-expiry')
     const exports = opts.export.reduce<Export[]>((all, value) => collectExports(value, all), [])
     const access = await accessFrom(opts)
     exitOnSignals()
-    await runNode(url, name, exports, access)
+    await runNode(url, name, exports, access, opts.jobExpiry)
   })
 
 program.command('mount')

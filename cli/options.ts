@@ -13,6 +13,9 @@ export { SafeName as NodeName }
 export const HostUrl = z.string().regex(/^wss?:\/\/[^\s/]+(\/\S*)?$/, 'the host URL looks like ws://127.0.0.1:7077')
 export const Dir = z.string().min(1, 'a directory is needed')
 export const ListenAddress = z.string().regex(/^[0-9A-Za-z.:-]{1,253}$/, 'an address is an IP address or a host name, e.g. 0.0.0.0')
+/** --job-expiry: seconds, more than 0, at most a day; decimals allowed. */
+export const JobExpiry = z.string().regex(/^\d+(\.\d+)?$/, 'seconds, a number above 0 (e.g. 600)').transform(Number)
+  .refine((s) => s > 0 && s <= 24 * 3600, 'seconds, above 0 and at most 86400 (a day)')
 export const TokenSecret = z.string().regex(/^herds_[A-Za-z0-9_-]{20,200}$/, 'a token looks like herds_… (herds token show; or .herds/control/tokens/<name>/secret)')
 
 /** Reads a file a flag names (a certificate, a key); ENOENT in one line. */

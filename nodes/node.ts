@@ -45,6 +45,8 @@ export interface NodeOptions {
   log?: (line: string) => void
   /** Directories of this machine shown at fs/<name>/ (opt-in). */
   exports?: Export[]
+  /** How long a job made by `new` or `mkdir` waits for its cmd before it expires (RUN_DEFAULTS.expireIdleMs when not given). */
+  jobExpiryMs?: number
 }
 
 export interface Export {
@@ -112,12 +114,14 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
   const db = openNodeDb(join(opts.home, 'db'))
   const workspace = opts.workspace ?? join(opts.home, 'workspace')
   await mkdir(workspace, { recursive: true })
+  const runLimits = opts.jobExpiryMs === undefined ? {} : { expireIdleMs: opts.jobExpiryMs }
   const runner = new Runner({
     cwd: workspace,
     env: jobEnv(),
     shell: jobShell(),
     outputDir: join(opts.home, 'jobs'),
     store: lmdbJobStore(db),
+    limits: runLimits,
     onRecord: (record) => dialer.peer?.send({ t: 'jobs', jobs: [jobSummary(record)] }),
   })
   await runner.load()
@@ -131,6 +135,7 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
     shell: jobShell(),
     fence: detectFence(),
     hidden: [opts.home, ...(opts.hidden ?? [])],
+    runLimits,
     onRecord: (sandbox, record) => dialer.peer?.send({ t: 'jobs', jobs: [jobSummary({ ...record, id: `${sandbox}/${record.id}` })] }),
   })
   await sandboxes.load()

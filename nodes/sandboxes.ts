@@ -19,7 +19,7 @@ import { checkName } from '../tree/names.js'
 import { actionFile, jsonFile, type SynthDir } from '../tree/synthetic.js'
 import { SafeName } from '../tree/wire.js'
 import { ENDED_STATES, type JobRecord, type JobStore } from '../venoms/run/record.js'
-import { Runner } from '../venoms/run/runner.js'
+import { Runner, type RunnerOptions } from '../venoms/run/runner.js'
 import { execDir } from '../venoms/run/tree.js'
 import { detectCgroups, removeSetup, type CgroupSetup } from './cgroups.js'
 import { detectMountNamespace, fenceArgs, type Fence, type FenceSpec } from './fence.js'
@@ -59,7 +59,8 @@ const SAVED = 'sandbox.json'
 const SavedSchema = z.object({
   config: SandboxConfigSchema,
   createdAt: z.string(),
-  state: z.enum(['running', 'stopped']),
+  // "running" is what versions before "started" wrote for it.
+  state: z.enum(['started', 'running', 'stopped']).transform((state) => state === 'running' ? 'started' : state),
 })
 
 /** Variables a sandbox's jobs inherit from the node; everything else is left behind. */
@@ -77,7 +78,8 @@ interface Sandbox {
   runner: Runner
   /** Where its job records are kept, for adding why a job was ended to its record. */
   store: JobStore
-  state: 'running' | 'stopped'
+  /** Started: jobs may run (status.json shows ready or busy). Stopped: they are refused until `start`. */
+  state: 'started' | 'stopped'
   createdAt: string
   lastActivity: number
 }
@@ -97,6 +99,8 @@ export interface SandboxOptions {
   /** Where job cgroups are made; found on the machine (Linux) when not given. */
   cgroups?: CgroupSetup
   onRecord?: (sandbox: string, record: JobRecord) => void
+  /** Limits of each sandbox's exec/ (RUN_DEFAULTS for those not given). */
+  runLimits?: RunnerOptions['limits']
 }
 
 export class Sandboxes {
@@ -141,7 +145,7 @@ export class Sandboxes {
 
   /** Keeps a sandbox's config and state, outside anything its jobs can write. */
   private async save (box: Sandbox): Promise<void> {
-    const saved: z.infer<typeof SavedSchema> = { config: box.config, createdAt: box.createdAt, state: box.state }
+    const saved: z.input<typeof SavedSchema> = { config: box.config, createdAt: box.createdAt, state: box.state }
     await writeFile(join(box.dir, SAVED), JSON.stringify(saved, null, 2) + '\n')
   }
 
@@ -194,7 +198,7 @@ export class Sandboxes {
     const dir = join(this.opts.root, name)
     for (const sub of WRITABLE) await mkdir(join(dir, sub), { recursive: true })
     const store = lmdbJobStore(this.opts.db, `sandbox:${name}`)
-    const box: Sandbox = { name, dir, workspace: new LocalTree(join(dir, 'workspace'), { linksOut: () => false }), mounts: new Map(), config, state: 'running', createdAt: new Date().toISOString(), lastActivity: Date.now(), runner: undefined as unknown as Runner, store }
+    const box: Sandbox = { name, dir, workspace: new LocalTree(join(dir, 'workspace'), { linksOut: () => false }), mounts: new Map(), config, state: 'started', createdAt: new Date().toISOString(), lastActivity: Date.now(), runner: undefined as unknown as Runner, store }
     box.runner = new Runner({
       cwd: join(dir, 'workspace'),
       env: () => this.env(box),
@@ -206,6 +210,7 @@ export class Sandboxes {
       },
       outputDir: join(dir, 'jobs'),
       store,
+      limits: this.opts.runLimits,
       onRecord: (record) => {
         box.lastActivity = Date.now()
         if (ENDED_STATES.includes(record.state)) this.noteLimits(box, record)
@@ -335,7 +340,7 @@ export class Sandboxes {
     for (const box of this.boxes.values()) {
       const busy = box.runner.all().some((job) => job.running)
       if (busy) box.lastActivity = now
-      else if (box.state === 'running' && box.config.idleTimeout > 0 && now - box.lastActivity > box.config.idleTimeout * 1000) {
+      else if (box.state === 'started' && box.config.idleTimeout > 0 && now - box.lastActivity > box.config.idleTimeout * 1000) {
         box.state = 'stopped'
         await this.save(box)
       }
@@ -368,10 +373,9 @@ export class Sandboxes {
         exec: execDir(box.runner),
         'status.json': jsonFile(() => ({
           name: box.name,
-          state: box.state,
+          ...activity(box),
           createdAt: box.createdAt,
           lastActivity: new Date(box.lastActivity).toISOString(),
-          runningJobs: box.runner.all().filter((job) => job.running).length,
           fence: this.opts.fence,
           network: box.config.network,
           isolation: ISOLATION[this.opts.fence] + (this.opts.fence !== 'none' && !box.config.network ? ', no network' : '') +
@@ -400,7 +404,7 @@ export class Sandboxes {
             for (const line of data.toString('utf8').split('\n')) {
               const verb = parseSandboxCtl(line)
               if (verb === 'stop') { box.state = 'stopped'; await box.runner.stopAll() }
-              if (verb === 'start') { box.state = 'running'; box.lastActivity = Date.now() }
+              if (verb === 'start') { box.state = 'started'; box.lastActivity = Date.now() }
               if (verb) await this.save(box)
             }
           },
@@ -409,6 +413,15 @@ export class Sandboxes {
       },
     }
   }
+}
+
+/**
+ * What status.json says of a sandbox's use: stopped; busy while a job of it
+ * runs; else ready. With `running`, how many of its jobs run.
+ */
+function activity (box: Sandbox): { state: 'ready' | 'busy' | 'stopped', running: number } {
+  const running = box.runner.all().filter((job) => job.running).length
+  return { state: box.state === 'stopped' ? 'stopped' : running > 0 ? 'busy' : 'ready', running }
 }
 
 function parseSandboxCtl (line: string): 'stop' | 'start' | undefined {

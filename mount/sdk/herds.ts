@@ -42,7 +42,7 @@ export interface RunResult {
   stderr: string
   durationMs: number | null
   timedOut: boolean
-  /** exited, killed, timed_out, failed_to_start or lost. */
+  /** exited, killed, timed_out, failed_to_start, lost or expired (see docs/files.md). */
   state: string
 }
 

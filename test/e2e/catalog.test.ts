@@ -33,7 +33,7 @@ t.test('README → catalog → schema → control → sandbox → job → result
   await writeFile(at(controlFile), JSON.stringify(request))
   const sandbox = follow(catalog, /mkdir (nodes\/<node>\/sandboxes\/)web/, 'where sandboxes are').replace('<node>', node) + 'agent'
   const status = JSON.parse(await read(`${sandbox}/status.json`))
-  t.match(status, { state: 'running' }, 'the sandbox is there')
+  t.match(status, { state: 'ready', running: 0 }, 'the sandbox is there, running nothing')
   t.equal(JSON.parse(await read(`${sandbox}/config.json`)).network, false, 'with the config asked for')
   const cmd = follow(catalog, /> nodes\/<node>\/sandboxes\/web\/(exec\/cmd)/, 'how to run in a sandbox')
   await writeFile(at(`${sandbox}/${cmd}`), 'echo "from $(basename $(pwd)) in the sandbox"\n')

@@ -45,6 +45,7 @@ t.test('a read token reads everywhere allowed and writes nowhere; modes say so',
   t.not(refused.status, 0)
   t.match(refused.stderr, /Permission denied/)
   t.equal(await errnoOf(readFile(join(exec, 'new'))), 'EACCES', 'cat new would start a job')
+  t.equal(await errnoOf(mkdir(join(exec, 'jobs', 'mine'))), 'EACCES', 'nor may it make a job with mkdir')
   t.equal(await errnoOf(readFile(join(dir, '.herds', 'control', 'errors.log'))), 'EACCES')
   t.match(await readFile(join(dir, '.herds', 'control', 'README.md'), 'utf8'), /admin/)
   t.equal(statSync(join(exec, 'cmd')).mode & 0o222, 0, 'cmd shows no write bits')

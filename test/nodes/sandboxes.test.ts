@@ -1,6 +1,6 @@
 // Sandboxes kept on disk: a damaged record never keeps the node from starting; state and config come back.
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { detectCgroups, removeSetup } from '../../nodes/cgroups.js'
@@ -34,6 +34,15 @@ t.test('a damaged sandbox.json gives the defaults and says so; a good one restor
   const status = JSON.parse((await readWhole(second.tree, '/kept/status.json')).toString())
   t.equal(status.state, 'stopped', 'a stopped sandbox stays stopped across a restart')
   t.match(JSON.parse((await readWhole(second.tree, '/kept/config.json')).toString()), { env: { A: '1' } })
+  await writeWhole(second.tree, '/kept/ctl', Buffer.from('start\n'))
+  await second.sandboxes.stopAll()
+
+  // A sandbox.json written before the states were named ("running" for started) still reads.
+  const saved = join(root, 'kept', 'sandbox.json')
+  writeFileSync(saved, readFileSync(saved, 'utf8').replace('"started"', '"running"'))
+  t.match(readFileSync(saved, 'utf8'), /"state": "running"/)
+  const third = await make()
+  t.match(JSON.parse((await readWhole(third.tree, '/kept/status.json')).toString()), { state: 'ready', running: 0 }, 'started, running nothing')
 })
 
 const cgroups = detectCgroups()

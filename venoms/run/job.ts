@@ -79,13 +79,30 @@ export class Job extends EventEmitter {
     return job
   }
 
+  /** Refuses with EBUSY, and why, unless the job is still waiting for its cmd. */
+  checkIdle (): void {
+    if (this.record.state === 'expired') throw new HerdsError('EBUSY', `${this.record.error ?? `job ${this.id} expired`}; take a new job (cat new)`)
+    if (this.record.state !== 'idle') throw new HerdsError('EBUSY', `job ${this.id} has already run; take a new job (cat new)`)
+  }
+
+  /**
+   * Ends a job that never got its cmd: expired, with why in `error`, and its
+   * waiting readers woken (they then fail with ETIMEDOUT). Nothing if it has started.
+   */
+  async expire (reason: string): Promise<void> {
+    if (this.record.state !== 'idle') return
+    this.record = { ...this.record, state: 'expired', endedAt: new Date().toISOString(), error: reason }
+    await this.store.put(this.record).catch(() => { /* the disk is full: the record in memory says it */ })
+    this.emit('end')
+  }
+
   /**
    * Starts the command and resolves once it has started, so the writer of
    * `cmd` returns with the job already visible. A job that cannot start ends
    * as failed_to_start and this rejects with why. Runs once: EBUSY after.
    */
   async run (opts: RunOptions): Promise<void> {
-    if (this.record.state !== 'idle') throw new HerdsError('EBUSY', `job ${this.id} has already run; take a new job (cat new)`)
+    this.checkIdle()
     this.record = { ...this.record, cmd: opts.cmd, cwd: opts.cwd, timeout: opts.timeout }
     let child: ChildProcess
     try {
@@ -228,6 +245,21 @@ export class Job extends EventEmitter {
     return this.record.exitCode ?? 255
   }
 
+  /**
+   * Waits for the end, then gives the exit status; an expired job never ran,
+   * so it has none: ETIMEDOUT, with why.
+   */
+  async waitExit (signal?: AbortSignal): Promise<number> {
+    await this.waitEnd(signal)
+    this.checkNotExpired()
+    return this.exitStatus()
+  }
+
+  /** ETIMEDOUT for a job that expired: no output, no exit code, ever. */
+  private checkNotExpired (): void {
+    if (this.record.state === 'expired') throw new HerdsError('ETIMEDOUT', this.record.error ?? `job ${this.id} expired before it got a cmd`)
+  }
+
   /** Resolves when the job has ended; rejects with ECANCELED when the reader goes away. */
   async waitEnd (signal?: AbortSignal): Promise<void> {
     while (!this.ended) await this.waitFor('end', signal)
@@ -236,10 +268,12 @@ export class Job extends EventEmitter {
   /**
    * Reads output at an offset; past the data so far it waits for more or for
    * the end, then returns an empty buffer (EOF), or EIO for output cut short by
-   * a crash of the node, so a reader does not take it for the whole.
+   * a crash of the node, so a reader does not take it for the whole; ETIMEDOUT
+   * for a job that expired without a cmd, which has no output to give.
    */
   async read (stream: StreamName, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
     for (;;) {
+      this.checkNotExpired()
       const available = this.lengths[stream] - offset
       if (available > 0) return readFileRange(join(this.dir, stream), offset, Math.min(length, available))
       if (this.cut) throw new HerdsError('EIO', `job ${this.id} was lost: the node stopped while it ran, so its ${stream} ends here, cut short (see status)`)

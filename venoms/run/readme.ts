@@ -15,11 +15,17 @@ others? Take a job of your own:
     cat jobs/$id/stdout; cat jobs/$id/exit
     mkdir jobs/nightly                     # or name it yourself (safe to retry: EEXIST)
 
+A job from new or mkdir that gets no cmd within 10 minutes (a node's --job-expiry) expires: its status says
+"expired" and why, reads of its exit and output fail with ETIMEDOUT ("Connection timed
+out"), and a cmd written later is refused (EBUSY). At most 100 jobs may wait for their
+cmd at once in a directory: new and mkdir fail with EAGAIN past that.
+
 ## Files
 
 - cmd      write a command line; it runs with \`sh -c\` in this machine's workspace when the
            writer closes the file. Read: the command. At the top level a new job starts in
-           the slot (EBUSY while the slot's job runs); in jobs/<id>/ the job runs once (EBUSY after).
+           the slot (EBUSY while the slot's job runs); in jobs/<id>/ the job runs once (EBUSY after,
+           and once it expired).
            EINVAL for an empty command or NUL bytes, EFBIG past 64 KiB; a refused command never runs.
 - stdin    write: bytes appended to the running job's standard input, write after write.
            EPIPE when the job is not running; EAGAIN when it has not read the last 1 MiB.
@@ -31,12 +37,13 @@ others? Take a job of your own:
 - output   stdout and stderr interleaved in arrival order.
 - status   JSON, as above. state: idle (made, not started), running, exited, killed (by a
            signal), timed_out, failed_to_start (error says why), lost (the machine restarted
-           while it ran).
-- exit     blocks until the job ends, then "<code>\\n" (255 for a lost job).
+           while it ran), expired (made, given no cmd in time; error says when).
+- exit     blocks until the job ends, then "<code>\\n" (255 for a lost job; ETIMEDOUT for
+           an expired one).
 - env      KEY=VALUE lines for the jobs started here from now on: \`> env\` replaces, \`>> env\` adds.
 - timeout  seconds a job started here may run (0: no limit); then it is ended as timed_out.
 - error    the last write this directory refused, with the reason in words.
-- new      read: makes a new idle job and prints its id.
+- new      read: makes a new idle job and prints its id (EAGAIN while 100 wait for a cmd).
 - jobs/<id>/  one job: cmd, stdin, ctl, stdout, stderr, output, status, exit; and env and
              timeout for this job alone (added to the directory's), written before its cmd
              (EBUSY after it started).
@@ -45,5 +52,5 @@ Output is written to the machine's disk as it arrives: a job keeps running if th
 mount or the host goes away, and its output is complete when they come back. A job
 keeps at most 256 MiB of output; past that a line in stdout and stderr says it was
 truncated and status shows "truncated": true. The newest 1,000 ended jobs are kept,
-none older than 7 days; jobs made but never started go after a day.
+none older than 7 days, expired ones among them.
 `

@@ -1,11 +1,11 @@
 /** A job's record: what `status` shows and what the node keeps in lmdb. */
 import { z } from 'zod'
 
-export const JOB_STATES = ['idle', 'running', 'exited', 'killed', 'timed_out', 'failed_to_start', 'lost'] as const
+export const JOB_STATES = ['idle', 'running', 'exited', 'killed', 'timed_out', 'failed_to_start', 'lost', 'expired'] as const
 export type JobState = typeof JOB_STATES[number]
 
 /** States after which nothing changes any more. */
-export const ENDED_STATES: readonly JobState[] = ['exited', 'killed', 'timed_out', 'failed_to_start', 'lost']
+export const ENDED_STATES: readonly JobState[] = ['exited', 'killed', 'timed_out', 'failed_to_start', 'lost', 'expired']
 
 export const JobRecordSchema = z.object({
   id: z.string(),

@@ -17,8 +17,10 @@ export const RUN_DEFAULTS = {
   keepJobs: 1000,
   /** Ended jobs older than this are removed. */
   keepMs: 7 * 24 * 3600 * 1000,
-  /** Jobs made by `new` or `mkdir` that never ran are removed after this. */
-  keepIdleMs: 24 * 3600 * 1000,
+  /** A job made by `new` or `mkdir` that gets no cmd within this ends as expired. */
+  expireIdleMs: 10 * 60 * 1000,
+  /** Jobs made by `new` or `mkdir` and waiting for their cmd, at most, in one exec/ (EAGAIN past it). */
+  maxIdleJobs: 100,
   maxOutputBytes: 256 * 1024 * 1024,
   maxPendingStdin: 1024 * 1024,
   killGraceMs: 3_000,
@@ -56,6 +58,10 @@ export class Runner {
   private starting = false
   /** The last prune pass, so passes never overlap. */
   private pruning: Promise<void> = Promise.resolve()
+  /** The expiry timer of each job waiting for its cmd. */
+  private readonly expiries = new Map<string, NodeJS.Timeout>()
+  /** Allocations under way (between the check of the bound and the job being tracked). */
+  private allocating = 0
 
   constructor (opts: RunnerOptions) {
     this.opts = opts
@@ -71,6 +77,9 @@ export class Runner {
     records.sort((a, b) => a.createdAt.localeCompare(b.createdAt))
     for (const record of records) {
       const job = await Job.load(record, join(this.opts.outputDir, record.id), this.opts.store, this.limits)
+      // One made before the restart that is past its time expires now, before anyone is told of
+      // changes (the node's connection is not up yet; it reports every record when it is); the others keep their clock.
+      if (record.state === 'idle') await this.scheduleExpiry(job)
       this.track(job)
       if (record.startedAt) this.current = job
     }
@@ -89,8 +98,25 @@ export class Runner {
     return [...this.jobs.values()]
   }
 
-  /** Makes an idle job, named by the client (mkdir) or numbered (new). */
+  /**
+   * Makes an idle job, named by the client (mkdir) or numbered (new), that
+   * expires unless it gets a cmd in time; EAGAIN while too many wait for one.
+   */
   async allocate (name?: string): Promise<Job> {
+    const waiting = this.all().filter((job) => job.record.state === 'idle' && job !== this.current).length + this.allocating
+    if (waiting >= this.limits.maxIdleJobs) {
+      throw new HerdsError('EAGAIN', `${waiting} jobs made here are waiting for a cmd, the most allowed: give them their cmd, or wait for them to expire (${seconds(this.limits.expireIdleMs)} s after they were made)`)
+    }
+    this.allocating++
+    try {
+      return await this.make(name)
+    } finally {
+      this.allocating--
+    }
+  }
+
+  /** Makes an idle job, records it, and starts its clock (a slot job that cannot start expires too). */
+  private async make (name?: string): Promise<Job> {
     if (name !== undefined && (this.jobs.has(name) || this.opts.store.get(name))) {
       throw new HerdsError('EEXIST', `job ${name} exists already`)
     }
@@ -104,6 +130,7 @@ export class Runner {
     }, dir, this.opts.store, this.limits)
     await this.opts.store.put(job.record)
     this.track(job)
+    void this.scheduleExpiry(job)
     return job
   }
 
@@ -136,7 +163,7 @@ export class Runner {
     this.checkSlotFree()
     this.starting = true
     try {
-      const job = await this.allocate()
+      const job = await this.make() // runs at once: not counted as waiting
       this.current = job
       await this.run(job, cmd)
       return job
@@ -158,12 +185,34 @@ export class Runner {
   private track (job: Job): void {
     this.jobs.set(job.id, job)
     const report = (): void => this.opts.onRecord?.(job.record)
-    job.on('start', report)
-    job.on('end', () => { report(); void this.prune() })
+    job.on('start', () => { this.clearExpiry(job.id); report() })
+    job.on('end', () => { this.clearExpiry(job.id); report(); void this.prune() })
   }
 
   /**
-   * Removes ended jobs past the count or age limit, and idle ones never run.
+   * Ends `job` as expired once its time to get a cmd is up: at once when it is
+   * up already (a job from before a restart), else on a timer.
+   */
+  private async scheduleExpiry (job: Job): Promise<void> {
+    const left = Date.parse(job.record.createdAt) + this.limits.expireIdleMs - Date.now()
+    if (!(left > 0)) {
+      const reason = `job ${job.id} was allocated at ${job.record.createdAt} and given no cmd within ${seconds(this.limits.expireIdleMs)} s, so it expired`
+      return job.expire(reason)
+    }
+    // setTimeout fires at once past 2^31-1 ms: a longer wait is taken in steps.
+    const timer = setTimeout(() => { void this.scheduleExpiry(job) }, Math.min(left, 2 ** 31 - 1))
+    timer.unref()
+    this.clearExpiry(job.id)
+    this.expiries.set(job.id, timer)
+  }
+
+  private clearExpiry (id: string): void {
+    clearTimeout(this.expiries.get(id))
+    this.expiries.delete(id)
+  }
+
+  /**
+   * Removes ended jobs (expired ones among them) past the count or age limit.
    * One pass at a time: a caller's await also waits for the passes before it
    * (each job's end starts one), so what it removes is gone when it returns.
    */
@@ -177,9 +226,6 @@ export class Runner {
     const ended = this.all().filter((job) => job.ended && job !== this.current)
       .sort((a, b) => (b.record.endedAt ?? '').localeCompare(a.record.endedAt ?? ''))
     const doomed = ended.filter((job, i) => i >= this.limits.keepJobs || now - Date.parse(job.record.endedAt ?? job.record.createdAt) > this.limits.keepMs)
-    for (const job of this.all()) {
-      if (job.record.state === 'idle' && job !== this.current && now - Date.parse(job.record.createdAt) > this.limits.keepIdleMs) doomed.push(job)
-    }
     for (const job of doomed) {
       this.jobs.delete(job.id)
       await this.opts.store.remove(job.id)
@@ -189,6 +235,7 @@ export class Runner {
 
   /** Removes every record of this runner from the store (its directory is going away). */
   async forget (): Promise<void> {
+    for (const id of [...this.expiries.keys()]) this.clearExpiry(id) // an expiry now would record into the cleared store
     await this.opts.store.clear()
     this.jobs.clear()
     this.current = undefined
@@ -200,6 +247,11 @@ export class Runner {
     for (const job of running) job.kill('SIGTERM')
     await Promise.all(running.map((job) => job.waitEnd()))
   }
+}
+
+/** Milliseconds as seconds, for messages. */
+function seconds (ms: number): number {
+  return Math.round(ms / 100) / 10
 }
 
 /**

@@ -40,7 +40,14 @@ export function execDir (runner: Runner): SynthDir {
       env: envFile(() => runner.settings.env, (env) => runner.saveSettings({ ...runner.settings, env }), noted('env')),
       timeout: timeoutFile(() => runner.settings.timeout, (timeout) => runner.saveSettings({ ...runner.settings, timeout }), noted('timeout')),
       error: textFile(() => runner.lastError),
-      new: textFile(async () => `${(await runner.allocate()).id}\n`),
+      new: textFile(async () => {
+        try {
+          return `${(await runner.allocate()).id}\n`
+        } catch (err) {
+          if (err instanceof HerdsError) runner.noteError('new', err)
+          throw err
+        }
+      }),
       jobs: {
         kind: 'dir',
         list: () => runner.ids(),
@@ -71,7 +78,7 @@ function jobDir (runner: Runner, job: Job): SynthDir {
       cmd: actionFile({
         maxBytes: MAX_CMD_BYTES,
         read: () => (job.record.cmd ? job.record.cmd + '\n' : ''),
-        check: () => { if (job.record.state !== 'idle') throw new HerdsError('EBUSY', `job ${job.id} has already run; take a new job (cat new)`) },
+        check: () => job.checkIdle(),
         validate: validateCommand,
         commit: (data) => runner.run(job, parseCommand(data)),
         onRefuse: noted('cmd'),
@@ -88,6 +95,7 @@ function jobDir (runner: Runner, job: Job): SynthDir {
 
 /** Settings of a job can change only before it starts. */
 function notStarted (job: Job): void {
+  if (job.record.state === 'expired') job.checkIdle()
   if (job.record.state !== 'idle') throw new HerdsError('EBUSY', `job ${job.id} has started; its env and timeout are set before its cmd`)
 }
 
@@ -126,8 +134,7 @@ function jobFiles (getJob: () => Job | undefined): Record<string, SynthFile> {
         return {
           read: async (offset, length, ctx) => {
             if (!job) return EMPTY
-            await job.waitEnd(ctx?.signal)
-            return Buffer.from(`${job.exitStatus()}\n`).subarray(offset, offset + length)
+            return Buffer.from(`${await job.waitExit(ctx?.signal)}\n`).subarray(offset, offset + length)
           },
         }
       },
