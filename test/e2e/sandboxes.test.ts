@@ -185,8 +185,10 @@ t.test('status.json names what a sandbox is doing: ready, busy with running N wh
 
 t.test('rmdir removes a sandbox with running jobs, leaving no process', async (t) => {
   await writeFile(join(boxes, 'other', 'exec', 'cmd'), 'sh -c "sleep 70.7 & sleep 70.7 & wait"\n')
-  await new Promise((resolve) => setTimeout(resolve, 300))
-  t.equal(spawnSync('pgrep', ['-f', 'sleep 70.7']).status, 0)
+  // Wait until both sleeps run (a fenced start takes a while on a busy machine), not a fixed time.
+  const deadline = Date.now() + 15_000
+  while (spawnSync('pgrep', ['-c', '-f', '^sleep 70.7']).stdout?.toString().trim() !== '2' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(spawnSync('pgrep', ['-c', '-f', '^sleep 70.7']).stdout.toString().trim(), '2', 'both sleeps run')
   await rmdir(join(boxes, 'other'))
   t.equal(spawnSync('pgrep', ['-f', 'sleep 70.7']).status, 1, 'no sleep left')
   t.notOk(existsSync(join(up.home, 'nodes', up.name, 'sandboxes', 'other')), 'its files are gone')
