@@ -130,7 +130,7 @@ export class Beneath {
   }
 
   /** Is this real path inside the root? (The fallback's check.) */
-  async contains (real: string): Promise<boolean> {
+  private async contains (real: string): Promise<boolean> {
     this.realRoot ||= await realpath(this.root)
     return real === this.realRoot || real.startsWith(this.realRoot.endsWith(sep) ? this.realRoot : this.realRoot + sep)
   }
