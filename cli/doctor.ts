@@ -5,7 +5,7 @@
 import { readdirSync, statSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import { Herds } from '../mount/sdk/index.js'
-import { checkFuseDevice, fuseInstallHint, loadFuseLibrary } from '../mount/fuse.js'
+import { checkFuseDevice, chooseFuseLayer, fuseInstallHint, libfuse3InstallHint, loadFuseLibrary } from '../mount/fuse.js'
 import { toHerdsError } from '../tree/errno.js'
 import type { Access } from './access.js'
 
@@ -42,11 +42,17 @@ export async function runChecks (opts: { mountpoint: string, url: string, access
   if (process.platform === 'linux') {
     await check('FUSE device', () => { checkFuseDevice(); return '/dev/fuse' }, (m) => m.replace(/^.*\((.*)\)$/, '$1'))
     await check('fusermount', () => {
-      if (!onPath('fusermount')) throw new Error('fusermount is not on PATH')
+      if (!onPath('fusermount3') && !onPath('fusermount')) throw new Error('neither fusermount3 nor fusermount is on PATH')
       return 'on PATH'
     }, () => fuseInstallHint())
   }
-  await check(process.platform === 'darwin' ? 'macFUSE' : 'libfuse 2', () => { loadFuseLibrary(); return 'loads' }, () => fuseInstallHint())
+  // The FUSE layer the mount will use: our libfuse3 binding, or the fuse-native fallback (named, with why).
+  await check('FUSE layer', () => {
+    const { layer, why } = chooseFuseLayer()
+    if (layer === 'libfuse3') return 'libfuse3 (the binding loads)'
+    loadFuseLibrary()
+    return `fuse-native on libfuse 2, the fallback: ${why ?? ''} (no interrupts, short kernel caches, no mmap; ${libfuse3InstallHint()})`
+  }, () => fuseInstallHint())
   await check('mountpoint', () => mountpointState(opts.mountpoint), (m) => m.includes('not connected')
     ? `a crashed mount is left there: ${process.platform === 'darwin' ? 'umount -f' : 'fusermount -uz'} ${opts.mountpoint}`
     : `use an empty directory (--mount DIR), or empty ${opts.mountpoint}`)

@@ -5,7 +5,7 @@ import { Command } from 'commander'
 import { readFileSync } from 'node:fs'
 import { startHost, type HostOptions, type RunningHost } from '../host/server.js'
 import { connectHost, type HostConnection } from '../mount/client.js'
-import { checkFuseDevice, loadFuseLibrary, mountTree, prepareMountpoint, type Mounted } from '../mount/fuse.js'
+import { checkFuseDevice, loadFuseLayer, mountTree, prepareMountpoint, type Mounted } from '../mount/fuse.js'
 import { defaultNodeName } from '../nodes/info.js'
 import { startNode, type Export, type RunningNode } from '../nodes/node.js'
 import { RUN_DEFAULTS } from '../venoms/run/runner.js'
@@ -81,9 +81,14 @@ async function runMount (url: string, dir: string, access: Access): Promise<Moun
   // Say when the host goes and comes back, as the node does: meanwhile files answer EHOSTDOWN.
   connection.dialer.on('disconnect', () => { if (!stopping) say(`mount  lost the host at ${url}; reconnecting (files there answer "Host is down" meanwhile)`) })
   connection.dialer.on('connect', () => say(`mount  connected to the host again`))
-  const mounted = await mountTree(connection.tree, dir, { sync: (fh) => connection.cache.sync(fh) })
+  const cache = connection.cache
+  const mounted = await mountTree(connection.tree, dir, {
+    sync: (fh) => cache.sync(fh),
+    settled: (path) => cache.settled(path),
+    onChange: (listener) => cache.onChange(listener),
+  })
   stoppers.push(() => mounted.unmount())
-  say(`mount  ${mounted.mountpoint}`)
+  say(`mount  ${mounted.mountpoint} (${mounted.layer})`)
   return mounted
 }
 
@@ -150,7 +155,7 @@ withHostOptions(program.command('up')
     const exports = opts.export.reduce<Export[]>((all, value) => collectExports(value, all), [])
     // Everything that could stop the mount is checked before the host and node start.
     checkFuseDevice()
-    loadFuseLibrary()
+    loadFuseLayer()
     await prepareMountpoint(dir)
     exitOnSignals()
     const host = await runHost({ defaultNode: name, ...opts })

@@ -15,6 +15,14 @@ import { Changes } from './changes.js'
 /** Real files on a node: what a node's watch reports changes of. */
 const CACHEABLE = /^\/nodes\/[^/]+\/(volumes|fs)(\/|$)|^\/nodes\/[^/]+\/sandboxes\/[^/]+\/workspace(\/|$)/
 
+/** Is `path` a real file on a node (kept true by the host's `changed` frames), not a synthetic one? */
+export function isRealFile (path: string): boolean {
+  return CACHEABLE.test(path)
+}
+
+/** Hears of what the cache was told changed: these paths (and all below them), or everything (undefined). */
+export type ChangeListener = (paths: string[] | undefined) => void
+
 export interface CacheOptions {
   /** How long an attribute or a listing is kept without news of a change (a safety net for a lost watch). */
   ttlMs?: number
@@ -55,6 +63,7 @@ export class CachedTree {
   private readonly attrs = new Map<string, Kept<Stat | HerdsError>>()
   private readonly lists = new Map<string, Kept<string[]>>()
   private readonly files = new Map<number, OpenFile>()
+  private readonly listeners = new Set<ChangeListener>()
 
   constructor (inner: Tree, opts: CacheOptions = {}) {
     this.inner = inner
@@ -65,6 +74,20 @@ export class CachedTree {
   /** News of a change: nothing kept of these paths, or of anything below them, is used again. */
   invalidate (paths: string[]): void {
     for (const path of paths) this.changes.mark(path)
+    for (const listener of this.listeners) listener(paths)
+  }
+
+  /** Tells `listener` of every change the cache hears of (the kernel's caches follow it too). */
+  onChange (listener: ChangeListener): void {
+    this.listeners.add(listener)
+  }
+
+  /**
+   * Did `path` settle (no change in the last second)? What is read of it
+   * while it changes may be half of a change, so it should not be kept long.
+   */
+  settled (path: string): boolean {
+    return !this.changes.lately(path)
   }
 
   /** Nothing kept is used again (after a reconnection, when changes may have been missed). */
@@ -72,6 +95,7 @@ export class CachedTree {
     this.changes.markAll()
     this.attrs.clear()
     this.lists.clear()
+    for (const listener of this.listeners) listener(undefined)
   }
 
   /** Sends what was gathered for one open file (fsync). */

@@ -10,6 +10,8 @@ import { createRequire } from 'node:module'
 import { promisify } from 'node:util'
 import { errnoNumber, HerdsError, toHerdsError } from '../tree/errno.js'
 import { O_ACCMODE, O_APPEND, type Stat, type Tree } from '../tree/tree.js'
+import { mountLowLevel, type LowLevelOptions } from './lowlevel.js'
+import { loadBinding } from './native.js'
 
 const require = createRequire(import.meta.url)
 
@@ -65,10 +67,20 @@ export function fuseInstallHint (): string {
   return 'install libfuse 2: sudo apt-get install fuse libfuse2'
 }
 
+/** What to install for the libfuse3 binding, then `npm run setup` to build it. */
+export function libfuse3InstallHint (): string {
+  if (process.platform === 'darwin') return 'install macFUSE 4.10 or later, then npm run setup (see docs/operations.md)'
+  const os = existsSync('/etc/os-release') ? readFileSync('/etc/os-release', 'utf8') : ''
+  const packages = /^(ID|ID_LIKE)=.*(fedora|rhel|centos)/m.test(os)
+    ? 'sudo dnf install fuse3 fuse3-devel pkgconf'
+    : /^(ID|ID_LIKE)=.*arch/m.test(os) ? 'sudo pacman -S fuse3 pkgconf' : 'sudo apt-get install fuse3 libfuse3-dev pkg-config'
+  return `for the libfuse3 layer: ${packages}, then npm run setup`
+}
+
 /** Unmounts a mountpoint left behind by a crashed mount (ENOTCONN). */
 export async function unmountStale (mountpoint: string): Promise<void> {
-  const [cmd, args] = process.platform === 'darwin' ? ['umount', ['-f', mountpoint]] : ['fusermount', ['-uz', mountpoint]]
-  await promisify(execFile)(cmd, args).catch(() => {})
+  if (process.platform === 'darwin') return void await promisify(execFile)('umount', ['-f', mountpoint]).catch(() => {})
+  await promisify(execFile)('fusermount3', ['-uz', mountpoint]).catch(() => promisify(execFile)('fusermount', ['-uz', mountpoint])).catch(() => {})
 }
 
 /**
@@ -118,8 +130,51 @@ function herdsProcessesNaming (dir: string): string[] {
   return found
 }
 
-/** Mounts `tree` at `mountpoint` (created if missing). */
-export async function mountTree (tree: Tree, mountpoint: string, opts: { sync?: (fh: number) => Promise<void> } = {}): Promise<Mounted> {
+/** Which FUSE layer a mount uses: our libfuse3 binding, or fuse-native (libfuse 2) where it cannot load. */
+export type FuseLayer = 'libfuse3' | 'fuse-native'
+
+/**
+ * The layer this machine gets, and why: libfuse3 unless HERDS_FUSE=fuse-native
+ * asks otherwise or the binding cannot load (no libfuse3, not built).
+ */
+export function chooseFuseLayer (): { layer: FuseLayer, why?: string } {
+  if (process.env.HERDS_FUSE === 'fuse-native') return { layer: 'fuse-native', why: 'HERDS_FUSE=fuse-native' }
+  try {
+    loadBinding()
+    return { layer: 'libfuse3' }
+  } catch (err) {
+    if (process.env.HERDS_FUSE === 'libfuse3') throw err
+    return { layer: 'fuse-native', why: (err as Error).message }
+  }
+}
+
+/** Loads the layer chooseFuseLayer picks, or says in one line what to install. */
+export function loadFuseLayer (): FuseLayer {
+  const { layer } = chooseFuseLayer()
+  if (layer === 'fuse-native') loadFuseLibrary()
+  return layer
+}
+
+export interface MountOptions extends LowLevelOptions {}
+
+/** Mounts `tree` at `mountpoint` (created if missing), through the layer chooseFuseLayer picks. */
+export async function mountTree (tree: Tree, mountpoint: string, opts: MountOptions = {}): Promise<Mounted & { layer: FuseLayer }> {
+  checkFuseDevice()
+  if (chooseFuseLayer().layer === 'libfuse3') {
+    await prepareMountpoint(mountpoint)
+    let mounted
+    try {
+      mounted = mountLowLevel(tree, mountpoint, opts)
+    } catch (err) {
+      throw new HerdsError('EIO', `cannot mount at ${mountpoint}: ${(err as Error).message}`)
+    }
+    return { mountpoint, layer: 'libfuse3', unmount: () => mounted.unmount() }
+  }
+  return { ...await mountFuseNative(tree, mountpoint, opts), layer: 'fuse-native' }
+}
+
+/** Mounts `tree` through fuse-native (libfuse 2's high-level API): the fallback. */
+async function mountFuseNative (tree: Tree, mountpoint: string, opts: MountOptions): Promise<Mounted> {
   const Fuse = loadFuse()
   await prepareMountpoint(mountpoint)
 

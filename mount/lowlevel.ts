@@ -1,0 +1,531 @@
+/**
+ * The FUSE adapter over libfuse3's low-level API (our binding, mount/native):
+ * a table of handlers, one per kernel request, over the Tree. The kernel
+ * names files by inode (mount/inodes.ts keeps the table); it may cache real
+ * files' names, attributes and pages for long, because the host's `changed`
+ * frames reach it as invalidations; synthetic files are never cached and
+ * read with direct_io, so streams and sizes behave. An interrupted request
+ * (Ctrl-C, kill) is cancelled on the wire and answered EINTR.
+ */
+import { execFile } from 'node:child_process'
+import { setMaxListeners } from 'node:events'
+import { constants as fsConstants } from 'node:fs'
+import { promisify } from 'node:util'
+import { errnoNumber, HerdsError, toHerdsError, type Errno } from '../tree/errno.js'
+import { O_ACCMODE, O_APPEND, S_IFDIR, S_IFMT, S_IFREG, type CallContext, type Stat, type Tree } from '../tree/tree.js'
+import { isRealFile } from './cache.js'
+import { Inodes, ROOT, type Inode } from './inodes.js'
+import { loadBinding, type Binding, type Session } from './native.js'
+
+/** The kernel requests, numbered as in herds_fuse.c's `enum op`. */
+const OP = {
+  LOOKUP: 0, FORGET: 1, GETATTR: 2, SETATTR: 3, READLINK: 4, MKNOD: 5, MKDIR: 6, UNLINK: 7, RMDIR: 8,
+  SYMLINK: 9, RENAME: 10, LINK: 11, OPEN: 12, READ: 13, WRITE: 14, FLUSH: 15, RELEASE: 16, FSYNC: 17,
+  OPENDIR: 18, READDIR: 19, RELEASEDIR: 20, FSYNCDIR: 21, STATFS: 22, SETXATTR: 23, GETXATTR: 24,
+  LISTXATTR: 25, REMOVEXATTR: 26, CREATE: 27, FALLOCATE: 28, READDIRPLUS: 29, INTERRUPT: 30, EXIT: 31,
+} as const
+
+/** Bits of replyOpen's flags (herds_fuse.c get_file_info). */
+const DIRECT_IO = 1
+const KEEP_CACHE = 2
+
+/** setattr's to_set bits (fuse_lowlevel.h). */
+const SET = { MODE: 1, UID: 2, GID: 4, SIZE: 8, ATIME: 16, MTIME: 32, ATIME_NOW: 128, MTIME_NOW: 256 } as const
+
+/** rename(2) flags. */
+const RENAME_NOREPLACE = 1
+
+/**
+ * How long the kernel keeps a real file's name and attributes (s): long,
+ * since every change the node's watch sees reaches it as an invalidation;
+ * not forever, in case a watch is lost (the mount's cache uses 5 s).
+ */
+const REAL_TTL_S = 10
+
+/** The most bytes one request moves (max_read, max_write; the kernel's limit is 256 pages). */
+export const MAX_IO = 1024 * 1024
+
+/** Names checked at once after changes; past it, names are forgotten without asking. */
+const MAX_CHECKS = 4096
+
+/** Folders listed at once through one mount (opendir without releasedir). */
+const MAX_OPEN_DIRS = 4096
+
+/** A request as the handlers see it. */
+interface Request {
+  id: number
+  n: number[]
+  name?: string
+  name2?: string
+  data?: Buffer
+  uid: number
+  gid: number
+  ctx: CallContext
+}
+
+type Handler = (req: Request) => Promise<void>
+
+/** Open flags as the Tree's portable ones (access mode and append). */
+function toTreeFlags (flags: number): number {
+  return (flags & O_ACCMODE) | (flags & fsConstants.O_APPEND ? O_APPEND : 0)
+}
+
+/** Milliseconds (with a fraction) as seconds and nanoseconds. */
+function splitTime (ms: number): [number, number] {
+  const s = Math.floor(ms / 1000)
+  return [s, Math.min(999_999_999, Math.max(0, Math.round((ms - s * 1000) * 1e6)))]
+}
+
+/** The part of a path whose inode numbers come from one file system on a node. */
+const ROOT_OF = /^\/nodes\/[^/]+\/(?:(?:volumes|fs)\/[^/]+|sandboxes\/[^/]+\/workspace)/
+
+/**
+ * A file's inode number as the mount shows it: the node's own number mixed
+ * with the file system it is on (so two nodes' files never look like hard
+ * links of each other), below 2^53; the kernel's number where the node gave none.
+ */
+function inodeNumber (path: string, stat: Stat & { ino?: number }, nodeid: number): number {
+  const root = stat.ino === undefined ? undefined : ROOT_OF.exec(path)?.[0]
+  if (root === undefined || stat.ino === undefined) return nodeid
+  let h1 = 0x811c9dc5
+  let h2 = 0x01000193
+  for (const ch of `${root}\0${stat.ino}`) {
+    const c = ch.codePointAt(0)!
+    h1 = Math.imul(h1 ^ c, 0x01000193) >>> 0
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995) >>> 0
+  }
+  return (h1 & 0x1fffff) * 2 ** 32 + h2 + 2 ** 32 // never a small number the kernel's own would be
+}
+
+export interface LowLevelOptions {
+  /** Sends what the mount gathered for a handle (fsync). */
+  sync?: (fh: number) => Promise<void>
+  /** Is this path's kernel cache safe to keep now (no change in the last moment)? Default: yes. */
+  settled?: (path: string) => boolean
+  /** Subscribes to changes heard from the host: paths, or undefined for everything. */
+  onChange?: (listener: (paths: string[] | undefined) => void) => void
+}
+
+/** A mounted tree; `unmount` detaches it and resolves when the kernel let go. */
+export interface LowLevelMount {
+  unmount (): Promise<void>
+  /** Resolves when the session ended (unmounted from here or from outside). */
+  ended: Promise<void>
+}
+
+/** Mounts `tree` at `mountpoint` through the libfuse3 binding (which must load: see loadBinding). */
+export function mountLowLevel (tree: Tree, mountpoint: string, opts: LowLevelOptions = {}): LowLevelMount {
+  return new Adapter(loadBinding(), tree, mountpoint, opts).mounted
+}
+
+class Adapter {
+  readonly mounted: LowLevelMount
+  private readonly session: Session
+  private readonly inodes = new Inodes()
+  private readonly pending = new Map<number, AbortController>()
+  private readonly dirs = new Map<number, { path: string, names: string[] }>()
+  private nextDir = 1
+  private readonly uid = process.getuid?.() ?? 0
+  private readonly gid = process.getgid?.() ?? 0
+  private readonly notes = new Map<string, () => boolean>()
+  private noteTimer?: NodeJS.Timeout
+  /** Inodes whose names are being checked after a change, and the chain the checks run on. */
+  private readonly checks = new Set<number>()
+  private checking: Promise<void> = Promise.resolve()
+  private ended = false
+
+  constructor (private readonly native: Binding, private readonly tree: Tree, private readonly mountpoint: string, private readonly opts: LowLevelOptions) {
+    let end!: () => void
+    const ended = new Promise<void>((resolve) => { end = resolve })
+    const options = ['fsname=herds', 'subtype=herds', `max_read=${MAX_IO}`].join(',')
+    this.session = native.mount(mountpoint, options, MAX_IO, MAX_IO, (op, id, n, name, name2, data, uid, gid) => {
+      if (op === OP.FORGET) return this.inodes.forget(n[0], n[1])
+      if (op === OP.INTERRUPT) return this.pending.get(id)?.abort()
+      if (op === OP.EXIT) {
+        this.ended = true
+        clearTimeout(this.noteTimer)
+        native.destroy(this.session)
+        return end()
+      }
+      this.dispatch(op, { id, n, name, name2, data, uid, gid, ctx: {} })
+    })
+    opts.onChange?.((paths) => this.invalidate(paths))
+    let unmounting: Promise<void> | undefined
+    this.mounted = {
+      ended,
+      unmount: () => {
+        unmounting ??= this.detach().then(() => ended)
+        return unmounting
+      },
+    }
+  }
+
+  /** Unmounts: directly as root, through fusermount3 otherwise. */
+  private async detach (): Promise<void> {
+    if (this.ended) return
+    if (this.native.unmount(this.session)) return
+    await promisify(execFile)('fusermount3', ['-u', '-z', this.mountpoint]).catch(async () => {
+      await promisify(execFile)('fusermount', ['-u', '-z', this.mountpoint]).catch(() => {})
+    })
+  }
+
+  private dispatch (op: number, req: Request): void {
+    const handler = this.handlers[op]
+    if (!handler) {
+      this.native.replyErr(this.session, req.id, errnoNumber('ENOSYS'))
+      return
+    }
+    const controller = new AbortController()
+    setMaxListeners(1024, controller.signal) // a readdirplus asks for every entry under one signal
+    req.ctx = { signal: controller.signal }
+    this.pending.set(req.id, controller)
+    handler(req).catch((err: unknown) => {
+      const code: Errno = controller.signal.aborted ? 'EINTR' : toHerdsError(err).code
+      this.native.replyErr(this.session, req.id, errnoNumber(code))
+    }).finally(() => this.pending.delete(req.id))
+  }
+
+  // ---- replies ----
+
+  private attr (path: string, stat: Stat, nodeid: number): Float64Array {
+    const [as, ans] = splitTime(stat.atimeMs)
+    const [ms, mns] = splitTime(stat.mtimeMs)
+    const [cs, cns] = splitTime(stat.ctimeMs)
+    return Float64Array.of(inodeNumber(path, stat, nodeid), stat.mode, stat.nlink, this.uid, this.gid, 0,
+      stat.size, stat.blocks ?? Math.ceil(stat.size / 512), as, ans, ms, mns, cs, cns)
+  }
+
+  /** How long the kernel may keep what it learns of `path` (s). */
+  private ttl (path: string): number {
+    return isRealFile(path) && (this.opts.settled?.(path) ?? true) ? REAL_TTL_S : 0
+  }
+
+  /** Looks up `name` in `parent` on the tree and answers with its entry, counting the kernel's lookup. */
+  private async replyEntry (req: Request, parent: number, name: string, open?: { fh: number, flags: number }): Promise<boolean> {
+    const path = this.inodes.childPath(parent, name)
+    const stat = await this.tree.getattr(path, req.ctx)
+    const node = this.inodes.remember(parent, name)
+    node.stat = stat
+    const ttl = this.ttl(path)
+    const entry = Float64Array.of(node.id, ttl, ttl)
+    const sent = open
+      ? this.native.replyCreate(this.session, req.id, entry, this.attr(path, stat, node.id), open.fh, open.flags)
+      : this.native.replyEntry(this.session, req.id, entry, this.attr(path, stat, node.id))
+    if (!sent) this.inodes.forget(node.id, 1) // interrupted meanwhile: the kernel never got it
+    return sent
+  }
+
+  private async replyAttr (req: Request, nodeid: number): Promise<void> {
+    const node = this.known(nodeid)
+    const path = this.inodes.path(nodeid)
+    // A file whose name is gone is known by what it was (fstat on an unlinked file).
+    const gone = node.parent === 0 && nodeid !== ROOT && node.stat
+    const stat = gone ? { ...node.stat!, nlink: 0 } : await this.tree.getattr(path, req.ctx).catch((err: unknown) => {
+      // fstat on an open file whose name is gone (a token's secret, taken at open): what it was.
+      if (node.opens && node.stat && toHerdsError(err).code === 'ENOENT') return node.stat
+      throw err
+    })
+    node.stat = stat
+    this.native.replyAttr(this.session, req.id, this.attr(path, stat, nodeid), this.ttl(path))
+  }
+
+  private ok (req: Request): void {
+    this.native.replyErr(this.session, req.id, 0)
+  }
+
+  private known (nodeid: number): Inode {
+    const node = this.inodes.get(nodeid)
+    if (!node) throw new HerdsError('ESTALE', `the mount no longer knows inode ${nodeid}`)
+    return node
+  }
+
+  /** The path of an inode that still has its name: changes by path must not reach whatever took a removed name. */
+  private named (nodeid: number): string {
+    const node = this.known(nodeid)
+    if (node.parent === 0 && nodeid !== ROOT) throw new HerdsError('ESTALE', 'the file was removed')
+    return this.inodes.path(nodeid)
+  }
+
+  private readonly handlers: Record<number, Handler> = {
+    [OP.LOOKUP]: async (req) => {
+      try {
+        await this.replyEntry(req, req.n[0], req.name!)
+      } catch (err) {
+        const path = this.inodes.childPath(req.n[0], req.name!)
+        // "No such file", kept by the kernel for a real file: compilers and git ask again and again.
+        if (toHerdsError(err).code !== 'ENOENT' || this.ttl(path) === 0) throw err
+        this.native.replyEntry(this.session, req.id, Float64Array.of(0, 0, this.ttl(path)), new Float64Array(14))
+      }
+    },
+    [OP.GETATTR]: (req) => this.replyAttr(req, req.n[0]),
+    [OP.SETATTR]: async (req) => {
+      const [nodeid, , toSet, mode, uid, gid, size] = req.n
+      const path = this.named(nodeid)
+      if (toSet & SET.MODE) await this.tree.chmod(path, mode & 0o7777, req.ctx)
+      if (toSet & (SET.UID | SET.GID)) {
+        // Every file shows as the mount user's: giving it to that user changes nothing; any other owner is refused.
+        if (((toSet & SET.UID) && uid !== this.uid) || ((toSet & SET.GID) && gid !== this.gid)) throw new HerdsError('EPERM', 'files on the mount belong to the mount user')
+      }
+      if (toSet & SET.SIZE) await this.tree.truncate(path, size, req.ctx)
+      if (toSet & (SET.ATIME | SET.MTIME | SET.ATIME_NOW | SET.MTIME_NOW)) {
+        const times = new Float64Array(req.data!.buffer, req.data!.byteOffset, 2)
+        const now = Date.now()
+        const current = (toSet & (SET.ATIME | SET.ATIME_NOW)) && (toSet & (SET.MTIME | SET.MTIME_NOW)) ? undefined : await this.tree.getattr(path, req.ctx)
+        const pick = (set: number, setNow: number, asked: number, kept: number | undefined): number =>
+          toSet & setNow ? now : toSet & set ? asked : kept!
+        await this.tree.utimens(path, pick(SET.ATIME, SET.ATIME_NOW, times[0], current?.atimeMs), pick(SET.MTIME, SET.MTIME_NOW, times[1], current?.mtimeMs), req.ctx)
+      }
+      await this.replyAttr(req, nodeid)
+    },
+    [OP.READLINK]: async (req) => {
+      this.native.replyReadlink(this.session, req.id, await this.tree.readlink(this.named(req.n[0]), req.ctx))
+    },
+    [OP.MKNOD]: async (req) => {
+      const [parent, mode] = req.n
+      if ((mode & S_IFMT) !== S_IFREG) throw new HerdsError((mode & S_IFMT) === 0o010000 || (mode & S_IFMT) === 0o140000 ? 'ENOTSUP' : 'EPERM', 'only regular files, folders and links can be made on the mount')
+      const path = this.inodes.childPath(parent, req.name!)
+      await this.tree.release(path, await this.tree.create(path, mode & 0o7777, req.ctx), req.ctx)
+      await this.replyEntry(req, parent, req.name!)
+    },
+    [OP.MKDIR]: async (req) => {
+      await this.tree.mkdir(this.inodes.childPath(req.n[0], req.name!), req.n[1] & 0o7777, req.ctx)
+      await this.replyEntry(req, req.n[0], req.name!)
+    },
+    [OP.UNLINK]: async (req) => {
+      await this.tree.unlink(this.inodes.childPath(req.n[0], req.name!), req.ctx)
+      this.inodes.removed(req.n[0], req.name!)
+      this.ok(req)
+    },
+    [OP.RMDIR]: async (req) => {
+      await this.tree.rmdir(this.inodes.childPath(req.n[0], req.name!), req.ctx)
+      this.inodes.removed(req.n[0], req.name!)
+      this.ok(req)
+    },
+    [OP.SYMLINK]: async (req) => {
+      await this.tree.symlink(req.name2!, this.inodes.childPath(req.n[0], req.name!), req.ctx)
+      await this.replyEntry(req, req.n[0], req.name!)
+    },
+    [OP.RENAME]: async (req) => {
+      const [parent, newParent, flags] = req.n
+      const from = this.inodes.childPath(parent, req.name!)
+      const to = this.inodes.childPath(newParent, req.name2!)
+      if (flags & ~RENAME_NOREPLACE) throw new HerdsError('EINVAL', 'the mount cannot exchange two names (RENAME_EXCHANGE)')
+      if (flags & RENAME_NOREPLACE) {
+        const taken = await this.tree.getattr(to, req.ctx).then(() => true, () => false)
+        if (taken) throw new HerdsError('EEXIST', `${to} exists`)
+      }
+      await this.tree.rename(from, to, req.ctx)
+      this.inodes.moved(parent, req.name!, newParent, req.name2!)
+      this.ok(req)
+    },
+    [OP.LINK]: async (req) => {
+      const [nodeid, newParent] = req.n
+      const link = (this.tree as Partial<Pick<Tree & { link (from: string, to: string, ctx?: CallContext): Promise<void> }, 'link'>>).link
+      if (!link) throw new HerdsError('EPERM', 'hard links cannot be made on the mount')
+      await link.call(this.tree, this.named(nodeid), this.inodes.childPath(newParent, req.name!), req.ctx)
+      await this.replyEntry(req, newParent, req.name!)
+    },
+    [OP.OPEN]: async (req) => {
+      const [nodeid, flags] = req.n
+      const path = this.named(nodeid)
+      const fh = await this.tree.open(path, toTreeFlags(flags), req.ctx)
+      const node = this.known(nodeid)
+      node.opens = (node.opens ?? 0) + 1
+      const replied = await this.openFlags(req, nodeid, path).then((how) => this.native.replyOpen(this.session, req.id, fh, how), () => false)
+      if (!replied) {
+        node.opens--
+        await this.tree.release(path, fh).catch(() => {})
+        throw new HerdsError('EINTR', 'interrupted')
+      }
+    },
+    [OP.CREATE]: async (req) => {
+      const [parent, mode] = req.n
+      const path = this.inodes.childPath(parent, req.name!)
+      const fh = await this.tree.create(path, mode & 0o7777, req.ctx)
+      try {
+        if (!await this.replyEntry(req, parent, req.name!, { fh, flags: isRealFile(path) ? 0 : DIRECT_IO })) throw new HerdsError('EINTR', 'interrupted')
+        const node = this.inodes.child(parent, req.name!)
+        if (node) node.opens = (node.opens ?? 0) + 1
+      } catch (err) {
+        await this.tree.release(path, fh).catch(() => {})
+        throw err
+      }
+    },
+    [OP.READ]: async (req) => {
+      const [nodeid, fh, size, offset] = req.n
+      const data = await this.tree.read(this.inodes.path(nodeid), fh, offset, size, req.ctx)
+      this.native.replyBuf(this.session, req.id, data.length > size ? data.subarray(0, size) : data)
+    },
+    [OP.WRITE]: async (req) => {
+      const [nodeid, fh, , offset] = req.n
+      this.native.replyWrite(this.session, req.id, await this.tree.write(this.inodes.path(nodeid), fh, offset, req.data!, req.ctx))
+    },
+    [OP.FLUSH]: async (req) => {
+      await this.tree.flush(this.inodes.path(req.n[0]), req.n[1], req.ctx)
+      this.ok(req)
+    },
+    [OP.RELEASE]: async (req) => {
+      const node = this.inodes.get(req.n[0])
+      if (node?.opens) node.opens--
+      // Not cancellable: the node must let the file go whatever the caller does.
+      await this.tree.release(this.inodes.path(req.n[0]), req.n[1]).catch(() => {})
+      this.ok(req)
+    },
+    [OP.FSYNC]: async (req) => {
+      await this.opts.sync?.(req.n[1])
+      this.ok(req)
+    },
+    [OP.OPENDIR]: async (req) => {
+      const path = this.named(req.n[0])
+      if (this.dirs.size >= MAX_OPEN_DIRS) throw new HerdsError('EMFILE', `${MAX_OPEN_DIRS} folders are being listed through this mount already`)
+      const names = await this.tree.readdir(path, req.ctx)
+      const fh = this.nextDir++
+      this.dirs.set(fh, { path, names: ['.', '..', ...names] })
+      this.native.replyOpen(this.session, req.id, fh, 0)
+    },
+    [OP.READDIR]: (req) => this.readdir(req, false),
+    [OP.READDIRPLUS]: (req) => this.readdir(req, true),
+    [OP.RELEASEDIR]: async (req) => {
+      this.dirs.delete(req.n[1])
+      this.ok(req)
+    },
+    [OP.FSYNCDIR]: async (req) => this.ok(req),
+    [OP.STATFS]: async (req) => {
+      const s = await this.tree.statfs(this.inodes.path(req.n[0]), req.ctx)
+      this.native.replyStatfs(this.session, req.id, Float64Array.of(s.bsize, s.bsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.ffree, s.namemax))
+    },
+    // Extended attributes are not in the Tree yet: ENOSYS makes the kernel stop asking (ls -l asks for every file).
+    [OP.GETXATTR]: async () => { throw new HerdsError('ENOSYS', 'no extended attributes') },
+    [OP.LISTXATTR]: async () => { throw new HerdsError('ENOSYS', 'no extended attributes') },
+    [OP.SETXATTR]: async () => { throw new HerdsError('ENOSYS', 'no extended attributes') },
+    [OP.REMOVEXATTR]: async () => { throw new HerdsError('ENOSYS', 'no extended attributes') },
+    [OP.FALLOCATE]: async () => { throw new HerdsError('ENOTSUP', 'the mount cannot reserve space') },
+  }
+
+  /**
+   * direct_io for synthetic files (they change without anyone writing them);
+   * the page cache for real ones, kept when the file is as it was at the last
+   * open (mtime and size), so a file read a moment ago is read from memory.
+   */
+  private async openFlags (req: Request, nodeid: number, path: string): Promise<number> {
+    if (!isRealFile(path)) return DIRECT_IO
+    const node = this.known(nodeid)
+    const stat = await this.tree.getattr(path, req.ctx)
+    const version = `${stat.mtimeMs}:${stat.size}`
+    const keep = node.pages === version && this.ttl(path) > 0
+    node.pages = version
+    return keep ? KEEP_CACHE : 0
+  }
+
+  /** Hands over the entries of an opened folder from `offset`, as many as fit; with `plus`, their attributes too. */
+  private async readdir (req: Request, plus: boolean): Promise<void> {
+    const [nodeid, fh, size, offset] = req.n
+    const dir = this.dirs.get(fh)
+    if (!dir) throw new HerdsError('EBADF', 'that folder is not open')
+    // What fits, by the kernel's own sizes: a dirent is 24 bytes and the name, a direntplus 152 and the name, each padded to 8.
+    const fits: string[] = []
+    for (let i = offset, used = 0; i < dir.names.length; i++) {
+      used += Math.ceil(((plus ? 152 : 24) + Buffer.byteLength(dir.names[i])) / 8) * 8
+      if (used > size) break
+      fits.push(dir.names[i])
+    }
+    const stats = plus
+      ? await Promise.all(fits.map((name) => name === '.' || name === '..' ? undefined : this.tree.getattr(dir.path === '/' ? `/${name}` : `${dir.path}/${name}`, req.ctx).catch(() => null)))
+      : []
+    const names: string[] = []
+    const offsets: number[] = []
+    const entries: number[] = []
+    const attrs: number[] = []
+    const counted: Inode[] = []
+    fits.forEach((name, i) => {
+      const stat = stats[i]
+      if (stat === null) return // gone meanwhile
+      names.push(name)
+      offsets.push(offset + i + 1)
+      const dot = name === '.' || name === '..'
+      if (!plus || dot || !stat) {
+        entries.push(0, 0, 0)
+        attrs.push(0xffffffff, dot ? S_IFDIR : 0, ...new Array(12).fill(0))
+        counted.push(undefined as never)
+        return
+      }
+      const path = dir.path === '/' ? `/${name}` : `${dir.path}/${name}`
+      const node = this.inodes.remember(nodeid, name)
+      node.stat = stat
+      counted.push(node)
+      const ttl = this.ttl(path)
+      entries.push(node.id, ttl, ttl)
+      attrs.push(...this.attr(path, stat, node.id))
+    })
+    const packed = this.native.replyDir(this.session, req.id, size, plus, names, Float64Array.from(offsets), Float64Array.from(entries), Float64Array.from(attrs))
+    // Entries the kernel did not get hold no lookup.
+    counted.forEach((node, i) => { if (node && i >= Math.max(packed, 0)) this.inodes.forget(node.id, 1) })
+  }
+
+  // ---- invalidations: what the host says changed, the kernel forgets ----
+
+  /**
+   * The kernel forgets what it kept of these paths: attributes and pages of
+   * every inode at or below them at once; a name only once the tree says it
+   * is gone or is something else now, because invalidating a folder's name
+   * would cut off a process whose working directory is in it (getcwd fails).
+   * A name the kernel does not hold may be a "no such file" it keeps: dropped.
+   */
+  private invalidate (paths: string[] | undefined): void {
+    if (this.ended) return
+    for (const path of paths ?? ['/']) {
+      const node = this.inodes.find(path)
+      if (node) {
+        for (const below of this.inodes.under(path)) {
+          this.forgetCached(below)
+          if (below.id !== ROOT) this.checkName(below)
+        }
+      }
+      const slash = path.lastIndexOf('/')
+      const parent = path === '/' ? undefined : this.inodes.find(path.slice(0, slash) || '/')
+      if (parent) {
+        this.forgetCached(parent)
+        if (!node) this.forgetName(parent.id, path.slice(slash + 1))
+      }
+    }
+    this.drainNotes()
+  }
+
+  /** Asks the tree whether an inode's name still stands for what the kernel thinks; if not, the kernel forgets the name. */
+  private checkName (node: Inode): void {
+    if (node.parent === 0 || this.checks.has(node.id)) return
+    if (this.checks.size >= MAX_CHECKS) return void this.forgetName(node.parent, node.name) // too many at once: forget rather than ask
+    this.checks.add(node.id)
+    const { parent, name } = node
+    const kind = node.stat && node.stat.mode & S_IFMT
+    this.checking = this.checking.then(async () => {
+      const now = await this.tree.getattr(this.inodes.childPath(parent, name)).then((s) => s.mode & S_IFMT, () => undefined)
+      if (now === undefined || (kind !== undefined && now !== kind)) this.forgetName(parent, name)
+    }).catch(() => {}).finally(() => { this.checks.delete(node.id); this.drainNotes() })
+  }
+
+  private forgetName (parent: number, name: string): void {
+    this.note(`e${parent}/${name}`, () => this.native.notifyEntry(this.session, parent, name))
+  }
+
+  private forgetCached (node: Inode): void {
+    node.pages = undefined
+    this.note(`i${node.id}`, () => this.native.notifyInode(this.session, node.id, 0, 0))
+  }
+
+  /** Queues an invalidation once; those the binding cannot take yet wait here (at most one per inode or name). */
+  private note (key: string, send: () => boolean): void {
+    this.notes.delete(key)
+    this.notes.set(key, send)
+  }
+
+  private drainNotes (): void {
+    for (const [key, send] of this.notes) {
+      if (!send()) {
+        this.noteTimer ??= setTimeout(() => { this.noteTimer = undefined; this.drainNotes() }, 10)
+        return
+      }
+      this.notes.delete(key)
+    }
+  }
+}

@@ -1,0 +1,18 @@
+{
+  "targets": [{
+    "target_name": "herds_fuse",
+    "sources": ["herds_fuse.c"],
+    "cflags": ["-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-std=gnu11"],
+    "conditions": [
+      ["OS=='linux'", {
+        "cflags": ["<!@(pkg-config --cflags fuse3)"],
+        "libraries": ["<!@(pkg-config --libs fuse3)"]
+      }],
+      ["OS=='mac'", {
+        "include_dirs": ["/usr/local/include/fuse3"],
+        "libraries": ["-L/usr/local/lib", "-lfuse3"],
+        "xcode_settings": { "OTHER_CFLAGS": ["-Wall", "-Wextra", "-Wno-unused-parameter"] }
+      }]
+    ]
+  }]
+}
