@@ -64,7 +64,7 @@ export function fuseInstallHint (): string {
   const os = existsSync('/etc/os-release') ? readFileSync('/etc/os-release', 'utf8') : ''
   if (/^(ID|ID_LIKE)=.*(fedora|rhel|centos)/m.test(os)) return 'install libfuse 2: sudo dnf install fuse fuse-libs'
   if (/^(ID|ID_LIKE)=.*arch/m.test(os)) return 'install libfuse 2: sudo pacman -S fuse2'
-  return 'install libfuse 2: sudo apt-get install fuse libfuse2'
+  return 'install libfuse 2: sudo apt-get install fuse3 libfuse2'
 }
 
 /** What to install for the libfuse3 binding, then `npm run setup` to build it. */

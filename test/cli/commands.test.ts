@@ -97,21 +97,27 @@ t.test('refusals say what the user can act on, in the namespace\'s words', async
   t.match(log, /volume full on \S+ is not empty/, 'errors.log says the same')
 })
 
-t.test('herds doctor: all in place says so; without libfuse2 it names the package', async (t) => {
+t.test('herds doctor: all in place says so and names the FUSE layer; without libfuse3 it names the fallback, without both the package', async (t) => {
   const mnt = join(tempDir(t), 'empty')
   const good = herds(['doctor', '--mount', mnt])
   t.equal(good.status, 0, good.stdout)
-  t.match(good.stdout, /ok\s+libfuse 2\s+loads/)
+  t.match(good.stdout, /ok\s+FUSE layer\s+libfuse3 \(the binding loads\)/)
   t.match(good.stdout, /ok\s+host\s+.*the token is accepted/)
   t.match(good.stdout, /Everything is in place\.\n$/)
   const bwrap = spawnSync('sh', ['-c', 'command -v bwrap']).status === 0
-  const lib = spawnSync('sh', ['-c', "readlink -f $(ldconfig -p | awk '/libfuse.so.2 /{print $NF; exit}')"], { encoding: 'utf8' }).stdout.trim()
-  if (!bwrap || !lib) return void t.comment('skipped: needs bwrap and an installed libfuse2 to hide')
-  // The library really gone for this one process: an empty file in its place.
-  const without = spawnSync('bwrap', ['--dev-bind', '/', '/', '--ro-bind', '/dev/null', lib, process.execPath, HERDS_BIN, 'doctor', '--mount', mnt], { env, encoding: 'utf8' })
+  const find = (name: string): string => spawnSync('sh', ['-c', `readlink -f $(ldconfig -p | awk '/${name} /{print $NF; exit}')`], { encoding: 'utf8' }).stdout.trim()
+  const lib2 = find('libfuse.so.2')
+  const lib3 = find('libfuse3.so.3')
+  if (!bwrap || !lib2 || !lib3) return void t.comment('skipped: needs bwrap and installed libfuse2 and libfuse3 to hide')
+  // The libraries really gone for this one process: an empty file in their place.
+  const hiding = (...libs: string[]): string[] => ['--dev-bind', '/', '/', ...libs.flatMap((lib) => ['--ro-bind', '/dev/null', lib]), process.execPath, HERDS_BIN, 'doctor', '--mount', mnt]
+  const fallback = spawnSync('bwrap', hiding(lib3), { env, encoding: 'utf8' })
+  t.equal(fallback.status, 0, fallback.stdout)
+  t.match(fallback.stdout, /ok\s+FUSE layer\s+fuse-native on libfuse 2, the fallback: cannot load the libfuse3 binding/)
+  const without = spawnSync('bwrap', hiding(lib2, lib3), { env, encoding: 'utf8' })
   t.equal(without.status, 1)
-  t.match(without.stdout, /FAIL\s+libfuse 2\s+cannot load FUSE/)
-  t.match(without.stdout, /fix: install libfuse 2: sudo apt-get install fuse libfuse2/)
+  t.match(without.stdout, /FAIL\s+FUSE layer\s+cannot load FUSE/)
+  t.match(without.stdout, /fix: install libfuse 2: sudo apt-get install fuse3 libfuse2/)
   t.match(without.stdout, /1 problem\(s\) found/)
 })
 
