@@ -9,7 +9,7 @@ import { join } from 'node:path'
 export const TREE_FILES = 5000
 export const REPO_FILES = 1500
 export const REREAD_MIB = 50
-const RUNS = Number(process.env.BENCH_META_RUNS ?? 3)
+const RUNS = Number(process.env.BENCH_META_RUNS ?? 5)
 
 /** Writes `count` small files under `dir`, 100 to a folder, folders two deep. */
 function writeTree (dir, count) {
@@ -54,11 +54,11 @@ export const WORKLOADS = [
   [`re-read ${REREAD_MIB} MiB just read`, 'cat big.bin > /dev/null', undefined],
 ]
 
-/** Median ms of each workload in `dir` over RUNS runs (the re-read after one read first). */
+/** The ms of each run of each workload in `dir`, RUNS runs (the re-read after one read first). */
 export function measure (dir) {
   return WORKLOADS.map(([label, script, expect]) => {
     if (label.startsWith('re-read')) timeScript(script, dir) // the read a moment ago
-    return median(Array.from({ length: RUNS }, () => timeScript(script, dir, expect)))
+    return Array.from({ length: RUNS }, () => timeScript(script, dir, expect))
   })
 }
 
@@ -66,13 +66,14 @@ export function measure (dir) {
 export function printMetadata (places, sshMissing) {
   const pad = (s, n) => String(s).padEnd(n)
   const names = places.map(([name]) => name)
-  console.log(`\nmetadata and cache, ms (median of ${RUNS}); "x" = the mount's time / the other's`)
+  console.log(`\nmetadata and cache, ms: median of ${RUNS} runs (fastest-slowest); "x" = the mount's median / the other's`)
   const ratios = names.slice(1).map((n) => `mount/${n}`)
-  console.log(`  ${pad('', 26)}${names.map((n) => pad(n, 11)).join('')}${ratios.map((n) => pad(n, 13)).join('')}`)
+  console.log(`  ${pad('', 26)}${names.map((n) => pad(n, 24)).join('')}${ratios.map((n) => pad(n, 13)).join('')}`)
+  const shown = (runs) => `${median(runs).toFixed(1)} (${Math.min(...runs).toFixed(0)}-${Math.max(...runs).toFixed(0)})`
   WORKLOADS.forEach(([label], i) => {
-    const times = places.map(([, figures]) => figures[i])
-    const mount = times[0]
-    console.log(`  ${pad(label, 26)}${times.map((ms) => pad(ms.toFixed(1), 11)).join('')}${times.slice(1).map((ms) => pad(`${(mount / ms).toFixed(1)}x`, 13)).join('')}`)
+    const runs = places.map(([, figures]) => figures[i])
+    const mount = median(runs[0])
+    console.log(`  ${pad(label, 26)}${runs.map((r) => pad(shown(r), 24)).join('')}${runs.slice(1).map((r) => pad(`${(mount / median(r)).toFixed(1)}x`, 13)).join('')}`)
   })
   if (sshMissing) console.log(`  (no sshfs column: ${sshMissing})`)
 }
