@@ -1,5 +1,6 @@
-// npm run bench: figures for the exec round trip and for sequential I/O through
-// the mount, printed as a table. Runs a real `herds up` in a temporary home.
+// npm run bench: figures for the exec round trip, for sequential I/O and for
+// metadata and cache (find, ls -lR, git status, a re-read) through the mount,
+// beside the local disk and sshfs, printed as tables. Runs a real `herds up` in a temporary home.
 // Compare ratios within one run: these machines are shared and noisy.
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -7,6 +8,7 @@ import { readFile, writeFile, mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { measure, prepare, printMetadata } from './metadata.mjs'
 import { startSshBaseline } from './sshfs.mjs'
 
 const BIN = resolve(fileURLToPath(import.meta.url), '../../../dist/cli/herds.js')
@@ -68,6 +70,7 @@ times.sort((a, b) => a - b)
 
 // The baseline: ssh to run a command, sshfs for files, on this machine.
 ssh = await startSshBaseline(root)
+if (ssh.missing) console.error(`bench: sshfs baseline missing: ${ssh.missing}; the sshfs columns are left out`)
 const sshTimes = []
 if (!ssh.missing) {
   for (let i = 0; i < Math.min(ROUND_TRIPS, 50); i++) {
@@ -92,6 +95,17 @@ for (const [where, file] of targets) {
   rows.push([where, write, read])
 }
 
+// Metadata and cache: the same trees in each place, made on the disk beneath it.
+const meta = join(mnt, 'nodes', 'bench', 'volumes', 'meta')
+await mkdir(meta)
+const places = [['mount', meta, join(root, 'home', 'nodes', 'bench', 'volumes', 'meta')], ['disk', join(root, 'local-meta'), join(root, 'local-meta')]]
+if (!ssh.missing) places.push(['sshfs', join(ssh.mnt, 'meta'), join(ssh.remote, 'meta')])
+for (const [, seen, onDisk] of places) {
+  await mkdir(onDisk, { recursive: true })
+  prepare(onDisk, seen)
+}
+const metaFigures = places.map(([name, seen]) => [name, measure(seen)])
+
 const pad = (s, n) => String(s).padEnd(n)
 console.log('\nHerds benchmark')
 console.log(`exec round trip (write cmd "true", read exit), ${ROUND_TRIPS} runs`)
@@ -106,4 +120,5 @@ for (const [where, write, read] of rows) console.log(`  ${pad(where, 20)}${pad(w
 const [mount, disk, sshfs] = rows
 console.log(`  ${pad('mount / disk', 20)}${pad((mount[1] / disk[1]).toFixed(2), 13)}${(mount[2] / disk[2]).toFixed(2)}`)
 if (sshfs) console.log(`  ${pad('mount / sshfs', 20)}${pad((mount[1] / sshfs[1]).toFixed(2), 13)}${(mount[2] / sshfs[2]).toFixed(2)}`)
+printMetadata(metaFigures, ssh.missing)
 process.exit(0) // runs cleanup: stops herds up, unmounts, removes the temporary home

@@ -45,6 +45,7 @@ export async function startSshBaseline (root) {
   execFileSync('sshfs', [`127.0.0.1:${remote}`, mnt, '-p', String(port), '-o', `IdentityFile=${join(dir, 'client_key')}`, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes'])
   return {
     mnt,
+    remote,
     run: (cmd) => execFileSync('ssh', [...sshArgs, '127.0.0.1', cmd]),
     stop: () => {
       try { execFileSync('fusermount', ['-uz', mnt], { stdio: 'ignore' }) } catch {}
