@@ -1,5 +1,5 @@
 // A waiting read ends when its reader is interrupted (issue 12, DESIGN §4 and §9): timeout, Ctrl-C.
-// Cases marked todo fail on the fuse-native mount, which cannot cancel a read that already waits.
+// The libfuse3 layer passes FUSE_INTERRUPT on; fuse-native (the fallback) cannot cancel a read that already waits.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -8,8 +8,6 @@ import { herdsUp, type Teardown } from './harness.js'
 
 const up = await herdsUp(t)
 const exec = join(up.nodeDir, 'exec')
-/** Marks a case that fails on today's mount; HERDS_ISSUE12=1 counts it as a real test. */
-const todo = (missing: string): string | false => process.env.HERDS_ISSUE12 ? false : `issue 12: ${missing}`
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 interface Waiting { child: ChildProcess, ended: Promise<number | string> }
@@ -37,7 +35,7 @@ const releaseAtTeardown = (t: Teardown, w: Waiting, release: () => Promise<unkno
   })
 }
 
-t.test('timeout 3 cat exit of an idle job returns within 4 s', { todo: todo('libfuse 2\'s high-level API cannot interrupt a read that waits') }, async (t) => {
+t.test('timeout 3 cat exit of an idle job returns within 4 s', async (t) => {
   const id = (await readFile(join(exec, 'new'), 'utf8')).trim()
   const job = join(exec, 'jobs', id)
   const reader = startReader('timeout', ['3', 'cat', join(job, 'exit')])
@@ -48,7 +46,7 @@ t.test('timeout 3 cat exit of an idle job returns within 4 s', { todo: todo('lib
   t.match(JSON.parse(await readFile(join(job, 'status'), 'utf8')), { state: 'idle' }, 'the job is still idle')
 })
 
-t.test('Ctrl-C (SIGINT) ends a cat stdout of a running job within 1 s, and the job keeps running', { todo: todo('libfuse 2\'s high-level API cannot interrupt a read that waits') }, async (t) => {
+t.test('Ctrl-C (SIGINT) ends a cat stdout of a running job within 1 s, and the job keeps running', async (t) => {
   const id = (await readFile(join(exec, 'new'), 'utf8')).trim()
   const job = join(exec, 'jobs', id)
   await writeFile(join(job, 'cmd'), 'sleep 60\n')

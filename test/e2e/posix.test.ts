@@ -89,7 +89,7 @@ a, _ = s.accept(); print(a.recv(5).decode())
   t.ok(lstatSync(join(d, 'sock')).isSocket(), 'a socket on the node\'s disk')
 })
 
-t.test('mknod of a device is refused with EPERM (Operation not permitted)', { todo: todo('the mount has no mknod, so the kernel answers ENOSYS') }, async (t) => {
+t.test('mknod of a device is refused with EPERM (Operation not permitted)', async (t) => {
   const { m, d } = await folder('devices')
   const r = py(`
 import errno, os, stat, sys
@@ -285,7 +285,7 @@ t.test('a deep path (31 nested folders, over 3,000 bytes below the volume) works
   t.same(await readdir(m), [])
 })
 
-t.test('an unlinked open file stays readable, leaves no .fuse_hidden name, and its folder can be removed', { todo: todo('libfuse 2 renames an open file to .fuse_hidden* instead of removing it') }, async (t) => {
+t.test('an unlinked open file stays readable, leaves no .fuse_hidden name, and its folder can be removed', async (t) => {
   const { m } = await folder('unlinked')
   await mkdir(join(m, 'dir'))
   const r = py(`
@@ -326,7 +326,7 @@ t.test('a folder\'s mtime advances right after a child is created or removed thr
   t.ok(await mtime() > old, 'advanced after a mkdir')
 })
 
-t.test('python3 mmap of a file in a volume: a shared mapping reads and writes it', { todo: todo('direct_io refuses shared mmap (ENODEV)') }, async (t) => {
+t.test('python3 mmap of a file in a volume: a shared mapping reads and writes it', async (t) => {
   const { m, d } = await folder('mmap')
   writeFileSync(join(m, 'f'), '0123456789'.repeat(410))
   const r = py(`
@@ -352,7 +352,7 @@ c = sqlite3.connect(sys.argv[1], isolation_level=None)
 for s in json.loads(sys.stdin.read()):
     for row in c.execute(s).fetchall(): print('|'.join(map(str, row)))
 `, db], { input: JSON.stringify(statements), encoding: 'utf8', timeout: 180_000 })
-t.test(`SQLite in WAL mode (${hasSqlite ? 'the sqlite3 command' : 'python3\'s sqlite3'}): 1,000 autocommit inserts, then integrity_check says ok`, { todo: todo('WAL needs a shared mmap of its -shm file, which direct_io refuses') }, async (t) => {
+t.test(`SQLite in WAL mode (${hasSqlite ? 'the sqlite3 command' : 'python3\'s sqlite3'}): 1,000 autocommit inserts, then integrity_check says ok`, async (t) => {
   const { m } = await folder('sqlite')
   const db = join(m, 'app.db')
   const inserts = Array.from({ length: 1000 }, (_, i) => `INSERT INTO t VALUES (${i});`)
