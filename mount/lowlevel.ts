@@ -137,7 +137,7 @@ class Adapter {
   constructor (private readonly native: Binding, private readonly tree: Tree, private readonly mountpoint: string, private readonly opts: LowLevelOptions) {
     let end!: () => void
     const ended = new Promise<void>((resolve) => { end = resolve })
-    const options = ['fsname=herds', 'subtype=herds', `max_read=${MAX_IO}`].join(',')
+    const options = ['fsname=herds', 'subtype=herds'].join(',')
     this.session = native.mount(mountpoint, options, MAX_IO, MAX_IO, (op, id, n, name, name2, data, uid, gid) => {
       if (op === OP.FORGET) return this.inodes.forget(n[0], n[1])
       if (op === OP.INTERRUPT) return this.pending.get(id)?.abort()

@@ -35,7 +35,9 @@ export interface Binding {
   notifyEntry (session: Session, parent: number, name: string): boolean
 }
 
-const ADDON = fileURLToPath(new URL('../../mount/native/build/Release/herds_fuse.node', import.meta.url))
+/** Where setup builds it: beside this file's source (mount/native/), reached from dist/mount/ or from mount/. */
+const ADDON = [new URL('../../mount/native/build/Release/herds_fuse.node', import.meta.url), new URL('./native/build/Release/herds_fuse.node', import.meta.url)]
+  .map((url) => fileURLToPath(url)).find((path) => existsSync(path)) ?? fileURLToPath(new URL('./native/build/Release/herds_fuse.node', import.meta.url))
 
 let loaded: Binding | Error | undefined
 

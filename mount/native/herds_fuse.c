@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -466,6 +467,11 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
   for (uint32_t i = 0; i < MAX_SLOTS; i++) s->free_slots[i] = MAX_SLOTS - 1 - i;
   s->nfree = MAX_SLOTS;
 
+  /* max_read must be given as an option too, and agree with init's. */
+  char *all = options ? malloc(strlen(options) + 32) : NULL;
+  if (all) snprintf(all, strlen(options) + 32, "%s,max_read=%u", options, s->conn.max_write);
+  free(options);
+  options = all;
   char *args_v[] = { "herds", "-o", options, NULL };
   struct fuse_args args = FUSE_ARGS_INIT(3, args_v);
   const char *failed = NULL;
