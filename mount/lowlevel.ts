@@ -28,6 +28,7 @@ const OP = {
 /** Bits of replyOpen's flags (herds_fuse.c get_file_info). */
 const DIRECT_IO = 1
 const KEEP_CACHE = 2
+const CACHE_READDIR = 8
 
 /** setattr's to_set bits (fuse_lowlevel.h). */
 const SET = { MODE: 1, UID: 2, GID: 4, SIZE: 8, ATIME: 16, MTIME: 32, ATIME_NOW: 128, MTIME_NOW: 256 } as const
@@ -123,7 +124,7 @@ class Adapter {
   private readonly session: Session
   private readonly inodes = new Inodes()
   private readonly pending = new Map<number, AbortController>()
-  private readonly dirs = new Map<number, { path: string, names: string[] }>()
+  private readonly dirs = new Map<number, { path: string, names?: string[] }>()
   private nextDir = 1
   private readonly uid = process.getuid?.() ?? 0
   private readonly gid = process.getgid?.() ?? 0
@@ -378,10 +379,10 @@ class Adapter {
     [OP.OPENDIR]: async (req) => {
       const path = this.named(req.n[0])
       if (this.dirs.size >= MAX_OPEN_DIRS) throw new HerdsError('EMFILE', `${MAX_OPEN_DIRS} folders are being listed through this mount already`)
-      const names = await this.tree.readdir(path, req.ctx)
       const fh = this.nextDir++
-      this.dirs.set(fh, { path, names: ['.', '..', ...names] })
-      this.native.replyOpen(this.session, req.id, fh, 0)
+      this.dirs.set(fh, { path }) // listed at the first readdir: a listing the kernel keeps needs none
+      // A real folder's listing may stay in the kernel: a change in it invalidates the folder's inode, and so the listing.
+      this.native.replyOpen(this.session, req.id, fh, this.ttl(path) > 0 ? CACHE_READDIR | KEEP_CACHE : 0)
     },
     [OP.READDIR]: (req) => this.readdir(req, false),
     [OP.READDIRPLUS]: (req) => this.readdir(req, true),
@@ -422,12 +423,15 @@ class Adapter {
     const [nodeid, fh, size, offset] = req.n
     const dir = this.dirs.get(fh)
     if (!dir) throw new HerdsError('EBADF', 'that folder is not open')
+    // Listed once per open (offsets then stay true however the folder changes meanwhile); again at a rewind.
+    if (!dir.names || offset === 0) dir.names = ['.', '..', ...await this.tree.readdir(dir.path, req.ctx)]
+    const all = dir.names
     // What fits, by the kernel's own sizes: a dirent is 24 bytes and the name, a direntplus 152 and the name, each padded to 8.
     const fits: string[] = []
-    for (let i = offset, used = 0; i < dir.names.length; i++) {
-      used += Math.ceil(((plus ? 152 : 24) + Buffer.byteLength(dir.names[i])) / 8) * 8
+    for (let i = offset, used = 0; i < all.length; i++) {
+      used += Math.ceil(((plus ? 152 : 24) + Buffer.byteLength(all[i])) / 8) * 8
       if (used > size) break
-      fits.push(dir.names[i])
+      fits.push(all[i])
     }
     const stats = plus
       ? await Promise.all(fits.map((name) => name === '.' || name === '..' ? undefined : this.tree.getattr(dir.path === '/' ? `/${name}` : `${dir.path}/${name}`, req.ctx).catch(() => null)))
