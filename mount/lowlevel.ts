@@ -161,10 +161,11 @@ class Adapter {
     }
   }
 
-  /** Unmounts: directly as root, through fusermount3 otherwise. */
+  /** Unmounts: directly as root (or on macOS), through fusermount3 otherwise. */
   private async detach (): Promise<void> {
     if (this.ended) return
     if (this.native.unmount(this.session)) return
+    if (process.platform === 'darwin') return void await promisify(execFile)('umount', ['-f', this.mountpoint]).catch(() => {})
     await promisify(execFile)('fusermount3', ['-u', '-z', this.mountpoint]).catch(async () => {
       await promisify(execFile)('fusermount', ['-u', '-z', this.mountpoint]).catch(() => {})
     })

@@ -9,9 +9,9 @@
         "libraries": ["<!@(pkg-config --libs fuse3)"]
       }],
       ["OS=='mac'", {
-        "include_dirs": ["/usr/local/include/fuse3"],
-        "libraries": ["-L/usr/local/lib", "-lfuse3"],
-        "xcode_settings": { "OTHER_CFLAGS": ["-Wall", "-Wextra", "-Wno-unused-parameter"] }
+        "cflags": ["<!@(pkg-config --cflags fuse3 2>/dev/null || echo -I/usr/local/include/fuse3)"],
+        "libraries": ["<!@(pkg-config --libs fuse3 2>/dev/null || echo -L/usr/local/lib -lfuse3)"],
+        "xcode_settings": { "OTHER_CFLAGS": ["-Wall", "-Wextra", "-Wno-unused-parameter", "<!@(pkg-config --cflags fuse3 2>/dev/null || echo -I/usr/local/include/fuse3)"] }
       }]
     ]
   }]

@@ -24,6 +24,13 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#ifdef __APPLE__
+/* macOS names struct stat's times differently. */
+#define st_atim st_atimespec
+#define st_mtim st_mtimespec
+#define st_ctim st_ctimespec
+#endif
+
 /* Requests in service at once; beyond it the kernel is told EAGAIN. */
 #define MAX_SLOTS 65536
 /* Bytes of written data waiting for JavaScript; beyond it the reader waits. */
@@ -500,7 +507,7 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
   return external;
 }
 
-/* unmount(session): detaches the mount (root) so the loop ends; JS then calls destroy. */
+/* unmount(session): detaches the mount (Linux: as root; otherwise JS runs fusermount3) so the loop ends; JS then calls destroy. */
 static napi_value js_unmount (napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -509,7 +516,12 @@ static napi_value js_unmount (napi_env env, napi_callback_info info) {
   if (!s) return NULL;
   fuse_session_exit(s->se);
   napi_value ok;
-  napi_get_boolean(env, geteuid() == 0 ? umount2(s->mountpoint, MNT_DETACH) == 0 : 0, &ok);
+#ifdef __linux__
+  int done = geteuid() == 0 && umount2(s->mountpoint, MNT_DETACH) == 0;
+#else
+  int done = unmount(s->mountpoint, MNT_FORCE) == 0; /* macFUSE lets the user who mounted unmount */
+#endif
+  napi_get_boolean(env, done, &ok);
   return ok;
 }
 
