@@ -333,7 +333,9 @@ class Adapter {
       const fh = await this.tree.open(path, toTreeFlags(flags), req.ctx)
       const node = this.known(nodeid)
       node.opens = (node.opens ?? 0) + 1
-      const replied = await this.openFlags(req, nodeid, path).then((how) => this.native.replyOpen(this.session, req.id, fh, how), () => false)
+      // Appends land where the node's file ends, which the kernel's pages would not know: such a file skips them.
+      const how = flags & fsConstants.O_APPEND ? Promise.resolve(DIRECT_IO) : this.openFlags(req, nodeid, path)
+      const replied = await how.then((bits) => this.native.replyOpen(this.session, req.id, fh, bits), () => false)
       if (!replied) {
         node.opens--
         await this.tree.release(path, fh).catch(() => {})
@@ -341,11 +343,17 @@ class Adapter {
       }
     },
     [OP.CREATE]: async (req) => {
-      const [parent, mode] = req.n
+      const [parent, mode, flags] = req.n
       const path = this.inodes.childPath(parent, req.name!)
-      const fh = await this.tree.create(path, mode & 0o7777, req.ctx)
+      let fh = await this.tree.create(path, mode & 0o7777, req.ctx)
       try {
-        if (!await this.replyEntry(req, parent, req.name!, { fh, flags: isRealFile(path) ? 0 : DIRECT_IO })) throw new HerdsError('EINTR', 'interrupted')
+        // The Tree's create takes no flags: a new file opened to append is opened again so, or its writes would not append on the node.
+        if (flags & fsConstants.O_APPEND) {
+          const made = fh
+          fh = await this.tree.open(path, toTreeFlags(flags), req.ctx)
+          await this.tree.release(path, made).catch(() => {})
+        }
+        if (!await this.replyEntry(req, parent, req.name!, { fh, flags: isRealFile(path) && !(flags & fsConstants.O_APPEND) ? 0 : DIRECT_IO })) throw new HerdsError('EINTR', 'interrupted')
         const node = this.inodes.child(parent, req.name!)
         if (node) node.opens = (node.opens ?? 0) + 1
       } catch (err) {
