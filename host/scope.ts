@@ -74,7 +74,7 @@ export function scoped (inner: Tree, opts: ScopedOptions): Tree {
       if (wantsWrite(flags)) need(path, true)
     } else if (op === 'readdir' || op === 'readlink' || (op === 'getattr' && HIDDEN_NAMES.test(path))) {
       need(path, false)
-    } else if (op === 'rename') {
+    } else if (op === 'rename' || op === 'link') {
       need(path, true)
       need(args[1] as string, true)
     } else if (CHANGES[op] !== undefined) {

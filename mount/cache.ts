@@ -159,6 +159,16 @@ export class CachedTree {
           this.changes.mark(to)
         }
       }
+      case 'link': {
+        // A new name for the file, whose own attributes (its link count) change too.
+        await this.sendAll(path)
+        try {
+          return await callOp(this.inner, op, args, ctx)
+        } finally {
+          this.changes.mark(path)
+          this.changes.mark(args[1] as string)
+        }
+      }
       case 'readlink':
       case 'statfs':
         return callOp(this.inner, op, args, ctx)

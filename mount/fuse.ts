@@ -248,6 +248,7 @@ export function fuseOps (tree: Tree, sync: (fh: number) => Promise<void> = async
     mkdir: (path: string, mode: number, cb) => { tree.mkdir(path, mode).then(done(cb), fail(cb)) },
     rmdir: (path: string, cb) => { tree.rmdir(path).then(done(cb), fail(cb)) },
     symlink: (target: string, path: string, cb) => { tree.symlink(target, path).then(done(cb), fail(cb)) },
+    link: (from: string, to: string, cb) => { tree.link(from, to).then(done(cb), fail(cb)) },
     readlink: (path: string, cb) => { tree.readlink(path).then((target) => cb(0, target), fail(cb)) },
     chmod: (path: string, mode: number, cb) => { tree.chmod(path, mode).then(done(cb), fail(cb)) },
     // Every file shows as the mount user's: giving it to that user (tar, cp -p as

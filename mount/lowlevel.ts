@@ -85,7 +85,7 @@ const ROOT_OF = /^\/nodes\/[^/]+\/(?:(?:volumes|fs)\/[^/]+|sandboxes\/[^/]+\/wor
  * with the file system it is on (so two nodes' files never look like hard
  * links of each other), below 2^53; the kernel's number where the node gave none.
  */
-function inodeNumber (path: string, stat: Stat & { ino?: number }, nodeid: number): number {
+function inodeNumber (path: string, stat: Stat, nodeid: number): number {
   const root = stat.ino === undefined ? undefined : ROOT_OF.exec(path)?.[0]
   if (root === undefined || stat.ino === undefined) return nodeid
   let h1 = 0x811c9dc5
@@ -322,9 +322,7 @@ class Adapter {
     },
     [OP.LINK]: async (req) => {
       const [nodeid, newParent] = req.n
-      const link = (this.tree as Partial<Pick<Tree & { link (from: string, to: string, ctx?: CallContext): Promise<void> }, 'link'>>).link
-      if (!link) throw new HerdsError('EPERM', 'hard links cannot be made on the mount')
-      await link.call(this.tree, this.named(nodeid), this.inodes.childPath(newParent, req.name!), req.ctx)
+      await this.tree.link(this.named(nodeid), this.inodes.childPath(newParent, req.name!), req.ctx)
       await this.replyEntry(req, newParent, req.name!)
     },
     [OP.OPEN]: async (req) => {

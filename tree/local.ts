@@ -5,8 +5,8 @@
  * so what was checked is what is used, however the folders change meanwhile.
  * The last name is never followed if it is a symbolic link.
  */
-import { constants, type Stats } from 'node:fs'
-import { chmod, lstat, lutimes, mkdir, open, readdir, readlink, rename, rmdir, stat, statfs, symlink, unlink, utimes, type FileHandle } from 'node:fs/promises'
+import { constants, type BigIntStats } from 'node:fs'
+import { chmod, link, lstat, lutimes, mkdir, open, readdir, readlink, rename, rmdir, stat, statfs, symlink, unlink, utimes, type FileHandle } from 'node:fs/promises'
 import { Beneath, DESCRIPTOR_RELATIVE, O_PATH, type Place } from './beneath.js'
 import { HerdsError, toHerdsError } from './errno.js'
 import { HandleTable } from './handles.js'
@@ -23,8 +23,13 @@ async function guard<T> (path: string, work: () => Promise<T>): Promise<T> {
   }
 }
 
-function toStat (s: Stats): Stat {
-  return { mode: s.mode, size: s.size, mtimeMs: s.mtimeMs, atimeMs: s.atimeMs, ctimeMs: s.ctimeMs, nlink: s.nlink, blocks: s.blocks }
+/** The node's stat as the Tree's: times from nanoseconds (as exact as a double in ms allows), and the inode number. */
+function toStat (s: BigIntStats): Stat {
+  const ms = (ns: bigint): number => Number(ns / 1_000_000n) + Number(ns % 1_000_000n) / 1e6
+  return {
+    mode: Number(s.mode), size: Number(s.size), mtimeMs: ms(s.mtimeNs), atimeMs: ms(s.atimeNs), ctimeMs: ms(s.ctimeNs),
+    nlink: Number(s.nlink), blocks: Number(s.blocks), ino: Number(s.ino),
+  }
 }
 
 /** What an operation on one name is handed: the folder it lies in, opened beneath the root, and its place there. */
@@ -112,7 +117,7 @@ export class LocalTree implements Tree {
 
   getattr (path: string): Promise<Stat> {
     // The root is named by its open descriptor, which stat follows to the folder itself.
-    return this.entry(path, async ({ at, root }) => toStat(root ? await stat(at) : await lstat(at)))
+    return this.entry(path, async ({ at, root }) => toStat(root ? await stat(at, { bigint: true }) : await lstat(at, { bigint: true })))
   }
 
   readdir (path: string): Promise<string[]> {
@@ -159,14 +164,33 @@ export class LocalTree implements Tree {
    * on the wire: fuse-native hands create no flags.)
    */
   create (path: string, mode: number): Promise<number> {
-    return guard(path, () => this.openAt(path, constants.O_CREAT | constants.O_RDWR, mode & 0o7777))
+    return guard(path, async () => {
+      const made = await this.openFile(path, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR, mode & 0o7777).catch((err: unknown) => {
+        if (toHerdsError(err).code === 'EEXIST') return undefined
+        throw err
+      })
+      if (!made) return this.openAt(path, constants.O_RDWR)
+      // The mode as given: the mount's kernel applied the caller's umask already, and the node's must not apply again.
+      await made.chmod(mode & 0o7777).catch(() => {})
+      return this.files.add(made)
+    })
   }
 
-  mkdir (path: string, mode: number): Promise<void> {
-    return this.entry(path, async ({ at, root }) => {
+  async mkdir (path: string, mode: number): Promise<void> {
+    await this.entry(path, async ({ at, root }) => {
       if (root) throw new HerdsError('EEXIST', `the root of a tree exists: ${path}`)
       await mkdir(at, mode & 0o7777)
     })
+    // As for create: the mode as given, not narrowed by the node's umask (chmod acts on the entry itself, never a link).
+    if ((mode & 0o7777 & currentUmask()) !== 0) await this.chmod(path, mode)
+  }
+
+  /** A hard link inside the tree: both names resolved beneath the root; `from` itself is never followed. */
+  link (from: string, to: string): Promise<void> {
+    return this.entry(from, (source) => this.entry(to, async (target) => {
+      if (source.root || target.root) throw new HerdsError('EPERM', 'the root of a tree cannot be linked')
+      await link(source.at, target.at)
+    }))
   }
 
   unlink (path: string): Promise<void> {
@@ -249,6 +273,11 @@ export class LocalTree implements Tree {
     }
     return this.inDirectory(path, read).catch(() => this.inDirectory('/', read))
   }
+}
+
+/** The node process's umask. */
+function currentUmask (): number {
+  return process.umask()
 }
 
 /**

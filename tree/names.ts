@@ -23,11 +23,11 @@ export function checkName (name: string, what: string): void {
  */
 export function safeTopNames (inner: Tree, what: string): Tree {
   return treeFromCall(async (op, args, ctx) => {
-    const target = op === 'symlink' ? args[1] : op === 'rename' ? args[1] : args[0]
+    const target = op === 'symlink' || op === 'rename' || op === 'link' ? args[1] : args[0]
     const parts = splitPath(target as string)
-    if (['mkdir', 'create', 'symlink', 'rename'].includes(op) && parts.length === 1) {
+    if (['mkdir', 'create', 'symlink', 'rename', 'link'].includes(op) && parts.length === 1) {
       checkName(parts[0]!, what)
-      if (op === 'create' || op === 'symlink') throw new HerdsError('EPERM', `a ${what} is a folder: make one with mkdir, and files inside it`)
+      if (op === 'create' || op === 'symlink' || op === 'link') throw new HerdsError('EPERM', `a ${what} is a folder: make one with mkdir, and files inside it`)
       if (op === 'rename' && ((await inner.getattr(args[0] as string, ctx)).mode & S_IFMT) !== S_IFDIR) {
         throw new HerdsError('EPERM', `a ${what} is a folder: only a folder can be moved to the top`)
       }

@@ -7,12 +7,12 @@ import { callOp, treeFromCall } from './peer.js'
 import { wantsWrite, type Op, type Stat, type Tree } from './tree.js'
 
 /** Operations that change a tree. */
-const CHANGES: ReadonlySet<Op> = new Set(['write', 'truncate', 'create', 'mkdir', 'unlink', 'rmdir', 'rename', 'symlink', 'utimens', 'chmod'])
+const CHANGES: ReadonlySet<Op> = new Set(['write', 'truncate', 'create', 'mkdir', 'unlink', 'rmdir', 'rename', 'link', 'symlink', 'utimens', 'chmod'])
 
 export function readOnly (inner: Tree, what = 'this tree'): Tree {
   return treeFromCall(async (op, args, ctx) => {
     if (CHANGES.has(op) || (op === 'open' && wantsWrite(args[1] as number))) {
-      throw new HerdsError('EROFS', `${what} is read-only: ${String(args[op === 'symlink' ? 1 : 0])}`)
+      throw new HerdsError('EROFS', `${what} is read-only: ${String(args[op === 'symlink' || op === 'link' ? 1 : 0])}`)
     }
     const result = await callOp(inner, op, args, ctx)
     if (op === 'getattr') return { ...(result as Stat), mode: (result as Stat).mode & ~0o222 }

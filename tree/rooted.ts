@@ -3,7 +3,7 @@ import { callOp, treeFromCall } from './peer.js'
 import type { Op, Tree } from './tree.js'
 
 /** Which arguments of an operation are paths (symlink's first is the link's content, not a path). */
-const PATH_ARGS: Partial<Record<Op, number[]>> = { symlink: [1], rename: [0, 1] }
+const PATH_ARGS: Partial<Record<Op, number[]>> = { symlink: [1], rename: [0, 1], link: [0, 1] }
 
 /** `inner`'s folder `prefix` ("/exec") as a tree whose root is that folder. */
 export function rooted (inner: Tree, prefix: string): Tree {

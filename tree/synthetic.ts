@@ -212,6 +212,14 @@ export class SyntheticTree implements Tree {
     throw new HerdsError('EACCES', `cannot be renamed: ${from}`)
   }
 
+  async link (from: string, to: string, ctx?: CallContext): Promise<void> {
+    const a = await this.parentOf(from)
+    const b = await this.parentOf(to)
+    if ('tree' in a.target && 'tree' in b.target && a.target.tree === b.target.tree) return a.target.tree.link(a.rest, b.rest, ctx)
+    if ('tree' in a.target && 'tree' in b.target) throw new HerdsError('EXDEV', 'cannot make a hard link across trees')
+    throw new HerdsError('EPERM', `hard links cannot be made here: ${to}`)
+  }
+
   async symlink (target: string, path: string, ctx?: CallContext): Promise<void> {
     const p = await this.parentOf(path)
     if ('tree' in p.target) return p.target.tree.symlink(target, p.rest, ctx)

@@ -10,7 +10,7 @@ export const S_IFDIR = 0o040000
 export const S_IFREG = 0o100000
 export const S_IFLNK = 0o120000
 
-/** What getattr returns; times are milliseconds since the epoch. */
+/** What getattr returns; times are milliseconds since the epoch, with a fraction (nanoseconds, as far as a double carries them). */
 export interface Stat {
   mode: number
   size: number
@@ -20,6 +20,12 @@ export interface Stat {
   nlink: number
   /** 512-byte blocks the file takes on the node's disk (real files); absent: size / 512. */
   blocks?: number
+  /**
+   * The node's own inode number (real files; absent for synthetic ones), so
+   * hard links show as one file. A Number: exact below 2^53, which every
+   * file system Herds runs on stays under.
+   */
+  ino?: number
 }
 
 export interface Statfs {
@@ -63,6 +69,8 @@ export interface Tree {
   unlink (path: string, ctx?: CallContext): Promise<void>
   rmdir (path: string, ctx?: CallContext): Promise<void>
   rename (from: string, to: string, ctx?: CallContext): Promise<void>
+  /** Makes `to` a hard link to the file `from`, within one tree (EXDEV across trees). */
+  link (from: string, to: string, ctx?: CallContext): Promise<void>
   /** Makes `path` a symbolic link whose content is `target`. */
   symlink (target: string, path: string, ctx?: CallContext): Promise<void>
   readlink (path: string, ctx?: CallContext): Promise<string>

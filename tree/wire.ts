@@ -9,6 +9,15 @@ import { ERRNO_NAMES, HerdsError } from './errno.js'
 import { joinPath, splitPath } from './paths.js'
 import type { Op } from './tree.js'
 
+/**
+ * The longest path on the wire: a node's own PATH_MAX below the longest
+ * prefix the namespace puts before it (/nodes/<n>/sandboxes/<s>/workspace).
+ */
+export const MAX_PATH = 4096 + 1024
+/** The longest name in a path, as on every file system Herds serves. */
+const NAME_MAX = 255
+const NAME_TOO_LONG = `a name in the path is longer than ${NAME_MAX} bytes`
+
 /** The protocol version; a peer speaking any other version is refused. */
 export const PROTOCOL_VERSION = 2
 
@@ -17,10 +26,10 @@ export const PROTOCOL_VERSION = 2
  * path can climb out of the tree it was sent to (the kernel resolves ".." before
  * FUSE sees a path; only a crafted request carries one).
  */
-const Path = z.string().min(1).max(4096)
+const Path = z.string().min(1).max(MAX_PATH)
   .refine((p) => !p.includes('\0'), 'a path may not contain NUL')
   .refine((p) => !p.split('/').includes('..'), 'a path may not contain ".."')
-  .refine((p) => splitPath(p).every((name) => Buffer.byteLength(name) <= 255), 'a name in the path is longer than 255 bytes')
+  .refine((p) => splitPath(p).every((name) => Buffer.byteLength(name) <= NAME_MAX), NAME_TOO_LONG)
   .transform((p) => joinPath(splitPath(p)))
 const Fh = z.number().int().min(0).max(2 ** 31 - 1)
 const Offset = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
@@ -46,6 +55,7 @@ export const OP_ARGS = {
   unlink: z.tuple([Path]),
   rmdir: z.tuple([Path]),
   rename: z.tuple([Path, Path]),
+  link: z.tuple([Path, Path]),
   symlink: z.tuple([z.string().min(1).max(4096), Path]),
   readlink: z.tuple([Path]),
   utimens: z.tuple([Path, Time, Time]),
@@ -61,6 +71,7 @@ const StatSchema = z.object({
   ctimeMs: Time,
   nlink: z.number().int().min(0),
   blocks: z.number().int().min(0).optional(),
+  ino: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
 })
 const StatfsSchema = z.object({
   bsize: z.number(), blocks: z.number(), bfree: z.number(), bavail: z.number(),
@@ -82,6 +93,7 @@ export const OP_RESULTS = {
   unlink: z.null().optional(),
   rmdir: z.null().optional(),
   rename: z.null().optional(),
+  link: z.null().optional(),
   symlink: z.null().optional(),
   readlink: z.string(),
   utimens: z.null().optional(),
@@ -188,6 +200,9 @@ export function decodeFrame (data: Uint8Array): Frame {
 /** Validates the arguments of a request for `op`. */
 export function parseArgs (op: Op, args: unknown[]): unknown[] {
   const parsed = OP_ARGS[op].safeParse(args)
+  if (!parsed.success && parsed.error.issues.some((issue) => issue.message === NAME_TOO_LONG || (issue.code === 'too_big' && issue.origin === 'string'))) {
+    throw new HerdsError('ENAMETOOLONG', `${op}: ${parsed.error.issues.some((issue) => issue.message === NAME_TOO_LONG) ? NAME_TOO_LONG : `a path is longer than ${MAX_PATH} bytes`}`)
+  }
   if (!parsed.success) throw new HerdsError('EINVAL', `bad arguments to ${op}: ${z.prettifyError(parsed.error).split('\n').slice(0, 3).join('; ')}`)
   return parsed.data as unknown[]
 }
