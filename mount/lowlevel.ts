@@ -7,10 +7,8 @@
  * read with direct_io, so streams and sizes behave. An interrupted request
  * (Ctrl-C, kill) is cancelled on the wire and answered EINTR.
  */
-import { execFile } from 'node:child_process'
 import { setMaxListeners } from 'node:events'
 import { constants as fsConstants } from 'node:fs'
-import { promisify } from 'node:util'
 import { errnoNumber, HerdsError, toHerdsError, type Errno } from '../tree/errno.js'
 import { O_ACCMODE, O_APPEND, S_IFDIR, S_IFMT, S_IFREG, type CallContext, type Stat, type Tree } from '../tree/tree.js'
 import { isRealFile } from './cache.js'
@@ -135,7 +133,7 @@ class Adapter {
   private checking: Promise<void> = Promise.resolve()
   private ended = false
 
-  constructor (private readonly native: Binding, private readonly tree: Tree, private readonly mountpoint: string, private readonly opts: LowLevelOptions) {
+  constructor (private readonly native: Binding, private readonly tree: Tree, mountpoint: string, private readonly opts: LowLevelOptions) {
     let end!: () => void
     const ended = new Promise<void>((resolve) => { end = resolve })
     const options = ['fsname=herds', 'subtype=herds'].join(',')
@@ -161,14 +159,18 @@ class Adapter {
     }
   }
 
-  /** Unmounts: directly as root (or on macOS), through fusermount3 otherwise. */
+  /**
+   * Ends the session: its loop thread is woken until it ends, and then the
+   * binding closes the device (which ends the connection in every mount
+   * namespace, a sandbox job's too) and unmounts.
+   */
   private async detach (): Promise<void> {
     if (this.ended) return
-    if (this.native.unmount(this.session)) return
-    if (process.platform === 'darwin') return void await promisify(execFile)('umount', ['-f', this.mountpoint]).catch(() => {})
-    await promisify(execFile)('fusermount3', ['-u', '-z', this.mountpoint]).catch(async () => {
-      await promisify(execFile)('fusermount', ['-u', '-z', this.mountpoint]).catch(() => {})
-    })
+    this.native.unmount(this.session)
+    while (!this.ended) {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      if (!this.ended) this.native.wake(this.session)
+    }
   }
 
   private dispatch (op: number, req: Request): void {
@@ -182,9 +184,11 @@ class Adapter {
     req.ctx = { signal: controller.signal }
     this.pending.set(req.id, controller)
     handler(req).catch((err: unknown) => {
+      // After the session ended, a late answer (whose reply threw "the session is gone") has no one to go to.
+      if (this.ended) return
       const code: Errno = controller.signal.aborted ? 'EINTR' : toHerdsError(err).code
       this.native.replyErr(this.session, req.id, errnoNumber(code))
-    }).finally(() => this.pending.delete(req.id))
+    }).catch(() => {}).finally(() => this.pending.delete(req.id))
   }
 
   // ---- replies ----
@@ -531,6 +535,7 @@ class Adapter {
   }
 
   private drainNotes (): void {
+    if (this.ended) return
     for (const [key, send] of this.notes) {
       if (!send()) {
         this.noteTimer ??= setTimeout(() => { this.noteTimer = undefined; this.drainNotes() }, 10)

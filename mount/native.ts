@@ -16,7 +16,10 @@ export type RequestHandler = (op: number, id: number, nums: number[], name: stri
 /** The binding's functions; each reply returns false if the request was answered already (or interrupted away). */
 export interface Binding {
   mount (mountpoint: string, options: string, maxWrite: number, maxReadahead: number, handler: RequestHandler): Session
-  unmount (session: Session): boolean
+  /** Ends the session's loop; OP_EXIT follows, then destroy() unmounts. */
+  unmount (session: Session): void
+  /** Wakes the loop thread again, in case the first signal came before its read. */
+  wake (session: Session): void
   destroy (session: Session): void
   replyErr (session: Session, id: number, errno: number): boolean
   replyEntry (session: Session, id: number, entry: Float64Array, attr: Float64Array): boolean

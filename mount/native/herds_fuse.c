@@ -17,11 +17,12 @@
 #include <node_api.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <unistd.h>
 
 #ifdef __APPLE__
@@ -37,6 +38,17 @@
 #define MAX_QUEUED_BYTES (64u << 20)
 /* Invalidations waiting for the kernel; beyond it notify*() returns false. */
 #define MAX_NOTES 16384
+/*
+ * Wakes the loop thread from its read of /dev/fuse at unmount: a lazy unmount
+ * does not end the connection while another mount namespace (a sandbox job's)
+ * still holds the mount, so the read would wait for ever.
+ */
+#ifdef __linux__
+#define WAKE_SIGNAL (SIGRTMIN + 7)
+#else
+#define WAKE_SIGNAL SIGUSR2
+#endif
+
 /* Numbers passed per request; see enum arg. */
 #define NUMS 8
 
@@ -398,6 +410,30 @@ static void call_js (napi_env env, napi_value handler, void *context, void *data
   free(m->name); free(m->name2); free(m->data); free(m);
 }
 
+static void on_wake (int sig) { (void)sig; }
+
+/* libfuse's own messages, marked as ours. */
+static void log_line (enum fuse_log_level level, const char *fmt, va_list ap) {
+  (void)level;
+  fputs("herds: fuse: ", stderr);
+  vfprintf(stderr, fmt, ap);
+}
+
+static void install_wake_handler (void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_wake;
+  sigemptyset(&sa.sa_mask);
+  sigaction(WAKE_SIGNAL, &sa, NULL);
+}
+
+/* The handler once per process, without SA_RESTART, so the loop's read returns EINTR and sees the exit. */
+static void install_wake (void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, install_wake_handler);
+  fuse_set_log_func(log_line);
+}
+
 static void *run_loop (void *arg) {
   struct session *s = arg;
   fuse_session_loop(s->se);
@@ -499,6 +535,7 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
     free(s->mountpoint); free(s);
     return throw_msg(env, "EIO", "cannot make the thread-safe function");
   }
+  install_wake();
   s->notifier_started = pthread_create(&s->notifier, NULL, run_notifier, s) == 0;
   s->loop_started = pthread_create(&s->loop, NULL, run_loop, s) == 0;
   if (!s->loop_started) return throw_msg(env, "EIO", "cannot start the FUSE thread");
@@ -507,7 +544,11 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
   return external;
 }
 
-/* unmount(session): detaches the mount (Linux: as root; otherwise JS runs fusermount3) so the loop ends; JS then calls destroy. */
+/*
+ * unmount(session): ends the loop (exit, and a signal to wake its read); the
+ * OP_EXIT message follows, and destroy() then closes the device, which ends
+ * the connection in every mount namespace, and unmounts (lazily).
+ */
 static napi_value js_unmount (napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -515,14 +556,20 @@ static napi_value js_unmount (napi_env env, napi_callback_info info) {
   struct session *s = session_of(env, argv[0]);
   if (!s) return NULL;
   fuse_session_exit(s->se);
-  napi_value ok;
-#ifdef __linux__
-  int done = geteuid() == 0 && umount2(s->mountpoint, MNT_DETACH) == 0;
-#else
-  int done = unmount(s->mountpoint, MNT_FORCE) == 0; /* macFUSE lets the user who mounted unmount */
-#endif
-  napi_get_boolean(env, done, &ok);
-  return ok;
+  if (s->loop_started) pthread_kill(s->loop, WAKE_SIGNAL);
+  return NULL;
+}
+
+/* wake(session): wakes the loop thread again, in case the first signal came before its read (JS repeats it until the end). */
+static napi_value js_wake (napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct session *s = session_of(env, argv[0]);
+  if (!s) return NULL;
+  fuse_session_exit(s->se);
+  if (s->loop_started) pthread_kill(s->loop, WAKE_SIGNAL);
+  return NULL;
 }
 
 /* destroy(session): after the loop ended (OP_EXIT), frees everything; outstanding requests get ENOTCONN. */
@@ -545,7 +592,7 @@ static napi_value js_destroy (napi_env env, napi_callback_info info) {
   for (uint32_t i = 0; i < MAX_SLOTS; i++) {
     if (s->slots[i]) { fuse_reply_err(s->slots[i], ENOTCONN); s->slots[i] = NULL; }
   }
-  fuse_session_unmount(s->se);
+  fuse_session_unmount(s->se); /* closes the device, which ends the connection in every namespace, then unmounts */
   fuse_session_destroy(s->se);
   s->destroyed = 1;
   napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
@@ -811,7 +858,7 @@ static napi_value js_notify_entry (napi_env env, napi_callback_info info) {
 
 static napi_value init (napi_env env, napi_value exports) {
   const struct { const char *name; napi_callback fn; } fns[] = {
-    { "mount", js_mount }, { "unmount", js_unmount }, { "destroy", js_destroy },
+    { "mount", js_mount }, { "unmount", js_unmount }, { "wake", js_wake }, { "destroy", js_destroy },
     { "replyErr", js_reply_err }, { "replyEntry", js_reply_entry }, { "replyCreate", js_reply_create },
     { "replyAttr", js_reply_attr }, { "replyOpen", js_reply_open }, { "replyBuf", js_reply_buf },
     { "replyReadlink", js_reply_readlink }, { "replyWrite", js_reply_write }, { "replyXattr", js_reply_xattr },

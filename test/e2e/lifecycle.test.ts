@@ -48,6 +48,24 @@ t.test('Ctrl-C on herds up unmounts and leaves no process behind', async (t) => 
   t.throws(() => process.kill(status.pid, 0), 'the running job was ended')
 })
 
+t.test('Ctrl-C on herds up ends cleanly with a reader waiting and another mount namespace (a sandbox job\'s) holding the mount', async (t) => {
+  const up = await herdsUp(t)
+  const exec = join(up.nodeDir, 'exec')
+  await writeFile(join(exec, 'cmd'), 'sleep 300\n')
+  // A reader waiting on the job's output when the mount goes: its request is still in service.
+  const reader = spawn('cat', [join(exec, 'stdout')], { stdio: 'ignore' })
+  t.teardown(() => { reader.kill('SIGKILL') })
+  // A process in a mount namespace of its own keeps a copy of the mount, as a fenced job does.
+  const holder = spawn('unshare', ['-m', '--propagation', 'private', 'sleep', '60'], { stdio: 'ignore' })
+  t.teardown(() => { holder.kill('SIGKILL') })
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  up.proc.signal('SIGINT')
+  const code = await Promise.race([up.proc.exited, new Promise((resolve) => setTimeout(() => resolve('still running after 4 s'), 4_000))])
+  t.equal(code, 0, `exits 0 (${up.proc.output().split('\n').slice(-4).join(' | ')})`)
+  t.notOk(isMounted(up.mountpoint), 'no mount left here')
+  t.notMatch(up.proc.output(), /failed to unmount|Error:|\n\s+at /, 'no error or stack trace printed')
+})
+
 t.test('the mount can stop and come back while a job runs; the output is complete', async (t) => {
   const root = tempDir(t)
   const home = join(root, 'home')
