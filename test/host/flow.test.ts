@@ -103,7 +103,8 @@ t.test('four run-token connections writing 64 MiB each to a node that stalls: th
   }
   t.comment(`host RSS: ${baseline.toFixed(0)} MiB before, ${stalled.toFixed(0)} MiB at the peak (${4 * WRITES} MiB sent to a stopped node), ${after.toFixed(0)} MiB after`)
   t.ok(stalled - baseline < 160, `the peak is ${(stalled - baseline).toFixed(0)} MiB over the baseline (under 160)`)
-  t.ok(after - baseline < 100, `back near the baseline: ${(after - baseline).toFixed(0)} MiB over it (under 100)`)
+  // A leak keeps what was sent (256 MiB); garbage the collector has not taken yet varies with the machine's load (60-106 MiB seen).
+  t.ok(after - baseline < 128, `back near the baseline: ${(after - baseline).toFixed(0)} MiB over it (under half of the 256 MiB sent)`)
 })
 
 t.test('frames are capped by kind: a run token\'s 20 MiB message closes its connection, a 17 MiB write is refused', async (t) => {
