@@ -514,7 +514,11 @@ class Adapter {
     const { parent, name } = node
     const kind = node.stat && node.stat.mode & S_IFMT
     this.checking = this.checking.then(async () => {
-      const now = await this.tree.getattr(this.inodes.childPath(parent, name)).then((s) => s.mode & S_IFMT, () => undefined)
+      // Only a definite "gone" drops the name: a node that is offline for a moment says nothing about it.
+      const now = await this.tree.getattr(this.inodes.childPath(parent, name)).then((s) => s.mode & S_IFMT, (err: unknown) => {
+        const code = toHerdsError(err).code
+        return code === 'ENOENT' || code === 'ENOTDIR' ? undefined : kind
+      })
       if (now === undefined || (kind !== undefined && now !== kind)) this.forgetName(parent, name)
     }).catch(() => {}).finally(() => { this.checks.delete(node.id); this.drainNotes() })
   }
