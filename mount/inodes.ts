@@ -7,6 +7,7 @@
  * open on it, as a file on a disk stays readable through its descriptors.
  */
 import { HerdsError } from '../tree/errno.js'
+import { childOf } from '../tree/paths.js'
 import type { Stat } from '../tree/tree.js'
 
 /** The root's number, fixed by FUSE. */
@@ -62,8 +63,7 @@ export class Inodes {
 
   /** The path of `name` in the folder `parent`. */
   childPath (parent: number, name: string): string {
-    const dir = this.path(parent)
-    return dir === '/' ? `/${name}` : `${dir}/${name}`
+    return childOf(this.path(parent), name)
   }
 
   /** The inode of `name` in `parent`, if the kernel holds it. */

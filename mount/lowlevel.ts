@@ -11,6 +11,7 @@ import { setMaxListeners } from 'node:events'
 import { constants as fsConstants } from 'node:fs'
 import { errnoNumber, HerdsError, toHerdsError, type Errno } from '../tree/errno.js'
 import { O_ACCMODE, O_APPEND, S_IFDIR, S_IFMT, S_IFREG, type CallContext, type Stat, type Tree } from '../tree/tree.js'
+import { childOf } from '../tree/paths.js'
 import { isRealFile } from './cache.js'
 import { Inodes, ROOT, type Inode } from './inodes.js'
 import { loadBinding, type Binding, type Session } from './native.js'
@@ -445,7 +446,7 @@ class Adapter {
       fits.push(all[i])
     }
     const stats = plus
-      ? await Promise.all(fits.map((name) => name === '.' || name === '..' ? undefined : this.tree.getattr(dir.path === '/' ? `/${name}` : `${dir.path}/${name}`, req.ctx).catch(() => null)))
+      ? await Promise.all(fits.map((name) => name === '.' || name === '..' ? undefined : this.tree.getattr(childOf(dir.path, name), req.ctx).catch(() => null)))
       : []
     const names: string[] = []
     const offsets: number[] = []
@@ -464,7 +465,7 @@ class Adapter {
         counted.push(undefined as never)
         return
       }
-      const path = dir.path === '/' ? `/${name}` : `${dir.path}/${name}`
+      const path = childOf(dir.path, name)
       const node = this.inodes.remember(nodeid, name)
       node.stat = stat
       counted.push(node)

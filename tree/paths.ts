@@ -9,3 +9,8 @@ export function splitPath (path: string): string[] {
 export function joinPath (parts: readonly string[]): string {
   return '/' + parts.join('/')
 }
+
+/** The path of `name` in the folder `dir` (both normalised). */
+export function childOf (dir: string, name: string): string {
+  return dir === '/' ? `/${name}` : `${dir}/${name}`
+}

@@ -600,7 +600,18 @@ static napi_value js_destroy (napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* Reads the stat layout mount/lowlevel.ts writes: see ATTR in that file. */
+/* Fills a stat from the 14 numbers mount/lowlevel.ts writes (Adapter.attr). */
+static void fill_stat (const double *a, struct stat *st) {
+  memset(st, 0, sizeof *st);
+  st->st_ino = (ino_t)a[0]; st->st_mode = (mode_t)a[1]; st->st_nlink = (nlink_t)a[2];
+  st->st_uid = (uid_t)a[3]; st->st_gid = (gid_t)a[4]; st->st_rdev = (dev_t)a[5];
+  st->st_size = (off_t)a[6]; st->st_blocks = (blkcnt_t)a[7]; st->st_blksize = 4096;
+  st->st_atim.tv_sec = (time_t)a[8]; st->st_atim.tv_nsec = (long)a[9];
+  st->st_mtim.tv_sec = (time_t)a[10]; st->st_mtim.tv_nsec = (long)a[11];
+  st->st_ctim.tv_sec = (time_t)a[12]; st->st_ctim.tv_nsec = (long)a[13];
+}
+
+/* Reads one stat from a Float64Array of 14; anything else leaves it zero. */
 static void get_attr (napi_env env, napi_value v, struct stat *st) {
   memset(st, 0, sizeof *st);
   double *a = NULL;
@@ -609,12 +620,7 @@ static void get_attr (napi_env env, napi_value v, struct stat *st) {
   napi_value buf;
   size_t off;
   if (napi_get_typedarray_info(env, v, &type, &n, (void **)&a, &buf, &off) != napi_ok || type != napi_float64_array || n < 14) return;
-  st->st_ino = (ino_t)a[0]; st->st_mode = (mode_t)a[1]; st->st_nlink = (nlink_t)a[2];
-  st->st_uid = (uid_t)a[3]; st->st_gid = (gid_t)a[4]; st->st_rdev = (dev_t)a[5];
-  st->st_size = (off_t)a[6]; st->st_blocks = (blkcnt_t)a[7]; st->st_blksize = 4096;
-  st->st_atim.tv_sec = (time_t)a[8]; st->st_atim.tv_nsec = (long)a[9];
-  st->st_mtim.tv_sec = (time_t)a[10]; st->st_mtim.tv_nsec = (long)a[11];
-  st->st_ctim.tv_sec = (time_t)a[12]; st->st_ctim.tv_nsec = (long)a[13];
+  fill_stat(a, st);
 }
 
 /* Reads an entry: [nodeid, attrTimeout, entryTimeout] and the attr array. */
@@ -797,12 +803,7 @@ static napi_value js_reply_dir (napi_env env, napi_callback_info info) {
     memset(&e, 0, sizeof e);
     const double *en = entries + 3 * packed, *a = attrs + 14 * packed;
     e.ino = (fuse_ino_t)en[0]; e.attr_timeout = en[1]; e.entry_timeout = en[2];
-    e.attr.st_ino = (ino_t)a[0]; e.attr.st_mode = (mode_t)a[1]; e.attr.st_nlink = (nlink_t)a[2];
-    e.attr.st_uid = (uid_t)a[3]; e.attr.st_gid = (gid_t)a[4]; e.attr.st_rdev = (dev_t)a[5];
-    e.attr.st_size = (off_t)a[6]; e.attr.st_blocks = (blkcnt_t)a[7]; e.attr.st_blksize = 4096;
-    e.attr.st_atim.tv_sec = (time_t)a[8]; e.attr.st_atim.tv_nsec = (long)a[9];
-    e.attr.st_mtim.tv_sec = (time_t)a[10]; e.attr.st_mtim.tv_nsec = (long)a[11];
-    e.attr.st_ctim.tv_sec = (time_t)a[12]; e.attr.st_ctim.tv_nsec = (long)a[13];
+    fill_stat(a, &e.attr);
     size_t need = plus
       ? fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)offsets[packed])
       : fuse_add_direntry(req, buf + used, size - used, name, &e.attr, (off_t)offsets[packed]);
