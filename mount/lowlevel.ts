@@ -11,7 +11,7 @@ import { setMaxListeners } from 'node:events'
 import { constants as fsConstants } from 'node:fs'
 import { errnoNumber, HerdsError, toHerdsError, type Errno } from '../tree/errno.js'
 import { O_ACCMODE, O_APPEND, S_IFDIR, S_IFMT, S_IFREG, type CallContext, type Stat, type Tree } from '../tree/tree.js'
-import { childOf } from '../tree/paths.js'
+import { childOf, isEntryName } from '../tree/paths.js'
 import { isRealFile } from './cache.js'
 import { Inodes, ROOT, type Inode } from './inodes.js'
 import { loadBinding, type Binding, type Session } from './native.js'
@@ -436,7 +436,8 @@ class Adapter {
     const dir = this.dirs.get(fh)
     if (!dir) throw new HerdsError('EBADF', 'that folder is not open')
     // Listed once per open (offsets then stay true however the folder changes meanwhile); again at a rewind.
-    if (!dir.names || offset === 0) dir.names = ['.', '..', ...await this.tree.readdir(dir.path, req.ctx)]
+    // Only names the kernel could look up again (the wire drops the others too; a tree in-process may not).
+    if (!dir.names || offset === 0) dir.names = ['.', '..', ...(await this.tree.readdir(dir.path, req.ctx)).filter(isEntryName)]
     const all = dir.names
     // What fits, by the kernel's own sizes: a dirent is 24 bytes and the name, a direntplus 152 and the name, each padded to 8.
     const fits: string[] = []

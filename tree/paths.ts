@@ -14,3 +14,15 @@ export function joinPath (parts: readonly string[]): string {
 export function childOf (dir: string, name: string): string {
   return dir === '/' ? `/${name}` : `${dir}/${name}`
 }
+
+/** The longest name in a path, as on every file system Herds serves. */
+export const NAME_MAX = 255
+
+/**
+ * Can `name` stand in a listing? One name of 1 to 255 bytes, without "/" or
+ * NUL, and neither "." nor "..": anything else a node lists could not be
+ * looked up again, or would name another file.
+ */
+export function isEntryName (name: string): boolean {
+  return name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0') && Buffer.byteLength(name) <= NAME_MAX
+}

@@ -6,7 +6,7 @@
 import { Packr } from 'msgpackr'
 import { z } from 'zod'
 import { ERRNO_NAMES, HerdsError } from './errno.js'
-import { joinPath, splitPath } from './paths.js'
+import { isEntryName, joinPath, NAME_MAX, splitPath } from './paths.js'
 import type { Op } from './tree.js'
 
 /**
@@ -14,8 +14,6 @@ import type { Op } from './tree.js'
  * prefix the namespace puts before it (/nodes/<n>/sandboxes/<s>/workspace).
  */
 export const MAX_PATH = 4096 + 1024
-/** The longest name in a path, as on every file system Herds serves. */
-const NAME_MAX = 255
 const NAME_TOO_LONG = `a name in the path is longer than ${NAME_MAX} bytes`
 
 /** The protocol version; a peer speaking any other version is refused. */
@@ -81,7 +79,8 @@ const StatfsSchema = z.object({
 /** What each Tree operation returns. */
 export const OP_RESULTS = {
   getattr: StatSchema,
-  readdir: z.array(z.string()),
+  // A name no path could hold (a "/", "..", 300 bytes) is left out of the listing rather than failing it.
+  readdir: z.array(z.string()).transform((names) => names.filter(isEntryName)),
   open: Fh,
   read: Bytes,
   write: z.number().int().min(0),

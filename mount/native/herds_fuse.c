@@ -799,6 +799,8 @@ static napi_value js_reply_dir (napi_env env, napi_callback_info info) {
     char name[1024];
     size_t len;
     if (napi_get_value_string_utf8(env, v, name, sizeof name, &len) != napi_ok) break;
+    /* A name cut short (or cut at a NUL inside it) would list another file: the listing fails instead. */
+    if (len >= sizeof name - 1 || strlen(name) != len) { free(buf); fuse_reply_err(req, EIO); napi_create_int32(env, -1, &result); return result; }
     struct fuse_entry_param e;
     memset(&e, 0, sizeof e);
     const double *en = entries + 3 * packed, *a = attrs + 14 * packed;

@@ -25,6 +25,7 @@ t.test('a raw session: replies, interrupts, malformed replies and the end', { sk
   let ended!: () => void
   const exited = new Promise<void>((resolve) => { ended = resolve })
   let session: Session | undefined
+  let listing: string[] = []
   const handler = (op: number, id: number, n: number[], name?: string): void => {
     const s = session!
     if (op === OP.EXIT) { native.destroy(s); return ended() }
@@ -33,7 +34,9 @@ t.test('a raw session: replies, interrupts, malformed replies and the end', { sk
     if (op === OP.OPENDIR) return void native.replyOpen(s, id, 7, 0)
     if (op === OP.RELEASEDIR) return void native.replyErr(s, id, 0)
     // Three names, one offset: the binding must refuse, not read past the arrays.
-    if (op === OP.READDIR || op === OP.READDIRPLUS) return void native.replyDir(s, id, n[2], op === OP.READDIRPLUS, ['a', 'b', 'c'], Float64Array.of(1), new Float64Array(3), new Float64Array(14))
+    if ((op === OP.READDIR || op === OP.READDIRPLUS) && listing.length === 0) return void native.replyDir(s, id, n[2], op === OP.READDIRPLUS, ['a', 'b', 'c'], Float64Array.of(1), new Float64Array(3), new Float64Array(14))
+    // A name the binding would have to cut short (or that hides a NUL) must fail the listing, never list another name.
+    if (op === OP.READDIR || op === OP.READDIRPLUS) return void native.replyDir(s, id, n[2], op === OP.READDIRPLUS, listing, Float64Array.of(1), new Float64Array(3), new Float64Array(14))
     if (op === OP.LOOKUP && name === 'slow') { seen.waiting = id; return } // answered only when interrupted
     if (op === OP.LOOKUP && name === 'twice') {
       seen.twice.push(native.replyErr(s, id, 2), native.replyErr(s, id, 2), native.replyErr(s, id + 65536, 2))
@@ -58,6 +61,12 @@ t.test('a raw session: replies, interrupts, malformed replies and the end', { sk
 
   const listed = await run(`ls ${dir}`)
   t.match(listed.stderr, /Input\/output error/, 'a listing whose arrays disagree is EIO')
+  for (const name of ['n'.repeat(1100), 'ok\0../../etc']) {
+    listing = [name]
+    const bad = await run(`ls ${dir}`)
+    t.match(bad.stderr, /Input\/output error/, `a listing of a name of ${name.length} characters with${name.includes('\0') ? '' : 'out'} a NUL is EIO`)
+  }
+  listing = []
   t.equal(native.replyErr(session, 123456789, 0), false, 'a made-up id finds nothing')
   t.equal(native.notifyInode(session, 424242, 0, 0), true, 'an invalidation of an inode the kernel does not hold is queued and harmless')
 

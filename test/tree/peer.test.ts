@@ -165,3 +165,9 @@ t.test('change notices to a reader that is behind are gathered and folded, not q
   t.ok(paths.includes(`/volumes/v0/${long}/${long}/${long}/${long}/${long}0`), 'the first change arrived as it was')
   t.ok(paths.includes(folded), 'the last ones arrived folded into their folders')
 })
+
+t.test('a listing keeps only names a path can hold: a node that lists "/", "..", NUL or 300 bytes has them left out', async (t) => {
+  const listed = ['ok', 'a/b', '..', '.', '', 'nul\0x', 'x'.repeat(256), 'y'.repeat(255), 'é'.repeat(128)]
+  const remote = await pair(t, { readdir: async () => listed } as unknown as Tree)
+  t.same(await remote.readdir('/'), ['ok', 'y'.repeat(255)])
+})
