@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { FENCE_CHECK } from '../../nodes/fence.js'
 import { fuseMounts } from '../../nodes/mounts.js'
-import { adminToken, spawnHerds, type Teardown } from './harness.js'
+import { adminToken, runJob, spawnHerds, type Teardown } from './harness.js'
 
 const hasBwrap = spawnSync('sh', ['-c', 'command -v bwrap']).status === 0
 const fenced = { skip: !hasBwrap && 'bubblewrap is not installed' }
@@ -36,10 +36,7 @@ const boxes = join(mountpoint, 'nodes', 'studio', 'sandboxes')
 const boxDir = (box: string): string => join(home, 'nodes', 'studio', 'sandboxes', box)
 
 async function run (box: string, cmd: string): Promise<{ output: string, exit: string }> {
-  const exec = join(boxes, box, 'exec')
-  await writeFile(join(exec, 'cmd'), cmd + '\n')
-  const exit = await readFile(join(exec, 'exit'), 'utf8')
-  return { output: await readFile(join(exec, 'output'), 'utf8'), exit }
+  return await runJob(join(boxes, box, 'exec'), cmd)
 }
 
 /** What a job runs to look into a mount at `dir`: all it should print is the type of what is there, an empty tmpfs. */

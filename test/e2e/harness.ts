@@ -5,6 +5,7 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -143,4 +144,22 @@ export async function startHostAndNode (t: Teardown, name = 'studio'): Promise<H
   const node = spawnHerds(t, ['node', '--host', url, '--name', name], tempDir(t), { HERDS_TOKEN: admin })
   await node.waitFor(new RegExp(`node\\s+${name}\\n`))
   return { host, node, url, admin, hostHome }
+}
+
+/** The fence's refusal when a FUSE mount appeared as a job started (docs/isolation.md). */
+const FENCE_RACE = /^herds: a FUSE mount appeared at \S+ as the job started; run it again\n$/
+
+/**
+ * Runs `cmd` through the exec folder `exec` and reads its exit and output.
+ * The suite runs files side by side, and another file's mount appearing as a
+ * sandbox job starts makes the fence refuse it, as it should: the job is run
+ * again then, as the refusal asks, rather than fail a test about something else.
+ */
+export async function runJob (exec: string, cmd: string): Promise<{ output: string, exit: string }> {
+  for (let tries = 1; ; tries++) {
+    await writeFile(join(exec, 'cmd'), cmd + '\n')
+    const exit = await readFile(join(exec, 'exit'), 'utf8')
+    const output = await readFile(join(exec, 'output'), 'utf8')
+    if (exit !== '125\n' || !FENCE_RACE.test(output) || tries === 5) return { output, exit }
+  }
 }

@@ -7,16 +7,11 @@ import { join } from 'node:path'
 import t from 'tap'
 import { errnoOf } from './files.js'
 import { Herds } from '../../mount/sdk/index.js'
-import { herdsUp, tempDir } from './harness.js'
+import { herdsUp, runJob, tempDir } from './harness.js'
 
 const up = await herdsUp(t)
 const boxes = join(up.nodeDir, 'sandboxes')
-const run = async (box: string, cmd: string): Promise<{ output: string, exit: string }> => {
-  const exec = join(boxes, box, 'exec')
-  await writeFile(join(exec, 'cmd'), cmd + '\n')
-  const exit = await readFile(join(exec, 'exit'), 'utf8')
-  return { output: await readFile(join(exec, 'output'), 'utf8'), exit }
-}
+const run = async (box: string, cmd: string): Promise<{ output: string, exit: string }> => await runJob(join(boxes, box, 'exec'), cmd)
 const hasBwrap = spawnSync('sh', ['-c', 'command -v bwrap']).status === 0
 
 t.test('git in a sandbox workspace through the mount, and the same repository seen by a job in it', async (t) => {
