@@ -7,6 +7,7 @@ import { delimiter, join } from 'node:path'
 import { Herds } from '../mount/sdk/index.js'
 import { checkFuseDevice, chooseFuseLayer, fuseInstallHint, libfuse3InstallHint, loadFuseLibrary } from '../mount/fuse.js'
 import { toHerdsError } from '../tree/errno.js'
+import { hasFileCalls } from '../tree/native.js'
 import type { Access } from './access.js'
 
 export interface Check {
@@ -53,6 +54,11 @@ export async function runChecks (opts: { mountpoint: string, url: string, access
     loadFuseLibrary()
     return `fuse-native on libfuse 2, the fallback: ${why ?? ''} (no interrupts, short kernel caches, no mmap; ${libfuse3InstallHint()})`
   }, () => fuseInstallHint())
+  // The node's own file calls (tree/native): what a volume offers beyond what Node's fs can do.
+  await check('file calls', () => {
+    if (!hasFileCalls()) throw new Error('tree/native is not built: a node here refuses fifos, sockets, extended attributes and rename flags (ENOTSUP)')
+    return 'fifos, sockets, extended attributes and rename flags (tree/native loads)'
+  }, () => 'run npm run setup again with a C compiler (gcc or clang), make and python3 installed')
   await check('mountpoint', () => mountpointState(opts.mountpoint), (m) => m.includes('not connected')
     ? `a crashed mount is left there: ${process.platform === 'darwin' ? 'umount -f' : 'fusermount -uz'} ${opts.mountpoint}`
     : `use an empty directory (--mount DIR), or empty ${opts.mountpoint}`)

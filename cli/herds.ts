@@ -83,7 +83,6 @@ async function runMount (url: string, dir: string, access: Access): Promise<Moun
   connection.dialer.on('connect', () => say(`mount  connected to the host again`))
   const cache = connection.cache
   const mounted = await mountTree(connection.tree, dir, {
-    sync: (fh) => cache.sync(fh),
     settled: (path) => cache.settled(path),
     onChange: (listener) => cache.onChange(listener),
   })

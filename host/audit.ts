@@ -17,7 +17,7 @@ const CMD = /^\/nodes\/[^/]+\/(sandboxes\/[^/]+\/)?exec\/(jobs\/[^/]+\/)?cmd$|^\
 const CMD_KEPT_BYTES = FIELD_MAX_BYTES
 
 /** Changes under control that are not file writes. */
-const CONTROL_OPS: ReadonlySet<Op> = new Set(['mkdir', 'rmdir', 'unlink', 'rename', 'link', 'symlink', 'chmod'])
+const CONTROL_OPS: ReadonlySet<Op> = new Set(['mkdir', 'rmdir', 'unlink', 'rename', 'link', 'symlink', 'chmod', 'mknod', 'setxattr', 'removexattr'])
 
 interface Watched {
   path: string

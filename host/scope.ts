@@ -48,7 +48,7 @@ export function allows (scope: Scope, needed: MountScope): boolean {
 const HIDDEN_NAMES = /^\/\.herds\/control\/(tokens|nodes)\/[^/]+/
 
 /** Operations that change what a path names, with the argument holding that path. */
-const CHANGES: Partial<Record<Op, number>> = { truncate: 0, create: 0, mkdir: 0, unlink: 0, rmdir: 0, symlink: 1, utimens: 0, chmod: 0 }
+const CHANGES: Partial<Record<Op, number>> = { truncate: 0, create: 0, mkdir: 0, unlink: 0, rmdir: 0, symlink: 1, utimens: 0, chmod: 0, mknod: 0, setxattr: 0, removexattr: 0 }
 
 export interface ScopedOptions {
   scope: Scope
@@ -72,7 +72,7 @@ export function scoped (inner: Tree, opts: ScopedOptions): Tree {
       const flags = args[1] as number
       if ((flags & O_ACCMODE) !== O_WRONLY) need(path, false)
       if (wantsWrite(flags)) need(path, true)
-    } else if (op === 'readdir' || op === 'readlink' || (op === 'getattr' && HIDDEN_NAMES.test(path))) {
+    } else if (op === 'readdir' || op === 'readlink' || op === 'getxattr' || op === 'listxattr' || (op === 'getattr' && HIDDEN_NAMES.test(path))) {
       need(path, false)
     } else if (op === 'rename' || op === 'link') {
       need(path, true)

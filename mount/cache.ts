@@ -9,7 +9,7 @@
  */
 import { HerdsError, toHerdsError } from '../tree/errno.js'
 import { callOp, treeFromCall } from '../tree/peer.js'
-import { O_APPEND, O_RDWR, wantsWrite, type CallContext, type Op, type Stat, type Tree } from '../tree/tree.js'
+import { O_APPEND, O_RDWR, RENAME_EXCHANGE, wantsWrite, type CallContext, type Op, type Stat, type Tree } from '../tree/tree.js'
 import { Changes } from './changes.js'
 
 /** Real files on a node: what a node's watch reports changes of. */
@@ -98,12 +98,6 @@ export class CachedTree {
     for (const listener of this.listeners) listener(undefined)
   }
 
-  /** Sends what was gathered for one open file (fsync). */
-  async sync (fh: number): Promise<void> {
-    const file = this.files.get(fh)
-    if (file) await this.send(fh, file)
-  }
-
   private async call (op: Op, args: unknown[], ctx?: CallContext): Promise<unknown> {
     const path = args[0] as string
     switch (op) {
@@ -149,9 +143,12 @@ export class CachedTree {
         await this.sendAll(to)
         try {
           const result = await callOp(this.inner, op, args, ctx)
-          // Open files follow their file to its new name.
+          // Open files follow their file to its new name (both ways, for an exchange).
+          const exchange = args[2] === RENAME_EXCHANGE
+          const under = (p: string, dir: string): boolean => p === dir || p.startsWith(dir + '/')
           for (const file of this.files.values()) {
-            if (file.path === path || file.path.startsWith(path + '/')) file.path = to + file.path.slice(path.length)
+            if (under(file.path, path)) file.path = to + file.path.slice(path.length)
+            else if (exchange && under(file.path, to)) file.path = path + file.path.slice(to.length)
           }
           return result
         } finally {
@@ -169,8 +166,16 @@ export class CachedTree {
           this.changes.mark(args[1] as string)
         }
       }
+      case 'fsync': {
+        // What this mount gathered goes first; then the node writes it to its disk.
+        const file = this.files.get(args[1] as number)
+        if (file) await this.send(args[1] as number, file)
+        return callOp(this.inner, op, args, ctx)
+      }
       case 'readlink':
       case 'statfs':
+      case 'getxattr':
+      case 'listxattr':
         return callOp(this.inner, op, args, ctx)
       default: {
         // A change: what was gathered goes first, then nothing kept of the path outlives it.

@@ -185,7 +185,7 @@ async function mountFuseNative (tree: Tree, mountpoint: string, opts: MountOptio
     }
   }
 
-  const fuse = new HerdsFuse(mountpoint, fuseOps(tree, opts.sync), {
+  const fuse = new HerdsFuse(mountpoint, fuseOps(tree), {
     // Our own calls time out where they should (see OP_TIMEOUT_MS); fuse-native's
     // blanket 15 s would cut blocking reads such as `cat stdout` or `cat exit`.
     timeout: false,
@@ -211,7 +211,7 @@ function toTreeFlags (flags: number): number {
 }
 
 /** The fuse-native operation table over a Tree. */
-export function fuseOps (tree: Tree, sync: (fh: number) => Promise<void> = async () => {}): Record<string, (...args: any[]) => void> {
+export function fuseOps (tree: Tree): Record<string, (...args: any[]) => void> {
   const uid = process.getuid?.() ?? 0
   const gid = process.getgid?.() ?? 0
   const fail = (cb: (code: number) => void) => (err: unknown): void => cb(-errnoNumber(toHerdsError(err).code))
@@ -238,8 +238,8 @@ export function fuseOps (tree: Tree, sync: (fh: number) => Promise<void> = async
       tree.write(path, fh, pos, Buffer.from(buf.subarray(0, len))).then((n) => cb(n), fail(cb))
     },
     flush: (path: string, fh: number, cb) => { tree.flush(path, fh).then(done(cb), fail(cb)) },
-    // fsync sends what the mount gathered; the node's disk is as durable as its own writes.
-    fsync: (_path: string, _datasync: boolean, fh: number, cb) => { sync(fh).then(done(cb), fail(cb)) },
+    // fsync sends what the mount gathered, then the node writes the file to its disk.
+    fsync: (path: string, datasync: boolean, fh: number, cb) => { tree.fsync(path, fh, Boolean(datasync)).then(done(cb), fail(cb)) },
     release: (path: string, fh: number, cb) => { tree.release(path, fh).then(done(cb), fail(cb)) },
     truncate: (path: string, size: number, cb) => { tree.truncate(path, size).then(done(cb), fail(cb)) },
     ftruncate: (path: string, _fh: number, size: number, cb) => { tree.truncate(path, size).then(done(cb), fail(cb)) },

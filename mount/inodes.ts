@@ -125,6 +125,29 @@ export class Inodes {
     ;(dir.children ??= new Map()).set(newName, node.id)
   }
 
+  /** RENAME_EXCHANGE: the two names swap inodes (either may be unknown to the kernel). */
+  exchanged (parent: number, name: string, newParent: number, newName: string): void {
+    if (parent === newParent && name === newName) return
+    const a = this.child(parent, name)
+    const b = this.child(newParent, newName)
+    this.detach(parent, name)
+    this.detach(newParent, newName)
+    if (a) this.attach(a, newParent, newName)
+    if (b) this.attach(b, parent, name)
+  }
+
+  private detach (parent: number, name: string): void {
+    const dir = this.byId.get(parent)
+    dir?.children?.delete(name)
+    if (dir?.children?.size === 0) dir.children = undefined
+  }
+
+  private attach (node: Inode, parent: number, name: string): void {
+    node.parent = parent
+    node.name = name
+    ;(this.byId.get(parent)!.children ??= new Map()).set(name, node.id)
+  }
+
   /** Every inode the kernel holds, for invalidating them all (after a reconnection). */
   all (): IterableIterator<Inode> {
     return this.byId.values()

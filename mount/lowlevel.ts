@@ -10,7 +10,7 @@
 import { setMaxListeners } from 'node:events'
 import { constants as fsConstants } from 'node:fs'
 import { errnoNumber, HerdsError, toHerdsError, type Errno } from '../tree/errno.js'
-import { O_ACCMODE, O_APPEND, S_IFDIR, S_IFMT, S_IFREG, type CallContext, type Stat, type Tree } from '../tree/tree.js'
+import { O_ACCMODE, O_APPEND, RENAME_EXCHANGE, RENAME_NOREPLACE, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, type CallContext, type Stat, type Tree } from '../tree/tree.js'
 import { childOf, isEntryName } from '../tree/paths.js'
 import { isRealFile } from './cache.js'
 import { Inodes, ROOT, type Inode } from './inodes.js'
@@ -32,8 +32,17 @@ const CACHE_READDIR = 8
 /** setattr's to_set bits (fuse_lowlevel.h). */
 const SET = { MODE: 1, UID: 2, GID: 4, SIZE: 8, ATIME: 16, MTIME: 32, ATIME_NOW: 128, MTIME_NOW: 256 } as const
 
-/** rename(2) flags. */
-const RENAME_NOREPLACE = 1
+/** rename's flags as the kernel sends them: Linux's are the Tree's; macOS's renamex_np RENAME_SWAP and RENAME_EXCL. */
+const RENAME_FLAGS: Record<number, number> = process.platform === 'darwin'
+  ? { 0: 0, 2: RENAME_EXCHANGE, 4: RENAME_NOREPLACE }
+  : { 0: 0, [RENAME_NOREPLACE]: RENAME_NOREPLACE, [RENAME_EXCHANGE]: RENAME_EXCHANGE }
+
+/**
+ * The extended attributes that reach the tree: the `user.` namespace on
+ * Linux (the kernel asks for security.capability before every write, and the
+ * node keeps to user.* anyway); all names on macOS, which has no namespaces.
+ */
+const isUserAttribute = (name: string): boolean => process.platform === 'darwin' || name.startsWith('user.')
 
 /**
  * How long the kernel keeps a real file's name and attributes (s): long,
@@ -98,8 +107,6 @@ function inodeNumber (path: string, stat: Stat, nodeid: number): number {
 }
 
 export interface LowLevelOptions {
-  /** Sends what the mount gathered for a handle (fsync). */
-  sync?: (fh: number) => Promise<void>
   /** Is this path's kernel cache safe to keep now (no change in the last moment)? Default: yes. */
   settled?: (path: string) => boolean
   /** Subscribes to changes heard from the host: paths, or undefined for everything. */
@@ -236,6 +243,13 @@ class Adapter {
     this.native.replyAttr(this.session, req.id, this.attr(path, stat, nodeid), this.ttl(path))
   }
 
+  /** getxattr and listxattr: the size when asked for it (0), ERANGE when it does not fit, else the bytes. */
+  private replySized (req: Request, size: number, value: Buffer): void {
+    if (size === 0) this.native.replyXattr(this.session, req.id, value.length)
+    else if (value.length > size) throw new HerdsError('ERANGE', `the value is ${value.length} bytes, more than the ${size} asked for`)
+    else this.native.replyBuf(this.session, req.id, value)
+  }
+
   private ok (req: Request): void {
     this.native.replyErr(this.session, req.id, 0)
   }
@@ -289,9 +303,11 @@ class Adapter {
     },
     [OP.MKNOD]: async (req) => {
       const [parent, mode] = req.n
-      if ((mode & S_IFMT) !== S_IFREG) throw new HerdsError((mode & S_IFMT) === 0o010000 || (mode & S_IFMT) === 0o140000 ? 'ENOTSUP' : 'EPERM', 'only regular files, folders and links can be made on the mount')
       const path = this.inodes.childPath(parent, req.name!)
-      await this.tree.release(path, await this.tree.create(path, mode & 0o7777, req.ctx), req.ctx)
+      const kind = mode & S_IFMT
+      if (kind === S_IFIFO || kind === S_IFSOCK) await this.tree.mknod(path, kind | (mode & 0o7777), req.ctx)
+      else if (kind === S_IFREG || kind === 0) await this.tree.release(path, await this.tree.create(path, mode & 0o7777, req.ctx), req.ctx)
+      else throw new HerdsError('EPERM', 'devices cannot be made on the mount')
       await this.replyEntry(req, parent, req.name!)
     },
     [OP.MKDIR]: async (req) => {
@@ -313,16 +329,12 @@ class Adapter {
       await this.replyEntry(req, req.n[0], req.name!)
     },
     [OP.RENAME]: async (req) => {
-      const [parent, newParent, flags] = req.n
-      const from = this.inodes.childPath(parent, req.name!)
-      const to = this.inodes.childPath(newParent, req.name2!)
-      if (flags & ~RENAME_NOREPLACE) throw new HerdsError('EINVAL', 'the mount cannot exchange two names (RENAME_EXCHANGE)')
-      if (flags & RENAME_NOREPLACE) {
-        const taken = await this.tree.getattr(to, req.ctx).then(() => true, () => false)
-        if (taken) throw new HerdsError('EEXIST', `${to} exists`)
-      }
-      await this.tree.rename(from, to, req.ctx)
-      this.inodes.moved(parent, req.name!, newParent, req.name2!)
+      const [parent, newParent, asked] = req.n
+      const flags = RENAME_FLAGS[asked]
+      if (flags === undefined) throw new HerdsError('EINVAL', `rename flags ${asked} are not known to the mount`)
+      await this.tree.rename(this.inodes.childPath(parent, req.name!), this.inodes.childPath(newParent, req.name2!), flags, req.ctx)
+      if (flags === RENAME_EXCHANGE) this.inodes.exchanged(parent, req.name!, newParent, req.name2!)
+      else this.inodes.moved(parent, req.name!, newParent, req.name2!)
       this.ok(req)
     },
     [OP.LINK]: async (req) => {
@@ -385,7 +397,7 @@ class Adapter {
       this.ok(req)
     },
     [OP.FSYNC]: async (req) => {
-      await this.opts.sync?.(req.n[1])
+      await this.tree.fsync(this.inodes.path(req.n[0]), req.n[1], Boolean(req.n[2]), req.ctx)
       this.ok(req)
     },
     [OP.OPENDIR]: async (req) => {
@@ -407,11 +419,25 @@ class Adapter {
       const s = await this.tree.statfs(this.inodes.path(req.n[0]), req.ctx)
       this.native.replyStatfs(this.session, req.id, Float64Array.of(s.bsize, s.bsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.ffree, s.namemax))
     },
-    // Extended attributes are not in the Tree yet: ENOSYS makes the kernel stop asking (ls -l asks for every file).
-    [OP.GETXATTR]: async () => { throw new HerdsError('ENOSYS', 'no extended attributes') },
-    [OP.LISTXATTR]: async () => { throw new HerdsError('ENOSYS', 'no extended attributes') },
-    [OP.SETXATTR]: async () => { throw new HerdsError('ENOSYS', 'no extended attributes') },
-    [OP.REMOVEXATTR]: async () => { throw new HerdsError('ENOSYS', 'no extended attributes') },
+    [OP.GETXATTR]: async (req) => {
+      // Other namespaces are answered here: ls -l and every write ask for some (security.*, system.posix_acl_*).
+      if (!isUserAttribute(req.name!)) throw new HerdsError('ENODATA', `no attribute ${req.name}`)
+      this.replySized(req, req.n[1], Buffer.from(await this.tree.getxattr(this.named(req.n[0]), req.name!, req.ctx)))
+    },
+    [OP.LISTXATTR]: async (req) => {
+      const names = await this.tree.listxattr(this.named(req.n[0]), req.ctx)
+      this.replySized(req, req.n[1], Buffer.from(names.map((name) => name + '\0').join('')))
+    },
+    [OP.SETXATTR]: async (req) => {
+      if (!isUserAttribute(req.name!)) throw new HerdsError('ENOTSUP', 'only user.* attributes are kept on the mount')
+      await this.tree.setxattr(this.named(req.n[0]), req.name!, req.data!, req.n[1], req.ctx)
+      this.ok(req)
+    },
+    [OP.REMOVEXATTR]: async (req) => {
+      if (!isUserAttribute(req.name!)) throw new HerdsError('ENOTSUP', 'only user.* attributes are kept on the mount')
+      await this.tree.removexattr(this.named(req.n[0]), req.name!, req.ctx)
+      this.ok(req)
+    },
     [OP.FALLOCATE]: async () => { throw new HerdsError('ENOTSUP', 'the mount cannot reserve space') },
   }
 

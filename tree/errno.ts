@@ -9,6 +9,7 @@ import { constants } from 'node:os'
 const TABLE = {
   EPERM: [1, 1],
   ENOENT: [2, 2],
+  E2BIG: [7, 7],
   EINTR: [4, 4],
   EIO: [5, 5],
   EBADF: [9, 9],
@@ -27,10 +28,13 @@ const TABLE = {
   ENOSPC: [28, 28],
   EROFS: [30, 30],
   EPIPE: [32, 32],
+  ERANGE: [34, 34],
   ENAMETOOLONG: [36, 63],
   ENOSYS: [38, 78],
   ENOTEMPTY: [39, 66],
   ELOOP: [40, 62],
+  /** No such extended attribute: macOS calls it ENOATTR (93), which its FUSE expects. */
+  ENODATA: [61, 93],
   EPROTO: [71, 100],
   ENOTSUP: [95, 45],
   ETIMEDOUT: [110, 60],
@@ -46,7 +50,7 @@ export type Errno = keyof typeof TABLE
 export const ERRNO_NAMES = Object.keys(TABLE) as [Errno, ...Errno[]]
 
 /** Node's aliases for codes we report under another name. */
-const ALIASES: Record<string, Errno> = { EOPNOTSUPP: 'ENOTSUP', EWOULDBLOCK: 'EAGAIN', ECONNRESET: 'EIO' }
+const ALIASES: Record<string, Errno> = { EOPNOTSUPP: 'ENOTSUP', EWOULDBLOCK: 'EAGAIN', ECONNRESET: 'EIO', ENOATTR: 'ENODATA' }
 
 /**
  * The one error type that crosses the wire: an errno name and a message a
@@ -83,6 +87,14 @@ export function toHerdsError (err: unknown): HerdsError {
 /** The platform's number for an errno name (positive), for the FUSE edge. */
 export function errnoNumber (code: Errno, platform: NodeJS.Platform = process.platform): number {
   const fromNode = (constants.errno as Record<string, number | undefined>)[code]
-  if (platform === process.platform && fromNode !== undefined) return fromNode
+  if (platform === process.platform && fromNode !== undefined && !(code === 'ENODATA' && platform === 'darwin')) return fromNode
   return TABLE[code][platform === 'darwin' ? 1 : 0]
+}
+
+/** The errno name of a number from this machine's system calls (tree/native.ts), or EIO if it has none we report. */
+export function errnoName (errno: number): Errno {
+  const entry = Object.entries(constants.errno).find(([, n]) => n === errno)
+  const name = entry?.[0]
+  if (isErrno(name)) return name
+  return (name !== undefined && ALIASES[name]) || 'EIO'
 }

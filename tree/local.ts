@@ -11,7 +11,9 @@ import { Beneath, DESCRIPTOR_RELATIVE, O_PATH, type Place } from './beneath.js'
 import { HerdsError, toHerdsError } from './errno.js'
 import { HandleTable } from './handles.js'
 import { splitPath } from './paths.js'
-import { O_ACCMODE, O_APPEND, type Stat, type Statfs, type Tree } from './tree.js'
+import { getXattrAt, listXattrAt, mknodAt, removeXattrAt, renameAt, setXattrAt } from './native.js'
+import { O_ACCMODE, O_APPEND, S_IFIFO, S_IFMT, S_IFSOCK, type Stat, type Statfs, type Tree } from './tree.js'
+import { XATTR_NAME_MAX, XATTR_SIZE_MAX } from './wire.js'
 
 /** Turns Node's fs errors into HerdsErrors that name the tree path, not the node's disk path. */
 async function guard<T> (path: string, work: () => Promise<T>): Promise<T> {
@@ -207,11 +209,66 @@ export class LocalTree implements Tree {
     })
   }
 
-  rename (from: string, to: string): Promise<void> {
+  /** Renames within the tree; with flags (no replace, exchange) through renameat2, atomic on the node. */
+  rename (from: string, to: string, flags = 0): Promise<void> {
     return this.entry(from, (source) => this.entry(to, async (target) => {
       if (source.root || target.root) throw new HerdsError('EBUSY', 'the root of a tree cannot be renamed or replaced')
-      await rename(source.at, target.at)
+      if (flags === 0) await rename(source.at, target.at)
+      else await renameAt(source.at, target.at, flags)
     }))
+  }
+
+  /** Makes a fifo or a socket; a device is never made (EPERM), whoever the node runs as. */
+  async mknod (path: string, mode: number): Promise<void> {
+    const type = mode & S_IFMT
+    if (type !== S_IFIFO && type !== S_IFSOCK) throw new HerdsError('EPERM', `only fifos and sockets can be made with mknod here, not devices: ${path}`)
+    await this.entry(path, async ({ at, root }) => {
+      if (root) throw new HerdsError('EEXIST', `the root of a tree exists: ${path}`)
+      await mknodAt(at, type | (mode & 0o7777))
+    })
+    if ((mode & 0o7777 & currentUmask()) !== 0) await this.chmod(path, mode)
+  }
+
+  /** Writes the open file's data (and, unless `datasync`, its attributes) to the node's disk. */
+  fsync (path: string, fh: number, datasync: boolean): Promise<void> {
+    return guard(path, async () => {
+      const file = this.file(fh)
+      await (datasync ? file.datasync() : file.sync())
+    })
+  }
+
+  getxattr (path: string, name: string): Promise<Uint8Array> {
+    return this.onAttributes(path, name, async (at) => await getXattrAt(at, name, XATTR_SIZE_MAX) as Buffer)
+  }
+
+  setxattr (path: string, name: string, value: Uint8Array, flags: number): Promise<void> {
+    if (value.byteLength > XATTR_SIZE_MAX) return Promise.reject(new HerdsError('E2BIG', `an attribute's value is at most ${XATTR_SIZE_MAX} bytes: ${path}`))
+    return this.onAttributes(path, name, (at) => setXattrAt(at, name, Buffer.from(value.buffer, value.byteOffset, value.byteLength), flags))
+  }
+
+  removexattr (path: string, name: string): Promise<void> {
+    return this.onAttributes(path, name, (at) => removeXattrAt(at, name))
+  }
+
+  /** The attribute names a user may see here (on Linux: the user. ones). */
+  listxattr (path: string): Promise<string[]> {
+    return this.onAttributes(path, undefined, async (at) => {
+      const list = await listXattrAt(at, XATTR_SIZE_MAX) as Buffer
+      return list.toString('utf8').split('\0').filter((name) => name !== '' && userAttribute(name))
+    })
+  }
+
+  /**
+   * Runs an attribute call on the entry at `path`, never following it. On
+   * Linux only user.* attributes pass: trusted.* and security.* (file
+   * capabilities, SELinux labels) would let a mount user grant powers on the
+   * node, which runs jobs.
+   */
+  private onAttributes<T> (path: string, name: string | undefined, work: (at: string) => Promise<T>): Promise<T> {
+    if (name !== undefined && Buffer.byteLength(name) > XATTR_NAME_MAX) return Promise.reject(new HerdsError('ERANGE', `an attribute's name is at most ${XATTR_NAME_MAX} bytes: ${path}`))
+    if (name !== undefined && !userAttribute(name)) return Promise.reject(new HerdsError('ENOTSUP', `only user.* extended attributes are kept on this node, not ${name}`))
+    // The root is named by its open descriptor; "/." is the folder itself, not the /proc link.
+    return this.entry(path, ({ at, root }) => work(root ? `${at}/.` : at))
   }
 
   /**
@@ -273,6 +330,11 @@ export class LocalTree implements Tree {
     }
     return this.inDirectory(path, read).catch(() => this.inDirectory('/', read))
   }
+}
+
+/** May this attribute name be read and written through Herds? On Linux the user namespace only; macOS has no privileged ones by name. */
+function userAttribute (name: string): boolean {
+  return process.platform !== 'linux' || name.startsWith('user.')
 }
 
 /** The node process's umask. */

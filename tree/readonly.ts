@@ -7,7 +7,7 @@ import { callOp, treeFromCall } from './peer.js'
 import { wantsWrite, type Op, type Stat, type Tree } from './tree.js'
 
 /** Operations that change a tree. */
-const CHANGES: ReadonlySet<Op> = new Set(['write', 'truncate', 'create', 'mkdir', 'unlink', 'rmdir', 'rename', 'link', 'symlink', 'utimens', 'chmod'])
+const CHANGES: ReadonlySet<Op> = new Set(['write', 'truncate', 'create', 'mkdir', 'unlink', 'rmdir', 'rename', 'link', 'symlink', 'utimens', 'chmod', 'mknod', 'setxattr', 'removexattr'])
 
 export function readOnly (inner: Tree, what = 'this tree'): Tree {
   return treeFromCall(async (op, args, ctx) => {

@@ -204,10 +204,10 @@ export class SyntheticTree implements Tree {
     throw new HerdsError('EACCES', `cannot be removed: ${path}`)
   }
 
-  async rename (from: string, to: string, ctx?: CallContext): Promise<void> {
+  async rename (from: string, to: string, flags?: number, ctx?: CallContext): Promise<void> {
     const a = await this.parentOf(from)
     const b = await this.parentOf(to)
-    if ('tree' in a.target && 'tree' in b.target && a.target.tree === b.target.tree) return a.target.tree.rename(a.rest, b.rest, ctx)
+    if ('tree' in a.target && 'tree' in b.target && a.target.tree === b.target.tree) return a.target.tree.rename(a.rest, b.rest, flags, ctx)
     if ('tree' in a.target || 'tree' in b.target) throw new HerdsError('EXDEV', 'cannot rename across trees')
     throw new HerdsError('EACCES', `cannot be renamed: ${from}`)
   }
@@ -242,6 +242,42 @@ export class SyntheticTree implements Tree {
     const r = await this.resolve(path)
     if (r.kind === 'tree') return r.tree.chmod(r.rest, mode, ctx)
     throw new HerdsError('EPERM', `the mode of a synthetic file is fixed: ${path}`)
+  }
+
+  async mknod (path: string, mode: number, ctx?: CallContext): Promise<void> {
+    const p = await this.parentOf(path)
+    if ('tree' in p.target) return p.target.tree.mknod(p.rest, mode, ctx)
+    throw new HerdsError('EACCES', `fifos and sockets cannot be made here: ${path}`)
+  }
+
+  async fsync (_path: string, fh: number, datasync: boolean, ctx?: CallContext): Promise<void> {
+    const file = this.handle(fh)
+    if ('tree' in file) return file.tree.fsync(file.path, file.fh, datasync, ctx)
+    // A synthetic file acts when written and closed; there is nothing to keep on a disk.
+  }
+
+  async getxattr (path: string, name: string, ctx?: CallContext): Promise<Uint8Array> {
+    const r = await this.resolve(path)
+    if (r.kind === 'tree') return r.tree.getxattr(r.rest, name, ctx)
+    throw new HerdsError('ENODATA', `a synthetic file has no extended attributes: ${path}`)
+  }
+
+  async setxattr (path: string, name: string, value: Uint8Array, flags: number, ctx?: CallContext): Promise<void> {
+    const r = await this.resolve(path)
+    if (r.kind === 'tree') return r.tree.setxattr(r.rest, name, value, flags, ctx)
+    throw new HerdsError('ENOTSUP', `a synthetic file keeps no extended attributes: ${path}`)
+  }
+
+  async listxattr (path: string, ctx?: CallContext): Promise<string[]> {
+    const r = await this.resolve(path)
+    if (r.kind === 'tree') return r.tree.listxattr(r.rest, ctx)
+    return []
+  }
+
+  async removexattr (path: string, name: string, ctx?: CallContext): Promise<void> {
+    const r = await this.resolve(path)
+    if (r.kind === 'tree') return r.tree.removexattr(r.rest, name, ctx)
+    throw new HerdsError('ENODATA', `a synthetic file has no extended attributes: ${path}`)
   }
 
   async statfs (path: string, ctx?: CallContext): Promise<Statfs> {

@@ -9,6 +9,16 @@ export const S_IFMT = 0o170000
 export const S_IFDIR = 0o040000
 export const S_IFREG = 0o100000
 export const S_IFLNK = 0o120000
+export const S_IFIFO = 0o010000
+export const S_IFSOCK = 0o140000
+
+/** rename's flags, with Linux's values on the wire (the FUSE adapter translates the platform's). */
+export const RENAME_NOREPLACE = 1
+export const RENAME_EXCHANGE = 2
+
+/** setxattr's flags, as on Linux and macOS. */
+export const XATTR_CREATE = 1
+export const XATTR_REPLACE = 2
 
 /** What getattr returns; times are milliseconds since the epoch, with a fraction (nanoseconds, as far as a double carries them). */
 export interface Stat {
@@ -68,7 +78,12 @@ export interface Tree {
   mkdir (path: string, mode: number, ctx?: CallContext): Promise<void>
   unlink (path: string, ctx?: CallContext): Promise<void>
   rmdir (path: string, ctx?: CallContext): Promise<void>
-  rename (from: string, to: string, ctx?: CallContext): Promise<void>
+  /**
+   * Renames `from` to `to`. `flags`: RENAME_NOREPLACE (EEXIST if `to` is
+   * there) or RENAME_EXCHANGE (swaps the two names; both must exist), each
+   * atomic on the node; 0 or absent: replaces `to`.
+   */
+  rename (from: string, to: string, flags?: number, ctx?: CallContext): Promise<void>
   /** Makes `to` a hard link to the file `from`, within one tree (EXDEV across trees). */
   link (from: string, to: string, ctx?: CallContext): Promise<void>
   /** Makes `path` a symbolic link whose content is `target`. */
@@ -77,6 +92,16 @@ export interface Tree {
   utimens (path: string, atimeMs: number, mtimeMs: number, ctx?: CallContext): Promise<void>
   chmod (path: string, mode: number, ctx?: CallContext): Promise<void>
   statfs (path: string, ctx?: CallContext): Promise<Statfs>
+  /** Makes a fifo or a socket (`mode` carries S_IFIFO or S_IFSOCK and the permission bits); devices are EPERM. */
+  mknod (path: string, mode: number, ctx?: CallContext): Promise<void>
+  /** Writes what an open file holds to the node's disk (`datasync`: its data, not all its attributes). */
+  fsync (path: string, fh: number, datasync: boolean, ctx?: CallContext): Promise<void>
+  /** An extended attribute's value (ENODATA if it has none by that name). */
+  getxattr (path: string, name: string, ctx?: CallContext): Promise<Uint8Array>
+  /** Sets an extended attribute; `flags`: XATTR_CREATE, XATTR_REPLACE or 0. */
+  setxattr (path: string, name: string, value: Uint8Array, flags: number, ctx?: CallContext): Promise<void>
+  listxattr (path: string, ctx?: CallContext): Promise<string[]>
+  removexattr (path: string, name: string, ctx?: CallContext): Promise<void>
 }
 
 /** The operation names of the Tree interface. */

@@ -17,7 +17,7 @@ export const MAX_PATH = 4096 + 1024
 const NAME_TOO_LONG = `a name in the path is longer than ${NAME_MAX} bytes`
 
 /** The protocol version; a peer speaking any other version is refused. */
-export const PROTOCOL_VERSION = 2
+export const PROTOCOL_VERSION = 3
 
 /**
  * A path inside a tree, normalised. ".." is refused rather than resolved, so no
@@ -37,6 +37,14 @@ const Length = z.number().int().min(0).max(MAX_IO)
 const Mode = z.number().int().min(0).max(0o7777 | 0o170000)
 const Bytes = z.instanceof(Uint8Array).refine((b) => b.byteLength <= MAX_IO, `at most ${MAX_IO} bytes at a time`)
 const Time = z.number().finite()
+/** rename's flags: RENAME_NOREPLACE, RENAME_EXCHANGE (not both); absent from an older peer: 0. */
+const RenameFlags = z.number().int().refine((f) => f === 0 || f === 1 || f === 2, 'rename flags are 0, 1 (no replace) or 2 (exchange)')
+  .nullish().transform((f) => f ?? 0)
+/** An extended attribute's name and value, within the kernel's own limits (XATTR_NAME_MAX, XATTR_SIZE_MAX). */
+export const XATTR_NAME_MAX = 255
+export const XATTR_SIZE_MAX = 64 * 1024
+const XattrName = z.string().min(1).max(XATTR_NAME_MAX).refine((n) => !n.includes('\0') && Buffer.byteLength(n) <= XATTR_NAME_MAX, 'an attribute name is 1-255 bytes without NUL')
+const XattrValue = z.instanceof(Uint8Array).refine((b) => b.byteLength <= XATTR_SIZE_MAX, `an attribute value is at most ${XATTR_SIZE_MAX} bytes`)
 
 /** The arguments of each Tree operation, in order, without the context. */
 export const OP_ARGS = {
@@ -52,13 +60,20 @@ export const OP_ARGS = {
   mkdir: z.tuple([Path, Mode]),
   unlink: z.tuple([Path]),
   rmdir: z.tuple([Path]),
-  rename: z.tuple([Path, Path]),
+  rename: z.tuple([Path, Path, RenameFlags]),
   link: z.tuple([Path, Path]),
   symlink: z.tuple([z.string().min(1).max(4096), Path]),
   readlink: z.tuple([Path]),
   utimens: z.tuple([Path, Time, Time]),
   chmod: z.tuple([Path, Mode]),
   statfs: z.tuple([Path]),
+  // Only fifos and sockets; the type bits are checked by the tree that makes them.
+  mknod: z.tuple([Path, Mode]),
+  fsync: z.tuple([Path, Fh, z.boolean()]),
+  getxattr: z.tuple([Path, XattrName]),
+  setxattr: z.tuple([Path, XattrName, XattrValue, z.number().int().min(0).max(3)]),
+  listxattr: z.tuple([Path]),
+  removexattr: z.tuple([Path, XattrName]),
 } as const satisfies Record<Op, z.ZodTuple>
 
 const StatSchema = z.object({
@@ -98,6 +113,13 @@ export const OP_RESULTS = {
   utimens: z.null().optional(),
   chmod: z.null().optional(),
   statfs: StatfsSchema,
+  mknod: z.null().optional(),
+  fsync: z.null().optional(),
+  getxattr: XattrValue,
+  // A listing past 64 KiB of names is what listxattr(2) itself refuses (E2BIG).
+  listxattr: z.array(XattrName).max(XATTR_SIZE_MAX),
+  setxattr: z.null().optional(),
+  removexattr: z.null().optional(),
 } as const satisfies Record<Op, z.ZodType>
 
 export const OPS = Object.keys(OP_ARGS) as [Op, ...Op[]]

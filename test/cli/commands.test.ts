@@ -2,7 +2,7 @@
 // status, jobs, token, sandbox, volume, doctor, install.
 import { spawnSync } from 'node:child_process'
 import { readFileSync, statSync, existsSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import t from 'tap'
 import { HERDS_BIN, herdsUp, tempDir } from '../e2e/harness.js'
 
@@ -119,6 +119,12 @@ t.test('herds doctor: all in place says so and names the FUSE layer; without lib
   t.match(without.stdout, /FAIL\s+FUSE layer\s+cannot load FUSE/)
   t.match(without.stdout, /fix: install libfuse 2: sudo apt-get install fuse3 libfuse2/)
   t.match(without.stdout, /1 problem\(s\) found/)
+  const addon = resolve(HERDS_BIN, '../../../tree/native/build/Release/herds_at.node')
+  t.match(good.stdout, /ok\s+file calls\s+fifos, sockets, extended attributes and rename flags/)
+  const noCalls = spawnSync('bwrap', hiding(addon), { env, encoding: 'utf8' })
+  t.equal(noCalls.status, 1, noCalls.stdout)
+  t.match(noCalls.stdout, /FAIL\s+file calls\s+tree\/native is not built/)
+  t.match(noCalls.stdout, /fix: run npm run setup again with a C compiler/)
 })
 
 t.test('herds install writes a user service that runs herds at login; uninstall removes it', async (t) => {

@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import t from 'tap'
 import { readWhole } from '../../tree/bind.js'
 import { LocalTree } from '../../tree/local.js'
-import type { Tree } from '../../tree/tree.js'
+import { getXattrAt, hasFileCalls, listXattrAt, setXattrAt } from '../../tree/native.js'
+import { RENAME_EXCHANGE, RENAME_NOREPLACE, S_IFIFO, type Tree } from '../../tree/tree.js'
 import { tempDir } from '../e2e/harness.js'
 import { startSwapper } from './swapper.js'
 
@@ -35,6 +36,12 @@ async function attackRound (tree: Tree, i: number, seen: { outside: string[], ok
     () => tree.chmod(`/work/${victim}`, 0o777),
     () => tree.truncate(`/work/${victim}`, 0),
     () => tree.rmdir(`/work/empty-${i % VICTIMS}`),
+    () => tree.mknod(`/work/fifo-${i}`, S_IFIFO | 0o644),
+    () => tree.setxattr(`/work/${victim}`, 'user.planted', Buffer.from('x'), 0),
+    () => tree.removexattr(`/work/${victim}`, 'user.mark'),
+    async () => { if (Buffer.from(await tree.getxattr(`/work/${victim}`, 'user.mark')).toString() === 'OUTSIDE') seen.outside.push(`getxattr at ${i}`) },
+    () => tree.rename(`/work/${victim}`, `/archive/x-${victim}-${i}`, RENAME_NOREPLACE),
+    () => tree.rename(`/archive/in-${i % VICTIMS}`, `/work/${victim}`, RENAME_EXCHANGE),
     async () => { const names = await tree.readdir('/work'); if (names.includes('outside-only')) seen.outside.push(`readdir at ${i}`) },
     async () => { const s = await tree.getattr('/work/outside-only'); seen.outside.push(`getattr at ${i}: ${s.size}`) },
     async () => { if ((await readWhole(tree, `/work/${victim}`)).toString().includes('OUTSIDE')) seen.outside.push(`read at ${i}`) },
@@ -61,6 +68,8 @@ t.test(`${SECONDS} s of a folder swapped for a link to outside: nothing outside 
     writeFileSync(join(outside, `in-${v}`), `OUTSIDE ${v}`)
   }
   writeFileSync(join(outside, 'outside-only'), 'OUTSIDE')
+  const marked = hasFileCalls() ? readdirSync(outside).filter((name) => name.startsWith('victim-')) : []
+  for (const name of marked) await setXattrAt(join(outside, name), 'user.mark', Buffer.from('OUTSIDE'), 0)
   const before = snapshot(outside)
   mkdirSync(join(root, 'work'))
   mkdirSync(join(root, 'archive'))
@@ -80,10 +89,16 @@ t.test(`${SECONDS} s of a folder swapped for a link to outside: nothing outside 
     }
   }))
   const swaps = await swapper.swaps
+  t.ok(marked.length === VICTIMS || !hasFileCalls(), 'the outside files carry an attribute to guard')
   t.ok(swaps > 1000, `the folder and the link traded places ${swaps} times`)
   t.ok(seen.ok > 1000, `${seen.ok} operations succeeded inside while it did`)
   t.same(seen.outside, [], 'no listing, stat or read showed what is outside')
   t.equal(snapshot(outside), before, 'outside: no file made, removed, renamed, truncated, chmodded or touched')
+  for (const name of marked) {
+    const names = (await listXattrAt(join(outside, name), 65536) as Buffer).toString().split('\0').filter(Boolean)
+    t.same(names, ['user.mark'], `${name}: no attribute set or removed outside`)
+    t.equal((await getXattrAt(join(outside, name), 'user.mark', 65536)).toString(), 'OUTSIDE')
+  }
   const pulled = readdirSync(join(root, 'archive')).filter((name) => readFileSync(join(root, 'archive', name), 'utf8').includes('OUTSIDE'))
   t.same(pulled, [], 'no outside file was pulled inside')
 })

@@ -1,0 +1,82 @@
+/**
+ * The file calls Node lacks, for local trees: fifos and sockets (mknod),
+ * extended attributes, and rename with flags, from our small addon
+ * (tree/native/herds_at.c, built by .ci/setup). Each takes a path local.ts
+ * built in a folder opened beneath the root and never follows its last name.
+ * Without the addon each says so with ENOTSUP.
+ */
+import { existsSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import { errnoName, HerdsError } from './errno.js'
+
+/** The addon's calls, numbered as herds_at.c's `enum call`. */
+const CALL = { MKNOD: 0, GETXATTR: 1, SETXATTR: 2, LISTXATTR: 3, REMOVEXATTR: 4, RENAME: 5 } as const
+
+interface Addon {
+  call (op: number, path: string, second: string, number: number, value?: Buffer): Promise<Buffer | number | undefined>
+}
+
+/** Where setup builds it: tree/native/build, reached from dist/tree/ or from tree/. */
+const ADDON = [new URL('../../tree/native/build/Release/herds_at.node', import.meta.url), new URL('./native/build/Release/herds_at.node', import.meta.url)]
+  .map((url) => fileURLToPath(url)).find((path) => existsSync(path))
+
+let loaded: Addon | Error | undefined
+
+function addon (): Addon {
+  if (loaded === undefined) {
+    try {
+      if (!ADDON) throw new Error('tree/native is not built (run npm run setup; it needs a C compiler and Node\'s headers)')
+      loaded = createRequire(import.meta.url)(ADDON) as Addon
+    } catch (err) {
+      loaded = err as Error
+    }
+  }
+  if (loaded instanceof Error) throw new HerdsError('ENOTSUP', `this node cannot make fifos, keep extended attributes or exchange names: ${loaded.message.split('\n')[0]}`)
+  return loaded
+}
+
+/** Is the addon here? (`herds doctor`, and tests that need it.) */
+export function hasFileCalls (): boolean {
+  try { addon(); return true } catch { return false }
+}
+
+/** Runs one call; a failed one rejects with an error carrying the errno's name, as Node's own fs errors do. */
+async function call (op: number, path: string, second: string, number: number, value?: Buffer): Promise<Buffer | number | undefined> {
+  try {
+    return await addon().call(op, path, second, number, value)
+  } catch (err) {
+    const errno = (err as { errno?: unknown }).errno
+    if (typeof errno !== 'number') throw err
+    throw Object.assign(new Error(errnoName(errno)), { code: errnoName(errno) })
+  }
+}
+
+/** mknod(2) of a fifo or a socket (the caller checks the type). */
+export async function mknodAt (path: string, mode: number): Promise<void> {
+  await call(CALL.MKNOD, path, '', mode)
+}
+
+/** An attribute's value; with `size` 0, only its length. */
+export async function getXattrAt (path: string, name: string, size: number): Promise<Buffer | number> {
+  return await call(CALL.GETXATTR, path, name, size) as Buffer | number
+}
+
+/** Sets an attribute; `flags` are XATTR_CREATE (1) and XATTR_REPLACE (2). */
+export async function setXattrAt (path: string, name: string, value: Buffer, flags: number): Promise<void> {
+  await call(CALL.SETXATTR, path, name, flags, value)
+}
+
+/** The attribute names, NUL-terminated one after another; with `size` 0, only their length. */
+export async function listXattrAt (path: string, size: number): Promise<Buffer | number> {
+  return await call(CALL.LISTXATTR, path, '', size) as Buffer | number
+}
+
+export async function removeXattrAt (path: string, name: string): Promise<void> {
+  await call(CALL.REMOVEXATTR, path, name, 0)
+}
+
+/** rename(2) with flags: 1 no replace, 2 exchange. */
+export async function renameAt (from: string, to: string, flags: number): Promise<void> {
+  await call(CALL.RENAME, from, to, flags)
+}

@@ -1,0 +1,221 @@
+/*
+ * The file calls Node lacks, for the node's local trees (tree/local.ts):
+ * mknod (fifos and sockets), extended attributes without following a link,
+ * and rename with flags (RENAME_NOREPLACE, RENAME_EXCHANGE). Each takes the
+ * path local.ts built inside a folder it opened beneath the root
+ * (/proc/self/fd/N/name), so what was checked is what is used. Each runs on
+ * Node's thread pool and settles a promise: with the result, or with the
+ * errno number, which JavaScript names. No judgement here: which modes,
+ * which attribute names and which flags are allowed is decided in TypeScript.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <node_api.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+/* Bounds, as the kernel's: a path, an attribute's name, its value, a list of names. */
+#define MAX_PATH 8192
+#define MAX_NAME 256
+#define MAX_VALUE (64 * 1024)
+
+enum call { CALL_MKNOD, CALL_GETXATTR, CALL_SETXATTR, CALL_LISTXATTR, CALL_REMOVEXATTR, CALL_RENAME };
+
+struct work {
+  enum call call;
+  napi_async_work async;
+  napi_deferred deferred;
+  char path[MAX_PATH];
+  char path2[MAX_PATH];
+  char name[MAX_NAME];
+  unsigned mode;
+  int flags;
+  char *value;       /* set: the value given; get/list: the buffer filled */
+  size_t size;       /* its size */
+  ssize_t result;    /* bytes read, or 0 */
+  int error;         /* errno, or 0 */
+};
+
+/* ---- on the thread pool: one system call, no JavaScript ---- */
+
+static ssize_t get_xattr (struct work *w) {
+#ifdef __APPLE__
+  return getxattr(w->path, w->name, w->value, w->size, 0, XATTR_NOFOLLOW);
+#else
+  return lgetxattr(w->path, w->name, w->value, w->size);
+#endif
+}
+
+static ssize_t set_xattr (struct work *w) {
+#ifdef __APPLE__
+  return setxattr(w->path, w->name, w->value, w->size, 0, w->flags | XATTR_NOFOLLOW);
+#else
+  return lsetxattr(w->path, w->name, w->value, w->size, w->flags);
+#endif
+}
+
+static ssize_t list_xattr (struct work *w) {
+#ifdef __APPLE__
+  return listxattr(w->path, w->value, w->size, XATTR_NOFOLLOW);
+#else
+  return llistxattr(w->path, w->value, w->size);
+#endif
+}
+
+static ssize_t remove_xattr (struct work *w) {
+#ifdef __APPLE__
+  return removexattr(w->path, w->name, XATTR_NOFOLLOW);
+#else
+  return lremovexattr(w->path, w->name);
+#endif
+}
+
+/* flags: 1 no replace, 2 exchange (Linux's values; macOS spells them RENAME_EXCL and RENAME_SWAP). */
+static ssize_t rename_flags (struct work *w) {
+#ifdef __APPLE__
+  unsigned flags = (w->flags & 1 ? RENAME_EXCL : 0) | (w->flags & 2 ? RENAME_SWAP : 0);
+  return renameatx_np(AT_FDCWD, w->path, AT_FDCWD, w->path2, flags);
+#else
+  return syscall(SYS_renameat2, AT_FDCWD, w->path, AT_FDCWD, w->path2, (unsigned)w->flags);
+#endif
+}
+
+static void execute (napi_env env, void *data) {
+  (void)env;
+  struct work *w = data;
+  ssize_t r = -1;
+  switch (w->call) {
+    case CALL_MKNOD: r = mknod(w->path, (mode_t)w->mode, 0); break;
+    case CALL_GETXATTR: r = get_xattr(w); break;
+    case CALL_SETXATTR: r = set_xattr(w); break;
+    case CALL_LISTXATTR: r = list_xattr(w); break;
+    case CALL_REMOVEXATTR: r = remove_xattr(w); break;
+    case CALL_RENAME: r = rename_flags(w); break;
+  }
+  w->result = r < 0 ? 0 : r;
+  w->error = r < 0 ? errno : 0;
+}
+
+/* ---- on the JavaScript thread ---- */
+
+/* Settles the promise: a Buffer for get/list (the bytes read, or an empty one when only the size was asked: then its length is in `size`), else undefined. */
+static void complete (napi_env env, napi_status status, void *data) {
+  struct work *w = data;
+  napi_value value;
+  if (status != napi_ok || w->error) {
+    napi_value code, message;
+    napi_create_string_utf8(env, "herds_at", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, NULL, message, &value);
+    napi_create_int32(env, status != napi_ok ? ECANCELED : w->error, &code);
+    napi_set_named_property(env, value, "errno", code);
+    napi_reject_deferred(env, w->deferred, value);
+  } else if (w->call == CALL_GETXATTR || w->call == CALL_LISTXATTR) {
+    if (w->size == 0) {
+      napi_create_double(env, (double)w->result, &value);
+    } else {
+      void *copy;
+      napi_create_buffer_copy(env, (size_t)w->result, w->value, &copy, &value);
+    }
+    napi_resolve_deferred(env, w->deferred, value);
+  } else {
+    napi_get_undefined(env, &value);
+    napi_resolve_deferred(env, w->deferred, value);
+  }
+  napi_delete_async_work(env, w->async);
+  free(w->value);
+  free(w);
+}
+
+/* Copies a JavaScript string into `out`; false (and a thrown TypeError) if it is not a string, is too long or holds a NUL. */
+static bool get_string (napi_env env, napi_value v, char *out, size_t cap) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, out, cap, &len) != napi_ok || len >= cap - 1 || strlen(out) != len) {
+    napi_throw_type_error(env, NULL, "herds_at: a path or name is not a string, too long, or holds a NUL");
+    return false;
+  }
+  return true;
+}
+
+static double get_number (napi_env env, napi_value v) {
+  double d = -1;
+  napi_get_value_double(env, v, &d);
+  return d;
+}
+
+/* Queues `w` and returns its promise. */
+static napi_value start (napi_env env, struct work *w) {
+  napi_value promise, name;
+  napi_create_promise(env, &w->deferred, &promise);
+  napi_create_string_utf8(env, "herds_at", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, execute, complete, w, &w->async);
+  napi_queue_async_work(env, w->async);
+  return promise;
+}
+
+/*
+ * call(op, path, path2|name, number, value): one entry point, so the table of
+ * calls is the enum above and JavaScript's mirror of it (tree/native.ts).
+ *   mknod(path, "", mode)          getxattr(path, name, size)   listxattr(path, "", size)
+ *   setxattr(path, name, flags, value)   removexattr(path, name)   rename(path, path2, flags)
+ */
+static napi_value js_call (napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) {
+    napi_throw_type_error(env, NULL, "herds_at: call(op, path, second, number[, value])");
+    return NULL;
+  }
+  double op = get_number(env, argv[0]), number = get_number(env, argv[3]);
+  if (op < CALL_MKNOD || op > CALL_RENAME || number < 0 || number > 0xffffffff) {
+    napi_throw_range_error(env, NULL, "herds_at: no such call, or a number out of range");
+    return NULL;
+  }
+  struct work *w = calloc(1, sizeof *w);
+  if (!w) { napi_throw_error(env, NULL, "herds_at: out of memory"); return NULL; }
+  w->call = (enum call)op;
+  bool second_is_path = w->call == CALL_RENAME;
+  if (!get_string(env, argv[1], w->path, sizeof w->path) ||
+      !(second_is_path ? get_string(env, argv[2], w->path2, sizeof w->path2) : get_string(env, argv[2], w->name, sizeof w->name))) {
+    free(w);
+    return NULL;
+  }
+  if (w->call == CALL_MKNOD) w->mode = (unsigned)number;
+  else w->flags = (int)number;
+  if (w->call == CALL_GETXATTR || w->call == CALL_LISTXATTR) {
+    w->size = number > MAX_VALUE ? MAX_VALUE : (size_t)number;
+    w->flags = 0;
+    if (w->size && !(w->value = malloc(w->size))) { free(w); napi_throw_error(env, NULL, "herds_at: out of memory"); return NULL; }
+  }
+  if (w->call == CALL_SETXATTR) {
+    void *bytes = NULL;
+    size_t len = 0;
+    bool is_buffer = false;
+    if (argc < 5 || napi_is_buffer(env, argv[4], &is_buffer) != napi_ok || !is_buffer ||
+        napi_get_buffer_info(env, argv[4], &bytes, &len) != napi_ok || len > MAX_VALUE) {
+      free(w);
+      napi_throw_type_error(env, NULL, "herds_at: setxattr needs a Buffer of at most 64 KiB");
+      return NULL;
+    }
+    w->size = len;
+    if (len && !(w->value = malloc(len))) { free(w); napi_throw_error(env, NULL, "herds_at: out of memory"); return NULL; }
+    if (len) memcpy(w->value, bytes, len);
+  }
+  return start(env, w);
+}
+
+static napi_value init (napi_env env, napi_value exports) {
+  napi_value fn;
+  if (napi_create_function(env, "call", NAPI_AUTO_LENGTH, js_call, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "call", fn) != napi_ok) return NULL;
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
