@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import { startHost, type HostOptions, type RunningHost } from '../host/server.js'
 import { connectHost, type HostConnection } from '../mount/client.js'
 import { checkFuseDevice, loadFuseLayer, mountTree, prepareMountpoint, type Mounted } from '../mount/fuse.js'
+import { checkAllowOther } from '../mount/sharing.js'
 import { defaultNodeName } from '../nodes/info.js'
 import { startNode, type Export, type RunningNode } from '../nodes/node.js'
 import { RUN_DEFAULTS } from '../venoms/run/runner.js'
@@ -74,7 +75,7 @@ async function runNode (url: string, name: string, exports: Export[], access: Ac
   return node
 }
 
-async function runMount (url: string, dir: string, access: Access): Promise<Mounted> {
+async function runMount (url: string, dir: string, access: Access, allowOther = false): Promise<Mounted> {
   const connection: HostConnection = await connectHost(url, access)
   stoppers.push(() => connection.close())
   stopOnFatal(connection.dialer, 'mount')
@@ -85,9 +86,10 @@ async function runMount (url: string, dir: string, access: Access): Promise<Moun
   const mounted = await mountTree(connection.tree, dir, {
     settled: (path) => cache.settled(path),
     onChange: (listener) => cache.onChange(listener),
+    allowOther,
   })
   stoppers.push(() => mounted.unmount())
-  say(`mount  ${mounted.mountpoint} (${mounted.layer})`)
+  say(`mount  ${mounted.mountpoint} (${mounted.layer}${allowOther ? ', shared with the machine\'s other users' : ''})`)
   return mounted
 }
 
@@ -134,6 +136,12 @@ const EXPORT_OPTION = [
   [] as string[],
 ] as const
 
+/** --allow-other: the mount shared with this machine's other users, within the modes shown. */
+const ALLOW_OTHER_OPTION = [
+  '--allow-other',
+  'let this machine\'s other users use the mount, as the modes shown allow (every file is yours; commands and control stay yours alone)',
+] as const
+
 const program = new Command()
   .name('herds')
   .description('The machines you own as one filesystem that is also an API.')
@@ -147,7 +155,8 @@ withHostOptions(program.command('up')
   .option('--name <node>', 'this node\'s name', defaultNodeName())
   .option(...EXPORT_OPTION)
   .option(...JOB_EXPIRY_OPTION)
-  .action(async (opts: HostFlags & { mount: string, name: string, export: string[], jobExpiry: string }) => {
+  .option(...ALLOW_OTHER_OPTION)
+  .action(async (opts: HostFlags & { mount: string, name: string, export: string[], jobExpiry: string, allowOther?: boolean }) => {
     const name = parseFlag(NodeName, opts.name, '--name')
     parseFlag(JobExpiry, opts.jobExpiry, '--job-expiry') // before anything starts
     const dir = resolve(parseFlag(Dir, opts.mount, '--mount'))
@@ -155,6 +164,7 @@ withHostOptions(program.command('up')
     // Everything that could stop the mount is checked before the host and node start.
     checkFuseDevice()
     loadFuseLayer()
+    if (opts.allowOther) checkAllowOther()
     await prepareMountpoint(dir)
     exitOnSignals()
     const host = await runHost({ defaultNode: name, ...opts })
@@ -164,7 +174,7 @@ withHostOptions(program.command('up')
     const ca = opts.tlsCert ? readFileSync(opts.tlsCert) : undefined
     const url = loopbackUrl(host.url)
     await runNode(url, name, exports, { token: nodeToken, ca, pinned: true }, opts.jobExpiry)
-    await runMount(url, dir, { token: mountToken, ca, pinned: true })
+    await runMount(url, dir, { token: mountToken, ca, pinned: true }, opts.allowOther)
     say(`ready: try   echo 'uname -a' > ${dir}/nodes/${name}/exec/cmd && cat ${dir}/nodes/${name}/exec/stdout`)
     say('Ctrl-C to stop')
   })
@@ -201,11 +211,13 @@ program.command('mount')
   .argument('[dir]', 'where to mount', defaultMountpoint())
   .option(...TOKEN_OPTION)
   .option(...CA_OPTION)
-  .action(async (url: string, dir: string, opts: AccessFlags) => {
+  .option(...ALLOW_OTHER_OPTION)
+  .action(async (url: string, dir: string, opts: AccessFlags & { allowOther?: boolean }) => {
     const hostUrl = parseFlag(HostUrl, url, 'url')
     const access = await accessFrom(opts)
+    if (opts.allowOther) checkAllowOther()
     exitOnSignals()
-    await runMount(hostUrl, resolve(parseFlag(Dir, dir, 'dir')), access)
+    await runMount(hostUrl, resolve(parseFlag(Dir, dir, 'dir')), access, opts.allowOther)
   })
 
 registerClientCommands(program)

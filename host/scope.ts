@@ -77,6 +77,8 @@ export function scoped (inner: Tree, opts: ScopedOptions): Tree {
     } else if (op === 'rename' || op === 'link') {
       need(path, true)
       need(args[1] as string, true)
+    } else if (op === 'setlk' && args[3] === 'write') {
+      need(path, true) // a write lock needs a file open for writing, as fcntl(2) has it
     } else if (CHANGES[op] !== undefined) {
       need(args[CHANGES[op]!] as string, true)
     }

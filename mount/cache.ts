@@ -172,10 +172,21 @@ export class CachedTree {
         if (file) await this.send(args[1] as number, file)
         return callOp(this.inner, op, args, ctx)
       }
+      case 'setlk':
+      case 'flock': {
+        // A lock hands a file between writers: what this mount wrote goes before it, and nothing read before it is kept after.
+        await this.sendAll(path)
+        try {
+          return await callOp(this.inner, op, args, ctx)
+        } finally {
+          this.changes.mark(path)
+        }
+      }
       case 'readlink':
       case 'statfs':
       case 'getxattr':
       case 'listxattr':
+      case 'getlk':
         return callOp(this.inner, op, args, ctx)
       default: {
         // A change: what was gathered goes first, then nothing kept of the path outlives it.

@@ -11,6 +11,7 @@ import { promisify } from 'node:util'
 import { errnoNumber, HerdsError, toHerdsError } from '../tree/errno.js'
 import { O_ACCMODE, O_APPEND, type Stat, type Tree } from '../tree/tree.js'
 import { mountLowLevel, type LowLevelOptions } from './lowlevel.js'
+import { checkAllowOther, sharedMode } from './sharing.js'
 import { loadBinding } from './native.js'
 
 const require = createRequire(import.meta.url)
@@ -160,6 +161,7 @@ export interface MountOptions extends LowLevelOptions {}
 /** Mounts `tree` at `mountpoint` (created if missing), through the layer chooseFuseLayer picks. */
 export async function mountTree (tree: Tree, mountpoint: string, opts: MountOptions = {}): Promise<Mounted & { layer: FuseLayer }> {
   checkFuseDevice()
+  if (opts.allowOther) checkAllowOther()
   if (chooseFuseLayer().layer === 'libfuse3') {
     await prepareMountpoint(mountpoint)
     let mounted
@@ -185,7 +187,9 @@ async function mountFuseNative (tree: Tree, mountpoint: string, opts: MountOptio
     }
   }
 
-  const fuse = new HerdsFuse(mountpoint, fuseOps(tree), {
+  const fuse = new HerdsFuse(mountpoint, fuseOps(tree, opts), {
+    allowOther: opts.allowOther,
+    defaultPermissions: opts.allowOther,
     // Our own calls time out where they should (see OP_TIMEOUT_MS); fuse-native's
     // blanket 15 s would cut blocking reads such as `cat stdout` or `cat exit`.
     timeout: false,
@@ -211,19 +215,19 @@ function toTreeFlags (flags: number): number {
 }
 
 /** The fuse-native operation table over a Tree. */
-export function fuseOps (tree: Tree): Record<string, (...args: any[]) => void> {
+export function fuseOps (tree: Tree, opts: { allowOther?: boolean } = {}): Record<string, (...args: any[]) => void> {
   const uid = process.getuid?.() ?? 0
   const gid = process.getgid?.() ?? 0
   const fail = (cb: (code: number) => void) => (err: unknown): void => cb(-errnoNumber(toHerdsError(err).code))
   const done = (cb: (code: number) => void) => (): void => cb(0)
-  const toFuseStat = (s: Stat): Record<string, number> => ({
-    mode: s.mode, uid, gid, size: s.size, nlink: s.nlink, blocks: s.blocks ?? Math.ceil(s.size / 512), blksize: 4096,
+  const toFuseStat = (s: Stat, path: string): Record<string, number> => ({
+    mode: opts.allowOther ? sharedMode(path, s.mode) : s.mode, uid, gid, size: s.size, nlink: s.nlink, blocks: s.blocks ?? Math.ceil(s.size / 512), blksize: 4096,
     atime: s.atimeMs, mtime: s.mtimeMs, ctime: s.ctimeMs, dev: 0, ino: 0, rdev: 0,
   })
   return {
     init: (cb) => cb(0),
-    getattr: (path: string, cb) => { tree.getattr(path).then((s) => cb(0, toFuseStat(s)), fail(cb)) },
-    fgetattr: (path: string, _fh: number, cb) => { tree.getattr(path).then((s) => cb(0, toFuseStat(s)), fail(cb)) },
+    getattr: (path: string, cb) => { tree.getattr(path).then((s) => cb(0, toFuseStat(s, path)), fail(cb)) },
+    fgetattr: (path: string, _fh: number, cb) => { tree.getattr(path).then((s) => cb(0, toFuseStat(s, path)), fail(cb)) },
     readdir: (path: string, cb) => { tree.readdir(path).then((names) => cb(0, names), fail(cb)) },
     open: (path: string, flags: number, cb) => { tree.open(path, toTreeFlags(flags)).then((fh) => cb(0, fh), fail(cb)) },
     create: (path: string, mode: number, cb) => { tree.create(path, mode).then((fh) => cb(0, fh), fail(cb)) },

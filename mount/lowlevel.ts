@@ -7,6 +7,7 @@
  * read with direct_io, so streams and sizes behave. An interrupted request
  * (Ctrl-C, kill) is cancelled on the wire and answered EINTR.
  */
+import { randomBytes } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
 import { constants as fsConstants } from 'node:fs'
 import { errnoNumber, HerdsError, toHerdsError, type Errno } from '../tree/errno.js'
@@ -15,6 +16,7 @@ import { childOf, isEntryName } from '../tree/paths.js'
 import { isRealFile } from './cache.js'
 import { Inodes, ROOT, type Inode } from './inodes.js'
 import { loadBinding, type Binding, type Session } from './native.js'
+import { SHARED_OPTIONS, sharedMode } from './sharing.js'
 
 /** The kernel requests, numbered as in herds_fuse.c's `enum op`. */
 const OP = {
@@ -22,7 +24,12 @@ const OP = {
   SYMLINK: 9, RENAME: 10, LINK: 11, OPEN: 12, READ: 13, WRITE: 14, FLUSH: 15, RELEASE: 16, FSYNC: 17,
   OPENDIR: 18, READDIR: 19, RELEASEDIR: 20, FSYNCDIR: 21, STATFS: 22, SETXATTR: 23, GETXATTR: 24,
   LISTXATTR: 25, REMOVEXATTR: 26, CREATE: 27, FALLOCATE: 28, READDIRPLUS: 29, INTERRUPT: 30, EXIT: 31,
+  GETLK: 32, SETLK: 33, FLOCK: 34,
 } as const
+
+/** Lock types and flock operations as herds_fuse.c numbers them. */
+const LOCK_TYPES = ['read', 'write', 'unlock'] as const
+const FLOCK_OPS = ['shared', 'exclusive', 'unlock'] as const
 
 /** Bits of replyOpen's flags (herds_fuse.c get_file_info). */
 const DIRECT_IO = 1
@@ -111,6 +118,8 @@ export interface LowLevelOptions {
   settled?: (path: string) => boolean
   /** Subscribes to changes heard from the host: paths, or undefined for everything. */
   onChange?: (listener: (paths: string[] | undefined) => void) => void
+  /** Other users of this machine may use the mount, as the modes shown allow (mount/sharing.ts). */
+  allowOther?: boolean
 }
 
 /** A mounted tree; `unmount` detaches it and resolves when the kernel let go. */
@@ -140,11 +149,15 @@ class Adapter {
   private readonly checks = new Set<number>()
   private checking: Promise<void> = Promise.resolve()
   private ended = false
+  /** Names this mount's lock owners apart from every other mount's on a node. */
+  private readonly lockPrefix = randomBytes(8).toString('hex')
+  /** The owners holding record locks through each inode, to let go at their close(2). */
+  private readonly lockers = new Map<number, Set<string>>()
 
   constructor (private readonly native: Binding, private readonly tree: Tree, mountpoint: string, private readonly opts: LowLevelOptions) {
     let end!: () => void
     const ended = new Promise<void>((resolve) => { end = resolve })
-    const options = ['fsname=herds', 'subtype=herds'].join(',')
+    const options = ['fsname=herds', 'subtype=herds', ...(opts.allowOther ? SHARED_OPTIONS : [])].join(',')
     this.session = native.mount(mountpoint, options, MAX_IO, MAX_IO, (op, id, n, name, name2, data, uid, gid) => {
       if (op === OP.FORGET) return this.inodes.forget(n[0], n[1])
       if (op === OP.INTERRUPT) return this.pending.get(id)?.abort()
@@ -205,7 +218,8 @@ class Adapter {
     const [as, ans] = splitTime(stat.atimeMs)
     const [ms, mns] = splitTime(stat.mtimeMs)
     const [cs, cns] = splitTime(stat.ctimeMs)
-    return Float64Array.of(inodeNumber(path, stat, nodeid), stat.mode, stat.nlink, this.uid, this.gid, 0,
+    const mode = this.opts.allowOther ? sharedMode(path, stat.mode) : stat.mode
+    return Float64Array.of(inodeNumber(path, stat, nodeid), mode, stat.nlink, this.uid, this.gid, 0,
       stat.size, stat.blocks ?? Math.ceil(stat.size / 512), as, ans, ms, mns, cs, cns)
   }
 
@@ -248,6 +262,22 @@ class Adapter {
     if (size === 0) this.native.replyXattr(this.session, req.id, value.length)
     else if (value.length > size) throw new HerdsError('ERANGE', `the value is ${value.length} bytes, more than the ${size} asked for`)
     else this.native.replyBuf(this.session, req.id, value)
+  }
+
+  /** A lock owner as the tree knows it: this mount's prefix and the kernel's 64-bit owner. */
+  private lockOwner (hi: number, lo: number): string {
+    return `${this.lockPrefix}.${hi.toString(16)}.${lo.toString(16)}`
+  }
+
+  /**
+   * Answers a lock taken once the kernel has dropped the file's pages: another
+   * machine may have written it under the lock just let go, and a read after
+   * the lock must see that (SQLite reads its header right after locking).
+   */
+  private async replyLocked (req: Request, nodeid: number): Promise<void> {
+    const node = this.inodes.get(nodeid)
+    if (node) node.pages = undefined
+    while (!this.native.replyAfterInval(this.session, req.id, nodeid)) await new Promise((resolve) => setTimeout(resolve, 10))
   }
 
   private ok (req: Request): void {
@@ -386,8 +416,40 @@ class Adapter {
       this.native.replyWrite(this.session, req.id, await this.tree.write(this.inodes.path(nodeid), fh, offset, req.data!, req.ctx))
     },
     [OP.FLUSH]: async (req) => {
-      await this.tree.flush(this.inodes.path(req.n[0]), req.n[1], req.ctx)
+      const [nodeid, fh, hi, lo] = req.n
+      const path = this.inodes.path(nodeid)
+      await this.tree.flush(path, fh, req.ctx)
+      // close(2) drops every record lock its process held on the file, as POSIX has it.
+      const owner = this.lockOwner(hi, lo)
+      const owners = this.lockers.get(nodeid)
+      if (owners?.delete(owner)) {
+        if (owners.size === 0) this.lockers.delete(nodeid)
+        await this.tree.setlk(path, fh, owner, 'unlock', 0, 0, false).catch(() => {})
+      }
       this.ok(req)
+    },
+    [OP.GETLK]: async (req) => {
+      const [nodeid, fh, hi, lo, type, start, length] = req.n
+      const found = await this.tree.getlk(this.inodes.path(nodeid), fh, this.lockOwner(hi, lo), LOCK_TYPES[type] ?? 'unlock', start, length, req.ctx)
+      this.native.replyLock(this.session, req.id, found ? Float64Array.of(found.type === 'read' ? 0 : 1, found.start, found.length, found.pid) : Float64Array.of(2, 0, 0, 0))
+    },
+    [OP.SETLK]: async (req) => {
+      const [nodeid, fh, hi, lo, type, start, length, sleep] = req.n
+      const owner = this.lockOwner(hi, lo)
+      const kind = LOCK_TYPES[type] ?? 'unlock'
+      await this.tree.setlk(this.inodes.path(nodeid), fh, owner, kind, start, length, Boolean(sleep), req.ctx)
+      if (kind === 'unlock') return this.ok(req)
+      let owners = this.lockers.get(nodeid)
+      if (!owners) this.lockers.set(nodeid, owners = new Set())
+      owners.add(owner)
+      await this.replyLocked(req, nodeid)
+    },
+    [OP.FLOCK]: async (req) => {
+      const [nodeid, fh, op, wait] = req.n
+      const kind = FLOCK_OPS[op] ?? 'unlock'
+      await this.tree.flock(this.inodes.path(nodeid), fh, kind, Boolean(wait), req.ctx)
+      if (kind === 'unlock') return this.ok(req)
+      await this.replyLocked(req, nodeid)
     },
     [OP.RELEASE]: async (req) => {
       const node = this.inodes.get(req.n[0])

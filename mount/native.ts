@@ -31,6 +31,10 @@ export interface Binding {
   replyWrite (session: Session, id: number, count: number): boolean
   replyXattr (session: Session, id: number, size: number): boolean
   replyStatfs (session: Session, id: number, statfs: Float64Array): boolean
+  /** [type 0 read, 1 write, 2 none; start; length; pid]: the lock in the way of a getlk. */
+  replyLock (session: Session, id: number, lock: Float64Array): boolean
+  /** Answers success once the kernel dropped the inode's pages (the notifier thread does both); false: its queue is full, try again. */
+  replyAfterInval (session: Session, id: number, nodeid: number): boolean
   /** Packs what fits in `size`; returns how many entries it packed (-1: the request was gone). */
   replyDir (session: Session, id: number, size: number, plus: boolean, names: string[], offsets: Float64Array, entries: Float64Array, attrs: Float64Array): number
   /** Queues an invalidation for the notifier thread; false when its queue is full. */

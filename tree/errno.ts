@@ -30,6 +30,8 @@ const TABLE = {
   EPIPE: [32, 32],
   ERANGE: [34, 34],
   ENAMETOOLONG: [36, 63],
+  EDEADLK: [35, 11],
+  ENOLCK: [37, 77],
   ENOSYS: [38, 78],
   ENOTEMPTY: [39, 66],
   ELOOP: [40, 62],

@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto'
 import { HerdsError } from './errno.js'
 import { callOp, treeFromCall } from './peer.js'
-import { O_ACCMODE, O_RDWR, O_WRONLY, wantsWrite, type Op, type Tree } from './tree.js'
+import { HANDLE_OPS, O_ACCMODE, O_RDWR, O_WRONLY, wantsWrite, type Tree } from './tree.js'
 
 export interface TrackedTree {
   tree: Tree
@@ -20,8 +20,6 @@ export interface TrackedTree {
   releaseAll (): Promise<void>
 }
 
-/** Operations on an open file, by its handle (the second argument). */
-const HANDLE_OPS: ReadonlySet<Op> = new Set(['read', 'write', 'flush', 'release'])
 
 /** The most files one mount's connection may hold open through the host. */
 export const MAX_OPEN_PER_CONNECTION = 4096
@@ -52,6 +50,7 @@ export function trackHandles (inner: Tree, maxOpen = MAX_OPEN_FOR_HOST): Tracked
       if (!file && op === 'release') return
       if (!file) throw new HerdsError('EBADF', `no file open as handle ${String(args[1])} on this connection`)
       if (op === 'write' && !wantsWrite(file.flags)) throw new HerdsError('EBADF', `handle ${String(args[1])} was opened for reading only`)
+      if (op === 'setlk' && args[3] === 'write' && !wantsWrite(file.flags)) throw new HerdsError('EBADF', `handle ${String(args[1])} was opened for reading only: a write lock needs it open for writing`)
       if (op === 'read' && (file.flags & O_ACCMODE) === O_WRONLY) throw new HerdsError('EBADF', `handle ${String(args[1])} was opened for writing only`)
     }
     if (op === 'release') open.delete(args[1] as number)

@@ -12,7 +12,8 @@ import { HerdsError, toHerdsError } from './errno.js'
 import { HandleTable } from './handles.js'
 import { splitPath } from './paths.js'
 import { getXattrAt, listXattrAt, mknodAt, removeXattrAt, renameAt, setXattrAt } from './native.js'
-import { O_ACCMODE, O_APPEND, S_IFIFO, S_IFMT, S_IFSOCK, type Stat, type Statfs, type Tree } from './tree.js'
+import { flockHandle, released, setLock, testLock } from './locks.js'
+import { O_ACCMODE, O_APPEND, S_IFIFO, S_IFMT, S_IFSOCK, type CallContext, type FileLock, type FlockOp, type LockType, type Stat, type Statfs, type Tree } from './tree.js'
 import { XATTR_NAME_MAX, XATTR_SIZE_MAX } from './wire.js'
 
 /** Turns Node's fs errors into HerdsErrors that name the tree path, not the node's disk path. */
@@ -149,7 +150,20 @@ export class LocalTree implements Tree {
 
   async release (path: string, fh: number): Promise<void> {
     const file = this.files.take(fh)
+    if (file) released(file)
     await guard(path, async () => file?.close())
+  }
+
+  getlk (path: string, fh: number, owner: string, type: LockType, start: number, length: number): Promise<FileLock | null> {
+    return guard(path, () => testLock(this.file(fh), owner, type, start, length))
+  }
+
+  setlk (path: string, fh: number, owner: string, type: LockType, start: number, length: number, wait: boolean, ctx?: CallContext): Promise<void> {
+    return guard(path, () => setLock(this.file(fh), owner, type, start, length, wait, ctx?.signal))
+  }
+
+  flock (path: string, fh: number, op: FlockOp, wait: boolean, ctx?: CallContext): Promise<void> {
+    return guard(path, () => flockHandle(this.file(fh), op, wait, ctx?.signal))
   }
 
   truncate (path: string, size: number): Promise<void> {

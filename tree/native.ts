@@ -15,6 +15,8 @@ const CALL = { MKNOD: 0, GETXATTR: 1, SETXATTR: 2, LISTXATTR: 3, REMOVEXATTR: 4,
 
 interface Addon {
   call (op: number, path: string, second: string, number: number, value?: Buffer): Promise<Buffer | number | undefined>
+  lock (fd: number, cmd: number, type: number, start: number, length: number): number[] | undefined
+  flock (fd: number, op: number): undefined
 }
 
 /** Where setup builds it: tree/native/build, reached from dist/tree/ or from tree/. */
@@ -41,14 +43,19 @@ export function hasFileCalls (): boolean {
   try { addon(); return true } catch { return false }
 }
 
+/** An addon error as Node's own fs errors are: `code` the errno's name. */
+function named (err: unknown): unknown {
+  const errno = (err as { errno?: unknown }).errno
+  if (typeof errno !== 'number') return err
+  return Object.assign(new Error(errnoName(errno)), { code: errnoName(errno) })
+}
+
 /** Runs one call; a failed one rejects with an error carrying the errno's name, as Node's own fs errors do. */
 async function call (op: number, path: string, second: string, number: number, value?: Buffer): Promise<Buffer | number | undefined> {
   try {
     return await addon().call(op, path, second, number, value)
   } catch (err) {
-    const errno = (err as { errno?: unknown }).errno
-    if (typeof errno !== 'number') throw err
-    throw Object.assign(new Error(errnoName(errno)), { code: errnoName(errno) })
+    throw named(err)
   }
 }
 
@@ -79,4 +86,25 @@ export async function removeXattrAt (path: string, name: string): Promise<void> 
 /** rename(2) with flags: 1 no replace, 2 exchange. */
 export async function renameAt (from: string, to: string, flags: number): Promise<void> {
   await call(CALL.RENAME, from, to, flags)
+}
+
+/** A record lock's kind, as the addon numbers them. */
+export const LOCK_TYPE = { read: 0, write: 1, unlock: 2 } as const
+
+/** The lock in the way of `type` over [start, start+length) on the description `fd` (0: to the end), if any. */
+export function testLockFd (fd: number, type: number, start: number, length: number): { type: number, start: number, length: number, pid: number } | undefined {
+  let found: number[] | undefined
+  try { found = addon().lock(fd, 0, type, start, length) } catch (err) { throw named(err) }
+  if (!found || found[0] === LOCK_TYPE.unlock) return undefined
+  return { type: found[0], start: found[1], length: found[2], pid: found[3] }
+}
+
+/** Sets (or with type unlock, clears) a record lock held by the description `fd`; EAGAIN if one is in the way. Never waits. */
+export function setLockFd (fd: number, type: number, start: number, length: number): void {
+  try { addon().lock(fd, 1, type, start, length) } catch (err) { throw named(err) }
+}
+
+/** flock(2) on `fd` without waiting: 0 shared, 1 exclusive, 2 unlock; EAGAIN (EWOULDBLOCK) if held elsewhere. */
+export function flockFd (fd: number, op: number): void {
+  try { addon().flock(fd, op) } catch (err) { throw named(err) }
 }

@@ -14,6 +14,7 @@ export function readOnly (inner: Tree, what = 'this tree'): Tree {
     if (CHANGES.has(op) || (op === 'open' && wantsWrite(args[1] as number))) {
       throw new HerdsError('EROFS', `${what} is read-only: ${String(args[op === 'symlink' || op === 'link' ? 1 : 0])}`)
     }
+    if (op === 'setlk' && args[3] === 'write') throw new HerdsError('EBADF', `a write lock needs a file open for writing, and ${what} is read-only: ${String(args[0])}`)
     const result = await callOp(inner, op, args, ctx)
     if (op === 'getattr') return { ...(result as Stat), mode: (result as Stat).mode & ~0o222 }
     return result

@@ -75,10 +75,22 @@ export class ResilientRemote {
       }
       case 'read': return this.read(args, ctx)
       case 'write':
-      case 'flush': {
+      case 'flush':
+      case 'fsync': {
         const handle = this.handle(args[1] as number)
         // What was written through a lost link may be lost with it: say so rather than go on.
         if (handle.peer.closed) throw new HerdsError('EIO', `the connection was lost while ${handle.path} was open for writing; open it again`)
+        return handle.peer.call(op, [args[0], handle.fh, ...args.slice(2)], ctx)
+      }
+      case 'getlk':
+      case 'setlk':
+      case 'flock': {
+        const handle = this.handle(args[1] as number)
+        if (handle.peer.closed) {
+          // The other side let go of every lock taken through the lost link: unlocking asks nothing more.
+          if (args[op === 'flock' ? 2 : 3] === 'unlock') return null
+          throw new HerdsError('EIO', `the connection was lost while ${handle.path} was open, and its locks with it; open it again`)
+        }
         return handle.peer.call(op, [args[0], handle.fh, ...args.slice(2)], ctx)
       }
       case 'release': {

@@ -6,7 +6,7 @@
 import { HerdsError, toHerdsError } from './errno.js'
 import { HandleTable } from './handles.js'
 import { joinPath, splitPath } from './paths.js'
-import { O_ACCMODE, O_WRONLY, S_IFDIR, S_IFREG, makeStat, wantsWrite, type CallContext, type Stat, type Statfs, type Tree } from './tree.js'
+import { O_ACCMODE, O_WRONLY, S_IFDIR, S_IFREG, makeStat, wantsWrite, type CallContext, type FileLock, type FlockOp, type LockType, type Stat, type Statfs, type Tree } from './tree.js'
 
 /** One open file's behaviour. Missing methods mean the operation is refused. */
 export interface FileHandle {
@@ -254,6 +254,26 @@ export class SyntheticTree implements Tree {
     const file = this.handle(fh)
     if ('tree' in file) return file.tree.fsync(file.path, file.fh, datasync, ctx)
     // A synthetic file acts when written and closed; there is nothing to keep on a disk.
+  }
+
+  async getlk (path: string, fh: number, owner: string, type: LockType, start: number, length: number, ctx?: CallContext): Promise<FileLock | null> {
+    const file = this.handle(fh)
+    if ('tree' in file) return file.tree.getlk(file.path, file.fh, owner, type, start, length, ctx)
+    throw new HerdsError('ENOLCK', `a synthetic file takes no locks: ${path}`)
+  }
+
+  async setlk (path: string, fh: number, owner: string, type: LockType, start: number, length: number, wait: boolean, ctx?: CallContext): Promise<void> {
+    const file = this.handle(fh)
+    if ('tree' in file) return file.tree.setlk(file.path, file.fh, owner, type, start, length, wait, ctx)
+    if (type === 'unlock') return // close(2) unlocks every file it closes
+    throw new HerdsError('ENOLCK', `a synthetic file takes no locks: ${path}`)
+  }
+
+  async flock (path: string, fh: number, op: FlockOp, wait: boolean, ctx?: CallContext): Promise<void> {
+    const file = this.handle(fh)
+    if ('tree' in file) return file.tree.flock(file.path, file.fh, op, wait, ctx)
+    if (op === 'unlock') return
+    throw new HerdsError('ENOLCK', `a synthetic file takes no locks: ${path}`)
   }
 
   async getxattr (path: string, name: string, ctx?: CallContext): Promise<Uint8Array> {

@@ -20,6 +20,21 @@ export const RENAME_EXCHANGE = 2
 export const XATTR_CREATE = 1
 export const XATTR_REPLACE = 2
 
+/**
+ * The operations on an open file, whose second argument is its handle: each
+ * layer that numbers handles of its own translates every one of these.
+ */
+export const HANDLE_OPS: ReadonlySet<Op> = new Set<Op>(['read', 'write', 'flush', 'release', 'fsync', 'getlk', 'setlk', 'flock'])
+
+/** A record lock's kind (fcntl F_RDLCK, F_WRLCK, F_UNLCK). */
+export type LockType = 'read' | 'write' | 'unlock'
+
+/** A record lock that is in the way (getlk): over [start, start + length), length 0 to the end; pid 0 when not known. */
+export interface FileLock { type: 'read' | 'write', start: number, length: number, pid: number }
+
+/** flock(2)'s operations. */
+export type FlockOp = 'shared' | 'exclusive' | 'unlock'
+
 /** What getattr returns; times are milliseconds since the epoch, with a fraction (nanoseconds, as far as a double carries them). */
 export interface Stat {
   mode: number
@@ -102,6 +117,17 @@ export interface Tree {
   setxattr (path: string, name: string, value: Uint8Array, flags: number, ctx?: CallContext): Promise<void>
   listxattr (path: string, ctx?: CallContext): Promise<string[]>
   removexattr (path: string, name: string, ctx?: CallContext): Promise<void>
+  /**
+   * The record lock (fcntl) that would keep `owner` from taking `type` over
+   * the range of the file open as `fh`, or null. An owner is a process of the
+   * mount, named uniquely across mounts; its locks meet every other owner's
+   * and the node's own processes'.
+   */
+  getlk (path: string, fh: number, owner: string, type: LockType, start: number, length: number, ctx?: CallContext): Promise<FileLock | null>
+  /** Takes, changes or (type unlock) drops `owner`'s record lock; EAGAIN if another is in the way, unless `wait`. */
+  setlk (path: string, fh: number, owner: string, type: LockType, start: number, length: number, wait: boolean, ctx?: CallContext): Promise<void>
+  /** flock(2) on the file open as `fh`: its description holds the lock; EAGAIN if held elsewhere, unless `wait`. */
+  flock (path: string, fh: number, op: FlockOp, wait: boolean, ctx?: CallContext): Promise<void>
 }
 
 /** The operation names of the Tree interface. */

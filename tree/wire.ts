@@ -46,6 +46,10 @@ export const XATTR_SIZE_MAX = 64 * 1024
 const XattrName = z.string().min(1).max(XATTR_NAME_MAX).refine((n) => !n.includes('\0') && Buffer.byteLength(n) <= XATTR_NAME_MAX, 'an attribute name is 1-255 bytes without NUL')
 const XattrValue = z.instanceof(Uint8Array).refine((b) => b.byteLength <= XATTR_SIZE_MAX, `an attribute value is at most ${XATTR_SIZE_MAX} bytes`)
 
+/** A lock owner: a mount's name for one of its processes (mount/lowlevel.ts makes it unique across mounts). */
+const LockOwner = z.string().min(1).max(64).regex(/^[\x21-\x7e]+$/, 'a lock owner is 1-64 printable ASCII characters')
+const LockType = z.enum(['read', 'write', 'unlock'])
+
 /** The arguments of each Tree operation, in order, without the context. */
 export const OP_ARGS = {
   getattr: z.tuple([Path]),
@@ -74,6 +78,9 @@ export const OP_ARGS = {
   setxattr: z.tuple([Path, XattrName, XattrValue, z.number().int().min(0).max(3)]),
   listxattr: z.tuple([Path]),
   removexattr: z.tuple([Path, XattrName]),
+  getlk: z.tuple([Path, Fh, LockOwner, LockType, Offset, Offset]),
+  setlk: z.tuple([Path, Fh, LockOwner, LockType, Offset, Offset, z.boolean()]),
+  flock: z.tuple([Path, Fh, z.enum(['shared', 'exclusive', 'unlock']), z.boolean()]),
 } as const satisfies Record<Op, z.ZodTuple>
 
 const StatSchema = z.object({
@@ -120,6 +127,9 @@ export const OP_RESULTS = {
   listxattr: z.array(XattrName).max(XATTR_SIZE_MAX),
   setxattr: z.null().optional(),
   removexattr: z.null().optional(),
+  getlk: z.object({ type: z.enum(['read', 'write']), start: Offset, length: Offset, pid: z.number().int().min(0) }).nullable(),
+  setlk: z.null().optional(),
+  flock: z.null().optional(),
 } as const satisfies Record<Op, z.ZodType>
 
 export const OPS = Object.keys(OP_ARGS) as [Op, ...Op[]]
@@ -129,8 +139,9 @@ export const OPS = Object.keys(OP_ARGS) as [Op, ...Op[]]
  * block on purpose (a job's stdout, `exit`); everything else answers promptly
  * or the peer is in trouble.
  */
+const WAITS = new Set<Op>(['read', 'setlk', 'flock'])
 export const OP_TIMEOUT_MS: Record<Op, number> = Object.fromEntries(
-  OPS.map((op) => [op, op === 'read' ? 0 : 60_000]),
+  OPS.map((op) => [op, WAITS.has(op) ? 0 : 60_000]),
 ) as Record<Op, number>
 
 /** A node's description of itself, sent when it registers. */

@@ -16,6 +16,8 @@
 #include <fuse_lowlevel.h>
 #include <node_api.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -57,7 +59,8 @@ enum op {
   OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE,
   OP_FLUSH, OP_RELEASE, OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR,
   OP_FSYNCDIR, OP_STATFS, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR,
-  OP_CREATE, OP_FALLOCATE, OP_READDIRPLUS, OP_INTERRUPT, OP_EXIT,
+  OP_CREATE, OP_FALLOCATE, OP_READDIRPLUS, OP_INTERRUPT, OP_EXIT, OP_GETLK, OP_SETLK,
+  OP_FLOCK,
 };
 
 struct msg {
@@ -77,6 +80,7 @@ struct note {
   fuse_ino_t ino;
   off_t off, len;
   char name[256];
+  fuse_req_t req; /* answered (0, success) once the kernel dropped what it kept: replyAfterInval */
 };
 
 struct session {
@@ -283,8 +287,32 @@ static void ll_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
   send_req(req, m);
 }
 
+/* A lock owner (64 bits) as two 32-bit halves, which doubles carry exactly. */
+#define OWNER(i, fi) (m->num[i] = (double)((fi)->lock_owner >> 32), m->num[(i) + 1] = (double)((fi)->lock_owner & 0xffffffffu))
+
+/* Record lock types as JavaScript numbers them: 0 read, 1 write, 2 unlock (the platforms' values differ). */
+static double lock_type (short type) {
+  return type == F_RDLCK ? 0 : type == F_WRLCK ? 1 : 2;
+}
+
 static void ll_flush (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-  BEGIN(OP_FLUSH); m->num[0] = ino; m->num[1] = (double)fi->fh; send_req(req, m);
+  BEGIN(OP_FLUSH); m->num[0] = ino; m->num[1] = (double)fi->fh; OWNER(2, fi); send_req(req, m);
+}
+
+static void ll_getlk (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock) {
+  BEGIN(OP_GETLK); m->num[0] = ino; m->num[1] = (double)fi->fh; OWNER(2, fi);
+  m->num[4] = lock_type(lock->l_type); m->num[5] = (double)lock->l_start; m->num[6] = (double)lock->l_len; send_req(req, m);
+}
+
+static void ll_setlk (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock, int sleep) {
+  BEGIN(OP_SETLK); m->num[0] = ino; m->num[1] = (double)fi->fh; OWNER(2, fi);
+  m->num[4] = lock_type(lock->l_type); m->num[5] = (double)lock->l_start; m->num[6] = (double)lock->l_len; m->num[7] = sleep; send_req(req, m);
+}
+
+/* op: flock(2)'s LOCK_SH, LOCK_EX or LOCK_UN, with LOCK_NB: as 0 shared, 1 exclusive, 2 unlock, and whether to wait. */
+static void ll_flock (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op) {
+  BEGIN(OP_FLOCK); m->num[0] = ino; m->num[1] = (double)fi->fh;
+  m->num[2] = op & LOCK_UN ? 2 : op & LOCK_EX ? 1 : 0; m->num[3] = !(op & LOCK_NB); send_req(req, m);
 }
 
 static void ll_release (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
@@ -359,7 +387,7 @@ static const struct fuse_lowlevel_ops ops = {
   .readdir = ll_readdir, .readdirplus = ll_readdirplus, .releasedir = ll_releasedir,
   .fsyncdir = ll_fsyncdir, .statfs = ll_statfs, .setxattr = ll_setxattr, .getxattr = ll_getxattr,
   .listxattr = ll_listxattr, .removexattr = ll_removexattr, .create = ll_create,
-  .fallocate = ll_fallocate,
+  .fallocate = ll_fallocate, .getlk = ll_getlk, .setlk = ll_setlk, .flock = ll_flock,
 };
 
 /* ---- on the JavaScript thread: hand a message to the handler ---- */
@@ -447,7 +475,13 @@ static void *run_notifier (void *arg) {
   for (;;) {
     pthread_mutex_lock(&s->nlock);
     while (s->ncount == 0 && !s->nstop) pthread_cond_wait(&s->nwake, &s->nlock);
-    if (s->nstop) { pthread_mutex_unlock(&s->nlock); return NULL; }
+    if (s->nstop) {
+      for (; s->ncount; s->ncount--, s->nhead = (s->nhead + 1) % MAX_NOTES) {
+        if (s->notes[s->nhead].req) fuse_reply_err(s->notes[s->nhead].req, ENOTCONN);
+      }
+      pthread_mutex_unlock(&s->nlock);
+      return NULL;
+    }
     struct note n = s->notes[s->nhead];
     s->nhead = (s->nhead + 1) % MAX_NOTES;
     s->ncount--;
@@ -455,6 +489,7 @@ static void *run_notifier (void *arg) {
     /* ENOENT: the kernel no longer knows it, which is what was wanted. */
     if (n.entry) fuse_lowlevel_notify_inval_entry(s->se, n.ino, n.name, strlen(n.name));
     else fuse_lowlevel_notify_inval_inode(s->se, n.ino, n.off, n.len);
+    if (n.req) fuse_reply_err(n.req, 0);
   }
 }
 
@@ -739,6 +774,28 @@ static napi_value js_reply_xattr (napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* replyLock(session, id, Float64Array[type 0-2, start, length, pid]): the lock in the way, or type 2 (unlock) for none. */
+static napi_value js_reply_lock (napi_env env, napi_callback_info info) {
+  REPLY_PROLOGUE(1);
+  double *a = NULL;
+  size_t n = 0;
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t off;
+  struct flock fl;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = F_UNLCK;
+  if (napi_get_typedarray_info(env, argv[2], &type, &n, (void **)&a, &ab, &off) == napi_ok && type == napi_float64_array && n >= 4) {
+    fl.l_type = a[0] == 0 ? F_RDLCK : a[0] == 1 ? F_WRLCK : F_UNLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = (off_t)a[1];
+    fl.l_len = (off_t)a[2];
+    fl.l_pid = (pid_t)a[3];
+  }
+  fuse_reply_lock(req, &fl);
+  return result;
+}
+
 /* replyStatfs(session, id, Float64Array[bsize, frsize, blocks, bfree, bavail, files, ffree, favail, namemax]) */
 static napi_value js_reply_statfs (napi_env env, napi_callback_info info) {
   REPLY_PROLOGUE(1);
@@ -843,6 +900,33 @@ static napi_value js_notify_inode (napi_env env, napi_callback_info info) {
   return queue_note(env, s, &n);
 }
 
+/*
+ * replyAfterInval(session, id, ino): answers the request (success) only after
+ * the kernel dropped the inode's pages and attributes, on the notifier
+ * thread: a lock taken must not be followed by a read of pages from before
+ * it. False, with the request left as it was, when the queue is full.
+ */
+static napi_value js_reply_after_inval (napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct session *s = session_of(env, argv[0]);
+  if (!s) return NULL;
+  struct note n = { .entry = 0, .ino = (fuse_ino_t)get_double(env, argv[2]) };
+  pthread_mutex_lock(&s->nlock);
+  bool room = s->ncount < MAX_NOTES && !s->nstop;
+  bool ok = room && (n.req = claim(s, get_double(env, argv[1]))) != NULL;
+  if (ok) {
+    s->notes[(s->nhead + s->ncount) % MAX_NOTES] = n;
+    s->ncount++;
+    pthread_cond_signal(&s->nwake);
+  }
+  pthread_mutex_unlock(&s->nlock);
+  /* true: queued, or no longer ours to answer (interrupted meanwhile); false: try again. */
+  napi_get_boolean(env, ok || room, &result);
+  return result;
+}
+
 static napi_value js_notify_entry (napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
@@ -865,8 +949,8 @@ static napi_value init (napi_env env, napi_value exports) {
     { "replyErr", js_reply_err }, { "replyEntry", js_reply_entry }, { "replyCreate", js_reply_create },
     { "replyAttr", js_reply_attr }, { "replyOpen", js_reply_open }, { "replyBuf", js_reply_buf },
     { "replyReadlink", js_reply_readlink }, { "replyWrite", js_reply_write }, { "replyXattr", js_reply_xattr },
-    { "replyStatfs", js_reply_statfs }, { "replyDir", js_reply_dir },
-    { "notifyInode", js_notify_inode }, { "notifyEntry", js_notify_entry },
+    { "replyStatfs", js_reply_statfs }, { "replyLock", js_reply_lock }, { "replyDir", js_reply_dir },
+    { "notifyInode", js_notify_inode }, { "replyAfterInval", js_reply_after_inval }, { "notifyEntry", js_notify_entry },
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;

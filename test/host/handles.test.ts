@@ -1,4 +1,5 @@
 // What a connection opened is released when it goes away; long errors travel intact.
+import { spawnSync } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
@@ -9,7 +10,8 @@ import { tempDir } from '../e2e/harness.js'
 
 const host = await startHost({ port: 0, home: join(tempDir(t), 'host') })
 t.teardown(() => host.stop())
-const node = await startNode({ host: host.url, token: host.adminToken, name: 'studio', home: join(tempDir(t), 'node') })
+const nodeHome = join(tempDir(t), 'node')
+const node = await startNode({ host: host.url, token: host.adminToken, name: 'studio', home: nodeHome })
 t.teardown(() => node.stop())
 
 const openFds = (): number => readdirSync('/proc/self/fd').length
@@ -59,4 +61,24 @@ t.test('a connection cannot use a file another connection opened', async (t) => 
   await other.tree.release(path, fh) // quietly ignored
   t.equal(Buffer.from(await owner.tree.read(path, fh, 0, 100)).toString(), 'mine', 'the owner\'s handle still works')
   await owner.tree.release(path, fh)
+})
+
+t.test('a lock and an fsync act on the file their handle names, however each side numbers handles', async (t) => {
+  const first = await connectHost(host.url, { token: host.adminToken })
+  t.teardown(() => first.close())
+  const second = await connectHost(host.url, { token: host.adminToken })
+  t.teardown(() => second.close())
+  await first.tree.mkdir('/nodes/studio/volumes/numbers', 0o755).catch(() => {})
+  const dir = '/nodes/studio/volumes/numbers'
+  // The first connection takes the host's low numbers, so the second's own numbers and the host's differ.
+  const decoys = await Promise.all(['a', 'b', 'c'].map((name) => first.tree.create(`${dir}/${name}`, 0o644)))
+  t.teardown(() => Promise.all(decoys.map((fh, i) => first.tree.release(`${dir}/${'abc'[i]}`, fh))))
+  const fh = await second.tree.create(`${dir}/target`, 0o644)
+  t.teardown(() => second.tree.release(`${dir}/target`, fh))
+  await second.tree.setlk(`${dir}/target`, fh, 'me.1.1', 'write', 0, 0, false)
+  await second.tree.fsync(`${dir}/target`, fh, false)
+  const disk = join(nodeHome, 'volumes', 'numbers')
+  const locked = (name: string): string => spawnSync('python3', ['-c', 'import fcntl, sys\ntry:\n    fcntl.lockf(open(sys.argv[1], "r+"), fcntl.LOCK_SH | fcntl.LOCK_NB); print("free")\nexcept OSError:\n    print("locked")', join(disk, name)], { encoding: 'utf8' }).stdout.trim()
+  t.equal(locked('target'), 'locked', 'the file the handle names')
+  t.same(['a', 'b', 'c'].map(locked), ['free', 'free', 'free'], 'and no other')
 })

@@ -68,6 +68,31 @@ t.test('a well-framed request with bad arguments gets an error reply and the con
   t.ok(await hostServes())
 })
 
+t.test('attacker: another connection\'s handles cannot be fsynced, locked, unlocked or tested', async (t) => {
+  await mount.tree.mkdir('/nodes/studio/volumes/locked', 0o755).catch(() => {})
+  const path = '/nodes/studio/volumes/locked/db'
+  const fhs = await Promise.all(Array.from({ length: 4 }, () => mount.tree.create(path, 0o644)))
+  t.teardown(() => Promise.all(fhs.map((fh) => mount.tree.release(path, fh))))
+  await mount.tree.setlk(path, fhs[0], 'victim.1.1', 'write', 0, 0, false)
+  const { socket, frames } = await raw()
+  t.teardown(() => socket.close())
+  socket.send(encodeFrame({ t: 'hello', role: 'mount', protocol: PROTOCOL_VERSION }))
+  // The host numbers handles from 1: every small number is tried, as an attacker would.
+  const tries: Array<[string, (fh: number) => unknown[]]> = [
+    ['fsync', (fh) => [path, fh, false]],
+    ['setlk', (fh) => [path, fh, 'victim.1.1', 'unlock', 0, 0, false]],
+    ['setlk', (fh) => [path, fh, 'thief.1.1', 'read', 0, 0, false]],
+    ['getlk', (fh) => [path, fh, 'thief.1.1', 'write', 0, 0]],
+    ['flock', (fh) => [path, fh, 'exclusive', false]],
+  ]
+  let id = 100
+  for (const [op, args] of tries) for (let fh = 1; fh <= 16; fh++) socket.send(encodeFrame({ t: 'req', id: id++, op, args: args(fh) } as Frame))
+  while (frames.filter((f) => f.t === 'res').length < id - 100) await once(socket, 'message')
+  const codes = new Set(frames.filter((f) => f.t === 'res').map((f) => f.t === 'res' && !f.ok ? f.error.code : 'ok'))
+  t.same([...codes], ['EBADF'], 'every one refused: no such handle on this connection')
+  t.same(await mount.tree.getlk(path, fhs[1], 'other.1.1', 'read', 0, 0), { type: 'write', start: 0, length: 0, pid: 0 }, 'the victim\'s lock is still held')
+})
+
 t.test('a path that climbs out with .. is refused', async (t) => {
   await t.rejects(readWhole(mount.tree, '/nodes/studio/../../etc/passwd'), { code: 'EINVAL' })
   await t.rejects(mount.tree.getattr('/nodes/studio/exec/../../../etc'), { code: 'EINVAL' })

@@ -42,6 +42,23 @@ t.test('a read token cannot write through a handle it opened for reading', async
   await t.rejects(reader.tree.open(env, O_RDONLY), { code: 'EACCES' }, 'nor may it read a job environment, where credentials live')
 })
 
+t.test('a read token may take read locks in a volume, but never a write lock that holds writers off', async (t) => {
+  await admin.tree.mkdir('/nodes/studio/volumes/shared', 0o755)
+  const file = '/nodes/studio/volumes/shared/db'
+  await admin.tree.release(file, await admin.tree.create(file, 0o644))
+  const reader = await mountAs('read', 'r-locks')
+  const fh = await reader.tree.open(file, O_RDONLY)
+  t.teardown(() => reader.tree.release(file, fh).catch(() => {}))
+  await t.rejects(reader.tree.setlk(file, fh, 'attacker.1.2', 'write', 0, 0, false), { code: 'EACCES' })
+  await reader.tree.setlk(file, fh, 'reader.1.2', 'read', 0, 0, false)
+  await reader.tree.setlk(file, fh, 'reader.1.2', 'unlock', 0, 0, false)
+  const writer = await admin.tree.open(file, 2)
+  await admin.tree.setlk(file, writer, 'writer.1.2', 'write', 0, 0, false)
+  t.same(await reader.tree.getlk(file, fh, 'reader.1.2', 'read', 0, 0), { type: 'write', start: 0, length: 0, pid: 0 }, 'it sees the admin\'s write lock')
+  await admin.tree.release(file, writer)
+  t.equal(await reader.tree.getlk(file, fh, 'reader.1.2', 'read', 0, 0), null, 'released with its handle')
+})
+
 t.test('create on an existing cmd is a write: refused for read, audited for run', async (t) => {
   const reader = await mountAs('read', 'r2')
   await t.rejects(reader.tree.create(cmd, 0o644), { code: 'EACCES' })

@@ -66,6 +66,18 @@ t.test('attacker: no trusted.*, security.* or system.* attributes, and a link is
   await t.rejects(tree.getxattr('/f', 'user.' + 'n'.repeat(300)), { code: 'ERANGE' }, 'a name past 255 bytes')
 })
 
+t.test('an attribute name of exactly 255 bytes, the most the wire and the kernel allow, is kept whole', async (t) => {
+  writeFileSync(join(root, 'long'), 'x')
+  for (const name of ['user.' + 'n'.repeat(250), 'user.' + 'n'.repeat(248) + '\u00e9', 'user.' + 'n'.repeat(247) + '\u65e5']) {
+    t.equal(Buffer.byteLength(name), 255)
+    await tree.setxattr('/long', name, Buffer.from('v'), 0)
+    t.equal(text(await tree.getxattr('/long', name)), 'v', 'read back by the same name')
+    t.ok((await tree.listxattr('/long')).includes(name), 'listed whole, not cut short')
+    await tree.removexattr('/long', name)
+  }
+  t.same(await tree.listxattr('/long'), [], 'no name cut short was set')
+})
+
 t.test('rename: no replace fails on a taken name; exchange swaps two names atomically', async (t) => {
   writeFileSync(join(root, 'a'), 'A')
   writeFileSync(join(root, 'b'), 'B')

@@ -1,7 +1,8 @@
 /*
  * The file calls Node lacks, for the node's local trees (tree/local.ts):
  * mknod (fifos and sockets), extended attributes without following a link,
- * and rename with flags (RENAME_NOREPLACE, RENAME_EXCHANGE). Each takes the
+ * rename with flags (RENAME_NOREPLACE, RENAME_EXCHANGE), and record locks of
+ * an open file description (lock, flock: below). Each path call takes the
  * path local.ts built inside a folder it opened beneath the root
  * (/proc/self/fd/N/name), so what was checked is what is used. Each runs on
  * Node's thread pool and settles a promise: with the result, or with the
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <node_api.h>
@@ -54,9 +56,11 @@ static ssize_t get_xattr (struct work *w) {
 #endif
 }
 
+/* flags: 1 create, 2 replace (Linux's values; macOS numbers them 2 and 4, and 1 is XATTR_NOFOLLOW). */
 static ssize_t set_xattr (struct work *w) {
 #ifdef __APPLE__
-  return setxattr(w->path, w->name, w->value, w->size, 0, w->flags | XATTR_NOFOLLOW);
+  int flags = (w->flags & 1 ? XATTR_CREATE : 0) | (w->flags & 2 ? XATTR_REPLACE : 0);
+  return setxattr(w->path, w->name, w->value, w->size, 0, flags | XATTR_NOFOLLOW);
 #else
   return lsetxattr(w->path, w->name, w->value, w->size, w->flags);
 #endif
@@ -134,10 +138,16 @@ static void complete (napi_env env, napi_status status, void *data) {
   free(w);
 }
 
-/* Copies a JavaScript string into `out`; false (and a thrown TypeError) if it is not a string, is too long or holds a NUL. */
+/*
+ * Copies a JavaScript string into `out`; false (and a thrown TypeError) if it is
+ * not a string, is too long or holds a NUL. Its whole length is asked first: a
+ * copy that does not fit stops before a character, short of the end, and must
+ * not pass for the whole string.
+ */
 static bool get_string (napi_env env, napi_value v, char *out, size_t cap) {
-  size_t len = 0;
-  if (napi_get_value_string_utf8(env, v, out, cap, &len) != napi_ok || len >= cap - 1 || strlen(out) != len) {
+  size_t len = 0, copied = 0;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok || len >= cap ||
+      napi_get_value_string_utf8(env, v, out, cap, &copied) != napi_ok || copied != len || strlen(out) != len) {
     napi_throw_type_error(env, NULL, "herds_at: a path or name is not a string, too long, or holds a NUL");
     return false;
   }
@@ -174,7 +184,9 @@ static napi_value js_call (napi_env env, napi_callback_info info) {
     return NULL;
   }
   double op = get_number(env, argv[0]), number = get_number(env, argv[3]);
-  if (op < CALL_MKNOD || op > CALL_RENAME || number < 0 || number > 0xffffffff) {
+  // Written so that NaN fails too, and only whole numbers pass: each is then converted exactly.
+  if (!(op >= CALL_MKNOD && op <= CALL_RENAME && op == (double)(int)op) ||
+      !(number >= 0 && number <= 0xffffffff && number == (double)(unsigned)number)) {
     napi_throw_range_error(env, NULL, "herds_at: no such call, or a number out of range");
     return NULL;
   }
@@ -188,7 +200,7 @@ static napi_value js_call (napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (w->call == CALL_MKNOD) w->mode = (unsigned)number;
-  else w->flags = (int)number;
+  else w->flags = (int)(unsigned)number;
   if (w->call == CALL_GETXATTR || w->call == CALL_LISTXATTR) {
     w->size = number > MAX_VALUE ? MAX_VALUE : (size_t)number;
     w->flags = 0;
@@ -211,10 +223,94 @@ static napi_value js_call (napi_env env, napi_callback_info info) {
   return start(env, w);
 }
 
+/* ---- locks: never waiting, so called on the JavaScript thread ---- */
+
+/* Throws an Error whose errno is `error`, as the thread-pool calls reject with. */
+static napi_value throw_errno (napi_env env, int error) {
+  napi_value err, code, message;
+  napi_create_string_utf8(env, "herds_at", NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, NULL, message, &err);
+  napi_create_int32(env, error, &code);
+  napi_set_named_property(env, err, "errno", code);
+  napi_throw(env, err);
+  return NULL;
+}
+
+/* Reads `argc` numbers, each a whole number from `min` to 2^53; false (and a thrown RangeError) otherwise. */
+static bool get_numbers (napi_env env, napi_callback_info info, size_t want, double *out, double min) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
+    napi_throw_type_error(env, NULL, "herds_at: too few arguments");
+    return false;
+  }
+  for (size_t i = 0; i < want; i++) {
+    double d = get_number(env, argv[i]);
+    if (!(d >= min && d <= 9007199254740992.0) || d != (double)(long long)d) {
+      napi_throw_range_error(env, NULL, "herds_at: a number out of range");
+      return false;
+    }
+    out[i] = d;
+  }
+  return true;
+}
+
+/*
+ * lock(fd, cmd, type, start, length): an open file description's record lock
+ * (Linux's OFD locks: held by the description, not the process, so each lock
+ * owner of the mount gets its own, and they meet the node's own processes'
+ * fcntl locks). cmd 0 tests (F_OFD_GETLK), 1 sets (F_OFD_SETLK, EAGAIN if
+ * held elsewhere: JavaScript retries for a waiting lock). type 0 read,
+ * 1 write, 2 unlock; length 0 is to the end. Test answers [type, start,
+ * length, pid] of a lock in the way (type 2 if none); set answers undefined.
+ */
+static napi_value js_lock (napi_env env, napi_callback_info info) {
+  double a[5];
+  if (!get_numbers(env, info, 5, a, 0)) return NULL;
+  if (a[0] > 0x7fffffff || a[1] > 1 || a[2] > 2) { napi_throw_range_error(env, NULL, "herds_at: lock(fd, cmd 0-1, type 0-2, start, length)"); return NULL; }
+#ifdef F_OFD_SETLK
+  static const short types[] = { F_RDLCK, F_WRLCK, F_UNLCK };
+  struct flock fl;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = types[(int)a[2]];
+  fl.l_whence = SEEK_SET;
+  fl.l_start = (off_t)a[3];
+  fl.l_len = (off_t)a[4];
+  if (fcntl((int)a[0], a[1] == 0 ? F_OFD_GETLK : F_OFD_SETLK, &fl) < 0) return throw_errno(env, errno);
+  napi_value value;
+  if (a[1] == 1) { napi_get_undefined(env, &value); return value; }
+  double out[4] = { fl.l_type == F_RDLCK ? 0 : fl.l_type == F_WRLCK ? 1 : 2, (double)fl.l_start, (double)fl.l_len, fl.l_pid > 0 ? fl.l_pid : 0 };
+  napi_create_array_with_length(env, 4, &value);
+  for (uint32_t i = 0; i < 4; i++) {
+    napi_value n;
+    napi_create_double(env, out[i], &n);
+    napi_set_element(env, value, i, n);
+  }
+  return value;
+#else
+  return throw_errno(env, ENOLCK); /* no locks held by a description here (macOS): the node cannot tell one mount's owners apart */
+#endif
+}
+
+/* flock(fd, op): flock(2) without waiting; op 0 shared, 1 exclusive, 2 unlock (EWOULDBLOCK if held elsewhere). */
+static napi_value js_flock (napi_env env, napi_callback_info info) {
+  double a[2];
+  if (!get_numbers(env, info, 2, a, 0)) return NULL;
+  if (a[0] > 0x7fffffff || a[1] > 2) { napi_throw_range_error(env, NULL, "herds_at: flock(fd, op 0-2)"); return NULL; }
+  static const int ops[] = { LOCK_SH, LOCK_EX, LOCK_UN };
+  if (flock((int)a[0], ops[(int)a[1]] | LOCK_NB) < 0) return throw_errno(env, errno);
+  napi_value value;
+  napi_get_undefined(env, &value);
+  return value;
+}
+
 static napi_value init (napi_env env, napi_value exports) {
-  napi_value fn;
-  if (napi_create_function(env, "call", NAPI_AUTO_LENGTH, js_call, NULL, &fn) != napi_ok) return NULL;
-  if (napi_set_named_property(env, exports, "call", fn) != napi_ok) return NULL;
+  static const struct { const char *name; napi_callback fn; } fns[] = { { "call", js_call }, { "lock", js_lock }, { "flock", js_flock } };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value fn;
+    if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn) != napi_ok) return NULL;
+    if (napi_set_named_property(env, exports, fns[i].name, fn) != napi_ok) return NULL;
+  }
   return exports;
 }
 
