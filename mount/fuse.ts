@@ -9,7 +9,7 @@ import { mkdir, readdir, stat } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { promisify } from 'node:util'
 import { errnoNumber, HerdsError, toHerdsError } from '../tree/errno.js'
-import { O_ACCMODE, O_APPEND, type Stat, type Tree } from '../tree/tree.js'
+import { O_ACCMODE, O_APPEND, timeFromMs, type Stat, type TimeSpec, type Tree } from '../tree/tree.js'
 import { mountLowLevel, type LowLevelOptions } from './lowlevel.js'
 import { checkAllowOther, sharedMode } from './sharing.js'
 import { loadBinding } from './native.js'
@@ -274,11 +274,11 @@ const TIME_NOW = 2
 
 /**
  * Sets a file's times as utimensat(2) asked: a time left out (touch -m, tar x)
- * keeps its value, read first; "now" is the mount's clock, as libfuse would.
+ * is left as it is on the node; "now" is the mount's clock, as libfuse would.
+ * fuse-native hands times over in ms, so they are exact to about a microsecond.
  */
 async function setTimes (tree: Tree, path: string, atimeMs: number, mtimeMs: number): Promise<void> {
   const now = Date.now()
-  const current = atimeMs === TIME_OMITTED || mtimeMs === TIME_OMITTED ? await tree.getattr(path) : undefined
-  const pick = (asked: number, kept: number | undefined): number => asked === TIME_OMITTED ? kept! : asked === TIME_NOW ? now : asked
-  await tree.utimens(path, pick(atimeMs, current?.atimeMs), pick(mtimeMs, current?.mtimeMs))
+  const pick = (asked: number): TimeSpec | null => asked === TIME_OMITTED ? null : timeFromMs(asked === TIME_NOW ? now : asked)
+  await tree.utimens(path, pick(atimeMs), pick(mtimeMs))
 }

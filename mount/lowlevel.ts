@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
 import { constants as fsConstants } from 'node:fs'
 import { errnoNumber, HerdsError, toHerdsError, type Errno } from '../tree/errno.js'
-import { O_ACCMODE, O_APPEND, RENAME_EXCHANGE, RENAME_NOREPLACE, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, type CallContext, type Stat, type Tree } from '../tree/tree.js'
+import { O_ACCMODE, O_APPEND, RENAME_EXCHANGE, RENAME_NOREPLACE, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, timeFromMs, timeOf, type CallContext, type Stat, type TimeSpec, type Tree } from '../tree/tree.js'
 import { childOf, isEntryName } from '../tree/paths.js'
 import { isRealFile } from './cache.js'
 import { Inodes, ROOT, type Inode } from './inodes.js'
@@ -84,12 +84,6 @@ type Handler = (req: Request) => Promise<void>
 /** Open flags as the Tree's portable ones (access mode and append). */
 function toTreeFlags (flags: number): number {
   return (flags & O_ACCMODE) | (flags & fsConstants.O_APPEND ? O_APPEND : 0)
-}
-
-/** Milliseconds (with a fraction) as seconds and nanoseconds. */
-function splitTime (ms: number): [number, number] {
-  const s = Math.floor(ms / 1000)
-  return [s, Math.min(999_999_999, Math.max(0, Math.round((ms - s * 1000) * 1e6)))]
 }
 
 /** The part of a path whose inode numbers come from one file system on a node. */
@@ -215,9 +209,9 @@ class Adapter {
   // ---- replies ----
 
   private attr (path: string, stat: Stat, nodeid: number): Float64Array {
-    const [as, ans] = splitTime(stat.atimeMs)
-    const [ms, mns] = splitTime(stat.mtimeMs)
-    const [cs, cns] = splitTime(stat.ctimeMs)
+    const { sec: as, nsec: ans } = timeOf(stat, 'atime')
+    const { sec: ms, nsec: mns } = timeOf(stat, 'mtime')
+    const { sec: cs, nsec: cns } = timeOf(stat, 'ctime')
     const mode = this.opts.allowOther ? sharedMode(path, stat.mode) : stat.mode
     return Float64Array.of(inodeNumber(path, stat, nodeid), mode, stat.nlink, this.uid, this.gid, 0,
       stat.size, stat.blocks ?? Math.ceil(stat.size / 512), as, ans, ms, mns, cs, cns)
@@ -319,12 +313,12 @@ class Adapter {
       }
       if (toSet & SET.SIZE) await this.tree.truncate(path, size, req.ctx)
       if (toSet & (SET.ATIME | SET.MTIME | SET.ATIME_NOW | SET.MTIME_NOW)) {
-        const times = new Float64Array(req.data!.buffer, req.data!.byteOffset, 2)
-        const now = Date.now()
-        const current = (toSet & (SET.ATIME | SET.ATIME_NOW)) && (toSet & (SET.MTIME | SET.MTIME_NOW)) ? undefined : await this.tree.getattr(path, req.ctx)
-        const pick = (set: number, setNow: number, asked: number, kept: number | undefined): number =>
-          toSet & setNow ? now : toSet & set ? asked : kept!
-        await this.tree.utimens(path, pick(SET.ATIME, SET.ATIME_NOW, times[0], current?.atimeMs), pick(SET.MTIME, SET.MTIME_NOW, times[1], current?.mtimeMs), req.ctx)
+        // [atime s, ns, mtime s, ns], exact; a time not asked for is left as it is on the node (UTIME_OMIT).
+        const times = new Float64Array(req.data!.buffer.slice(req.data!.byteOffset, req.data!.byteOffset + 32))
+        const now = timeFromMs(Date.now())
+        const pick = (set: number, setNow: number, sec: number, nsec: number): TimeSpec | null =>
+          toSet & setNow ? now : toSet & set ? { sec, nsec } : null
+        await this.tree.utimens(path, pick(SET.ATIME, SET.ATIME_NOW, times[0], times[1]), pick(SET.MTIME, SET.MTIME_NOW, times[2], times[3]), req.ctx)
       }
       await this.replyAttr(req, nodeid)
     },

@@ -11,10 +11,10 @@ import { fileURLToPath } from 'node:url'
 import { errnoName, HerdsError } from './errno.js'
 
 /** The addon's calls, numbered as herds_at.c's `enum call`. */
-const CALL = { MKNOD: 0, GETXATTR: 1, SETXATTR: 2, LISTXATTR: 3, REMOVEXATTR: 4, RENAME: 5 } as const
+const CALL = { MKNOD: 0, GETXATTR: 1, SETXATTR: 2, LISTXATTR: 3, REMOVEXATTR: 4, RENAME: 5, UTIMENS: 6 } as const
 
 interface Addon {
-  call (op: number, path: string, second: string, number: number, value?: Buffer): Promise<Buffer | number | undefined>
+  call (op: number, path: string, second: string, number: number, value?: Buffer | Float64Array): Promise<Buffer | number | undefined>
   lock (fd: number, cmd: number, type: number, start: number, length: number): number[] | undefined
   flock (fd: number, op: number): undefined
 }
@@ -51,7 +51,7 @@ function named (err: unknown): unknown {
 }
 
 /** Runs one call; a failed one rejects with an error carrying the errno's name, as Node's own fs errors do. */
-async function call (op: number, path: string, second: string, number: number, value?: Buffer): Promise<Buffer | number | undefined> {
+async function call (op: number, path: string, second: string, number: number, value?: Buffer | Float64Array): Promise<Buffer | number | undefined> {
   try {
     return await addon().call(op, path, second, number, value)
   } catch (err) {
@@ -107,4 +107,10 @@ export function setLockFd (fd: number, type: number, start: number, length: numb
 /** flock(2) on `fd` without waiting: 0 shared, 1 exclusive, 2 unlock; EAGAIN (EWOULDBLOCK) if held elsewhere. */
 export function flockFd (fd: number, op: number): void {
   try { addon().flock(fd, op) } catch (err) { throw named(err) }
+}
+
+/** utimensat(2) of the entry itself (never following a link), to the nanosecond; null leaves that time as it is. */
+export async function utimensAt (path: string, atime: { sec: number, nsec: number } | null, mtime: { sec: number, nsec: number } | null): Promise<void> {
+  const times = Float64Array.of(atime?.sec ?? 0, atime?.nsec ?? -1, mtime?.sec ?? 0, mtime?.nsec ?? -1)
+  await call(CALL.UTIMENS, path, '', 0, times)
 }

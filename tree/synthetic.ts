@@ -6,7 +6,7 @@
 import { HerdsError, toHerdsError } from './errno.js'
 import { HandleTable } from './handles.js'
 import { joinPath, splitPath } from './paths.js'
-import { O_ACCMODE, O_WRONLY, S_IFDIR, S_IFREG, makeStat, wantsWrite, type CallContext, type FileLock, type FlockOp, type LockType, type Stat, type Statfs, type Tree } from './tree.js'
+import { O_ACCMODE, O_WRONLY, S_IFDIR, S_IFREG, makeStat, wantsWrite, type CallContext, type FileLock, type FlockOp, type LockType, type Stat, type TimeSpec, type Statfs, type Tree } from './tree.js'
 
 /** One open file's behaviour. Missing methods mean the operation is refused. */
 export interface FileHandle {
@@ -232,9 +232,9 @@ export class SyntheticTree implements Tree {
     throw new HerdsError('EINVAL', `not a symbolic link: ${path}`)
   }
 
-  async utimens (path: string, atimeMs: number, mtimeMs: number, ctx?: CallContext): Promise<void> {
+  async utimens (path: string, atime: TimeSpec | null, mtime: TimeSpec | null, ctx?: CallContext): Promise<void> {
     const r = await this.resolve(path)
-    if (r.kind === 'tree') return r.tree.utimens(r.rest, atimeMs, mtimeMs, ctx)
+    if (r.kind === 'tree') return r.tree.utimens(r.rest, atime, mtime, ctx)
     // touch on a synthetic file is harmless; its times are computed.
   }
 

@@ -51,6 +51,35 @@ export interface Stat {
    * file system Herds runs on stays under.
    */
   ino?: number
+  /**
+   * The nanoseconds within the second of each time, exactly, where the tree
+   * knows them (a time in ms as a double keeps only about 0.24 µs); see timeOf.
+   */
+  atimeNsec?: number
+  mtimeNsec?: number
+  ctimeNsec?: number
+}
+
+/** A time to set, exactly: seconds since the epoch and the nanoseconds within that second. */
+export interface TimeSpec { sec: number, nsec: number }
+
+/** A time in ms (with a fraction) as a TimeSpec, as exact as the double is. */
+export function timeFromMs (ms: number): TimeSpec {
+  const sec = Math.floor(ms / 1000)
+  return { sec, nsec: Math.min(999_999_999, Math.max(0, Math.round((ms - sec * 1000) * 1e6))) }
+}
+
+/** One of a Stat's times exactly: its nanoseconds when given (the seconds then from the ms, rounded to agree). */
+export function timeOf (stat: Stat, which: 'atime' | 'mtime' | 'ctime'): TimeSpec {
+  const ms = stat[`${which}Ms`]
+  const nsec = stat[`${which}Nsec`]
+  if (nsec === undefined) return timeFromMs(ms)
+  return { sec: Math.round((ms - nsec / 1e6) / 1000), nsec }
+}
+
+/** A TimeSpec in ms (with a fraction), for the places a double is enough. */
+export function msOf (time: TimeSpec): number {
+  return time.sec * 1000 + time.nsec / 1e6
 }
 
 export interface Statfs {
@@ -104,7 +133,8 @@ export interface Tree {
   /** Makes `path` a symbolic link whose content is `target`. */
   symlink (target: string, path: string, ctx?: CallContext): Promise<void>
   readlink (path: string, ctx?: CallContext): Promise<string>
-  utimens (path: string, atimeMs: number, mtimeMs: number, ctx?: CallContext): Promise<void>
+  /** Sets the access and modification times exactly; null leaves that one as it is (UTIME_OMIT). */
+  utimens (path: string, atime: TimeSpec | null, mtime: TimeSpec | null, ctx?: CallContext): Promise<void>
   chmod (path: string, mode: number, ctx?: CallContext): Promise<void>
   statfs (path: string, ctx?: CallContext): Promise<Statfs>
   /** Makes a fifo or a socket (`mode` carries S_IFIFO or S_IFSOCK and the permission bits); devices are EPERM. */

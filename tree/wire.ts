@@ -7,7 +7,7 @@ import { Packr } from 'msgpackr'
 import { z } from 'zod'
 import { ERRNO_NAMES, HerdsError } from './errno.js'
 import { isEntryName, joinPath, NAME_MAX, splitPath } from './paths.js'
-import type { Op } from './tree.js'
+import { timeFromMs, type Op } from './tree.js'
 
 /**
  * The longest path on the wire: a node's own PATH_MAX below the longest
@@ -37,6 +37,16 @@ const Length = z.number().int().min(0).max(MAX_IO)
 const Mode = z.number().int().min(0).max(0o7777 | 0o170000)
 const Bytes = z.instanceof(Uint8Array).refine((b) => b.byteLength <= MAX_IO, `at most ${MAX_IO} bytes at a time`)
 const Time = z.number().finite()
+const Nsec = z.number().int().min(0).max(999_999_999)
+/**
+ * A time to set: {sec, nsec} exactly, null to leave it as it is, or (from a
+ * peer of an hour before exact times) ms as a double.
+ */
+const SetTime = z.union([
+  z.object({ sec: z.number().int().min(-(2 ** 53) + 1).max(2 ** 53 - 1), nsec: Nsec }),
+  Time.transform(timeFromMs),
+  z.null(),
+])
 /** rename's flags: RENAME_NOREPLACE, RENAME_EXCHANGE (not both); absent from an older peer: 0. */
 const RenameFlags = z.number().int().refine((f) => f === 0 || f === 1 || f === 2, 'rename flags are 0, 1 (no replace) or 2 (exchange)')
   .nullish().transform((f) => f ?? 0)
@@ -68,7 +78,7 @@ export const OP_ARGS = {
   link: z.tuple([Path, Path]),
   symlink: z.tuple([z.string().min(1).max(4096), Path]),
   readlink: z.tuple([Path]),
-  utimens: z.tuple([Path, Time, Time]),
+  utimens: z.tuple([Path, SetTime, SetTime]),
   chmod: z.tuple([Path, Mode]),
   statfs: z.tuple([Path]),
   // Only fifos and sockets; the type bits are checked by the tree that makes them.
@@ -92,6 +102,9 @@ const StatSchema = z.object({
   nlink: z.number().int().min(0),
   blocks: z.number().int().min(0).optional(),
   ino: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  atimeNsec: Nsec.optional(),
+  mtimeNsec: Nsec.optional(),
+  ctimeNsec: Nsec.optional(),
 })
 const StatfsSchema = z.object({
   bsize: z.number(), blocks: z.number(), bfree: z.number(), bavail: z.number(),

@@ -220,15 +220,14 @@ static void ll_getattr (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
   BEGIN(OP_GETATTR); m->num[0] = ino; m->num[1] = fi ? (double)fi->fh : -1; send_req(req, m);
 }
 
-static double ts (struct timespec t) { return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6; }
 
 static void ll_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
   BEGIN(OP_SETATTR);
   m->num[0] = ino; m->num[1] = fi ? (double)fi->fh : -1; m->num[2] = to_set;
   m->num[3] = attr->st_mode; m->num[4] = attr->st_uid; m->num[5] = attr->st_gid;
   m->num[6] = (double)attr->st_size;
-  /* Times as ms with the nanoseconds as a fraction; to_set's _NOW bits say "now". */
-  double times[2] = { ts(attr->st_atim), ts(attr->st_mtim) };
+  /* Times exactly, as seconds and nanoseconds; to_set's _NOW bits say "now". */
+  double times[4] = { (double)attr->st_atim.tv_sec, (double)attr->st_atim.tv_nsec, (double)attr->st_mtim.tv_sec, (double)attr->st_mtim.tv_nsec };
   m->data = malloc(sizeof times);
   if (m->data) { memcpy(m->data, times, sizeof times); m->size = sizeof times; }
   send_req(req, m);

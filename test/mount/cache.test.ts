@@ -146,7 +146,7 @@ t.test('a folder\'s attributes are asked anew once a name in it came or went thr
   const cache = new CachedTree(connection.remote).tree
   const folder = `${dir}/timed`
   await cache.mkdir(folder, 0o755)
-  await cache.utimens(folder, 981173106000, 981173106000)
+  await cache.utimens(folder, { sec: 981173106, nsec: 0 }, { sec: 981173106, nsec: 0 })
   await new Promise((resolve) => setTimeout(resolve, 1200)) // past the settling second: now it is kept
   t.equal((await cache.getattr(folder)).mtimeMs, 981173106000, 'the time as set')
   await cache.release(`${folder}/.tmp`, await cache.create(`${folder}/.tmp`, 0o644))

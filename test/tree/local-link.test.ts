@@ -4,6 +4,7 @@ import { lstatSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { LocalTree } from '../../tree/local.js'
+import { timeOf } from '../../tree/tree.js'
 import { parseArgs } from '../../tree/wire.js'
 import { tempDir } from '../e2e/harness.js'
 
@@ -37,16 +38,25 @@ t.test('a link never reaches a file outside the tree, through a folder link on e
   t.equal(statSync(join(outside, 'secret')).nlink, 1)
 })
 
-t.test('times carry their fraction of a millisecond both ways', async (t) => {
+t.test('times are set and read to the nanosecond; a time left out stays as it was', async (t) => {
   writeFileSync(join(root, 'timed'), 'x')
-  await tree.utimens('/timed', 1_000_000_000_987.654321, 1_000_000_000_123.456789)
+  await tree.utimens('/timed', { sec: 1_000_000_000, nsec: 987_654_321 }, { sec: 1_000_000_000, nsec: 123_456_789 })
   const s = statSync(join(root, 'timed'), { bigint: true })
-  // A double in seconds (Node's utimes) carries about 0.1 µs at this size.
-  t.ok(Math.abs(Number(s.mtimeNs - 1_000_000_000_123_456_789n)) < 1000, `mtime ${s.mtimeNs} within 1 µs`)
-  t.ok(Math.abs(Number(s.atimeNs - 1_000_000_000_987_654_321n)) < 1000, `atime ${s.atimeNs} within 1 µs`)
+  t.equal(s.mtimeNs, 1_000_000_000_123_456_789n, 'mtime exact on the disk')
+  t.equal(s.atimeNs, 1_000_000_000_987_654_321n, 'atime exact on the disk')
   const got = await tree.getattr('/timed')
-  t.ok(Math.abs(got.mtimeMs - Number(s.mtimeNs) / 1e6) < 1e-3, 'getattr gives the nanoseconds as a fraction')
-  t.not(got.mtimeMs % 1, 0)
+  t.same(timeOf(got, 'mtime'), { sec: 1_000_000_000, nsec: 123_456_789 }, 'getattr gives them back exactly')
+  t.same(timeOf(got, 'atime'), { sec: 1_000_000_000, nsec: 987_654_321 })
+  await tree.utimens('/timed', null, { sec: 1_500_000_000, nsec: 1 })
+  const after = statSync(join(root, 'timed'), { bigint: true })
+  t.equal(after.mtimeNs, 1_500_000_000_000_000_001n)
+  t.equal(after.atimeNs, 1_000_000_000_987_654_321n, 'the access time, left out, is as it was')
+  await tree.utimens('/timed', { sec: -1, nsec: 500_000_000 }, null)
+  t.same(timeOf(await tree.getattr('/timed'), 'atime'), { sec: -1, nsec: 500_000_000 }, 'before 1970 too')
+  symlinkSync('timed', join(root, 'timed-link'))
+  await tree.utimens('/timed-link', { sec: 1_200_000_000, nsec: 5 }, { sec: 1_200_000_000, nsec: 6 })
+  t.equal(lstatSync(join(root, 'timed-link'), { bigint: true }).mtimeNs, 1_200_000_000_000_000_006n, 'a link\'s own times')
+  t.equal(statSync(join(root, 'timed'), { bigint: true }).mtimeNs, 1_500_000_000_000_000_001n, 'not its target\'s')
 })
 
 t.test('create and mkdir keep the mode as given, whatever the node\'s umask', async (t) => {
@@ -67,4 +77,12 @@ t.test('a name past 255 bytes is ENAMETOOLONG on the wire; a long path below a v
   t.throws(() => parseArgs('getattr', ['/' + 'a/'.repeat(3000)]), { code: 'ENAMETOOLONG' })
   const deep = '/nodes/studio/volumes/v' + '/d'.repeat(2000)
   t.same(parseArgs('getattr', [deep]), [deep], `${deep.length} bytes from the namespace's root`)
+})
+
+t.test('a time to set on the wire: exact seconds and nanoseconds, null to leave it, or ms from an older peer', async (t) => {
+  t.same(parseArgs('utimens', ['/a', { sec: 5, nsec: 999_999_999 }, null]), ['/a', { sec: 5, nsec: 999_999_999 }, null])
+  t.same(parseArgs('utimens', ['/a', 1500.25, 0]), ['/a', { sec: 1, nsec: 500_250_000 }, { sec: 0, nsec: 0 }], 'ms as a double')
+  t.throws(() => parseArgs('utimens', ['/a', { sec: 1, nsec: 1_000_000_000 }, null]), { code: 'EINVAL' }, 'a nanosecond count of a whole second')
+  t.throws(() => parseArgs('utimens', ['/a', { sec: 1.5, nsec: 0 }, null]), { code: 'EINVAL' })
+  t.throws(() => parseArgs('utimens', ['/a', Infinity, null]), { code: 'EINVAL' })
 })

@@ -32,7 +32,7 @@ async function attackRound (tree: Tree, i: number, seen: { outside: string[], ok
     () => tree.rename(`/work/${victim}`, `/archive/${victim}-${i}`),
     () => tree.rename(`/archive/in-${i % VICTIMS}`, `/work/${victim}`),
     () => tree.symlink('x', `/work/link-${i}`),
-    () => tree.utimens(`/work/${victim}`, 0, 0),
+    () => tree.utimens(`/work/${victim}`, { sec: 0, nsec: 0 }, null),
     () => tree.chmod(`/work/${victim}`, 0o777),
     () => tree.truncate(`/work/${victim}`, 0),
     () => tree.rmdir(`/work/empty-${i % VICTIMS}`),

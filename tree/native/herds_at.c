@@ -29,7 +29,7 @@
 #define MAX_NAME 256
 #define MAX_VALUE (64 * 1024)
 
-enum call { CALL_MKNOD, CALL_GETXATTR, CALL_SETXATTR, CALL_LISTXATTR, CALL_REMOVEXATTR, CALL_RENAME };
+enum call { CALL_MKNOD, CALL_GETXATTR, CALL_SETXATTR, CALL_LISTXATTR, CALL_REMOVEXATTR, CALL_RENAME, CALL_UTIMENS };
 
 struct work {
   enum call call;
@@ -44,6 +44,7 @@ struct work {
   size_t size;       /* its size */
   ssize_t result;    /* bytes read, or 0 */
   int error;         /* errno, or 0 */
+  struct timespec times[2]; /* utimens: access, modification (UTIME_OMIT: left as it is) */
 };
 
 /* ---- on the thread pool: one system call, no JavaScript ---- */
@@ -103,6 +104,7 @@ static void execute (napi_env env, void *data) {
     case CALL_LISTXATTR: r = list_xattr(w); break;
     case CALL_REMOVEXATTR: r = remove_xattr(w); break;
     case CALL_RENAME: r = rename_flags(w); break;
+    case CALL_UTIMENS: r = utimensat(AT_FDCWD, w->path, w->times, AT_SYMLINK_NOFOLLOW); break;
   }
   w->result = r < 0 ? 0 : r;
   w->error = r < 0 ? errno : 0;
@@ -160,6 +162,26 @@ static double get_number (napi_env env, napi_value v) {
   return d;
 }
 
+/*
+ * utimens' times: a Float64Array [atime s, ns, mtime s, ns], whole numbers, ns
+ * from 0 to 999999999, or -1 for UTIME_OMIT; false (and a thrown error) otherwise.
+ */
+static bool get_times (napi_env env, napi_value v, struct timespec *times) {
+  napi_typedarray_type type;
+  size_t n = 0, off;
+  double *a = NULL;
+  napi_value ab;
+  bool ok = v && napi_get_typedarray_info(env, v, &type, &n, (void **)&a, &ab, &off) == napi_ok && type == napi_float64_array && n == 4;
+  for (int i = 0; ok && i < 2; i++) {
+    double sec = a[2 * i], nsec = a[2 * i + 1];
+    ok = sec >= -9007199254740991.0 && sec <= 9007199254740991.0 && sec == (double)(long long)sec &&
+         nsec >= -1 && nsec <= 999999999 && nsec == (double)(long)nsec;
+    if (ok) { times[i].tv_sec = (time_t)sec; times[i].tv_nsec = nsec < 0 ? UTIME_OMIT : (long)nsec; }
+  }
+  if (!ok) napi_throw_range_error(env, NULL, "herds_at: utimens needs a Float64Array [s, ns, s, ns] (ns -1: left as it is)");
+  return ok;
+}
+
 /* Queues `w` and returns its promise. */
 static napi_value start (napi_env env, struct work *w) {
   napi_value promise, name;
@@ -185,7 +207,7 @@ static napi_value js_call (napi_env env, napi_callback_info info) {
   }
   double op = get_number(env, argv[0]), number = get_number(env, argv[3]);
   // Written so that NaN fails too, and only whole numbers pass: each is then converted exactly.
-  if (!(op >= CALL_MKNOD && op <= CALL_RENAME && op == (double)(int)op) ||
+  if (!(op >= CALL_MKNOD && op <= CALL_UTIMENS && op == (double)(int)op) ||
       !(number >= 0 && number <= 0xffffffff && number == (double)(unsigned)number)) {
     napi_throw_range_error(env, NULL, "herds_at: no such call, or a number out of range");
     return NULL;
@@ -219,6 +241,10 @@ static napi_value js_call (napi_env env, napi_callback_info info) {
     w->size = len;
     if (len && !(w->value = malloc(len))) { free(w); napi_throw_error(env, NULL, "herds_at: out of memory"); return NULL; }
     if (len) memcpy(w->value, bytes, len);
+  }
+  if (w->call == CALL_UTIMENS && !get_times(env, argc < 5 ? NULL : argv[4], w->times)) {
+    free(w);
+    return NULL;
   }
   return start(env, w);
 }
