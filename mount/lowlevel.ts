@@ -47,7 +47,9 @@ const RENAME_FLAGS: Record<number, number> = process.platform === 'darwin'
 /**
  * The extended attributes that reach the tree: the `user.` namespace on
  * Linux (the kernel asks for security.capability before every write, and the
- * node keeps to user.* anyway); all names on macOS, which has no namespaces.
+ * node keeps to user.* anyway; the binding answers getxattr of other names
+ * itself on Linux, as ls -l asks each file for two or three); all names on
+ * macOS, which has no namespaces.
  */
 const isUserAttribute = (name: string): boolean => process.platform === 'darwin' || name.startsWith('user.')
 
