@@ -32,6 +32,8 @@ interface Owned {
 
 const owned = new Map<string, Owned>()
 const keysOf = new Map<FileHandle, Set<string>>()
+/** Handles let go already: a lock call still on its way through one must not make it a user again. */
+const gone = new WeakSet<FileHandle>()
 const FLOCK_OPS: Record<FlockOp, number> = { shared: 0, exclusive: 1, unlock: 2 }
 
 /** The file a handle has open, as the node's disk names it. */
@@ -42,6 +44,8 @@ async function fileKey (handle: FileHandle): Promise<string> {
 
 /** `owner`'s description of the file `handle` has open, opened once. */
 async function descriptionOf (handle: FileHandle, owner: string, key: string): Promise<FileHandle> {
+  // Released while its file was looked up: as a user it would never be released again, and keep the description.
+  if (gone.has(handle)) throw new HerdsError('EBADF', 'the file was closed while its lock was on its way')
   let entry = owned.get(key)
   if (!entry) {
     if (process.platform !== 'linux') throw new HerdsError('ENOLCK', 'this node cannot hold locks for a mount (it needs Linux\'s open file description locks)')
@@ -125,6 +129,7 @@ export async function flockHandle (handle: FileHandle, op: FlockOp, wait: boolea
 
 /** A handle is let go: each owner's description reached only through it goes, and its locks with it. */
 export function released (handle: FileHandle): void {
+  gone.add(handle)
   const keys = keysOf.get(handle)
   keysOf.delete(handle)
   for (const key of keys ?? []) {

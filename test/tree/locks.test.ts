@@ -102,3 +102,14 @@ t.test(`attacker: at most ${MAX_LOCK_OWNERS} owners hold descriptions at once; p
   opened.splice(opened.indexOf(fh), 1)
   t.ok(nodeCanLock('write'), 'the release let every flood owner go')
 })
+
+t.test('a handle released while a lock through it is on its way lets the lock go with its last handle', async (t) => {
+  const [held, racing] = [await openDb(), await openDb()]
+  await tree.setlk('/db', held, 'owner-r', 'write', 0, 10, false)
+  // The release lands while the lock call still looks the file up: the handle it came through is gone.
+  const late = tree.setlk('/db', racing, 'owner-r', 'write', 20, 10, false).then(() => 'locked', (err: { code?: string }) => err.code)
+  await tree.release('/db', racing)
+  t.equal(await late, 'EBADF', 'the lock through the released handle is refused')
+  await tree.release('/db', held)
+  t.ok(nodeCanLock('write'), 'no lock is left behind once the owner\'s last handle is released')
+})
