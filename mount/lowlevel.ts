@@ -433,11 +433,14 @@ class Adapter {
       const [nodeid, fh, hi, lo, type, start, length, sleep] = req.n
       const owner = this.lockOwner(hi, lo)
       const kind = LOCK_TYPES[type] ?? 'unlock'
+      if (kind !== 'unlock') {
+        // Noted before asking: a lock the node took as an interrupt crossed its answer must go at close(2) too.
+        let owners = this.lockers.get(nodeid)
+        if (!owners) this.lockers.set(nodeid, owners = new Set())
+        owners.add(owner)
+      }
       await this.tree.setlk(this.inodes.path(nodeid), fh, owner, kind, start, length, Boolean(sleep), req.ctx)
       if (kind === 'unlock') return this.ok(req)
-      let owners = this.lockers.get(nodeid)
-      if (!owners) this.lockers.set(nodeid, owners = new Set())
-      owners.add(owner)
       await this.replyLocked(req, nodeid)
     },
     [OP.FLOCK]: async (req) => {
