@@ -204,7 +204,7 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
       peer.on('close', () => log(`node ${frame.name} disconnected`))
     } else {
       if (token.scope === 'node') throw new HerdsError('EACCES', `the token "${token.name}" is a node token; a mount needs a read, run or admin token`)
-      const session = trackHandles(namespace, MAX_OPEN_PER_CONNECTION)
+      const session = trackHandles(namespace, MAX_OPEN_PER_CONNECTION, { ownLocks: true })
       peer.serve(scoped(audited(session.tree, token.name, journal), {
         scope: token.scope,
         token: token.name,

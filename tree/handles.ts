@@ -30,6 +30,18 @@ export const MAX_OPEN_PER_CONNECTION = 4096
  */
 export const MAX_OPEN_FOR_HOST = 16_384
 
+/** Locks one mount's connection may be waiting for at once (each holds a request open to its node). */
+export const MAX_WAITING_LOCKS = 64
+
+export interface TrackOptions {
+  /**
+   * A mount's connection at the host: its lock owners are named after the
+   * connection (so no other can name, and unlock, them; and a node can bound
+   * each connection's), and at most MAX_WAITING_LOCKS of its locks wait at once.
+   */
+  ownLocks?: boolean
+}
+
 /** How many releases go out at once when a connection goes away (a node answers EAGAIN past 4,096). */
 const RELEASE_CONCURRENCY = 32
 
@@ -37,9 +49,11 @@ const RELEASE_CONCURRENCY = 32
  * Tracks the handles opened through `inner` for one connection; past `maxOpen`
  * open files, `open` and `create` fail with EMFILE.
  */
-export function trackHandles (inner: Tree, maxOpen = MAX_OPEN_FOR_HOST): TrackedTree {
+export function trackHandles (inner: Tree, maxOpen = MAX_OPEN_FOR_HOST, opts: TrackOptions = {}): TrackedTree {
   const open = new Map<number, { path: string, flags: number }>()
   const session = randomUUID()
+  const owners = session.replaceAll('-', '').slice(0, 16)
+  let waiting = 0
   /** Opens sent on and not answered yet: they count against the limit too. */
   let opening = 0
   let closed = false
@@ -54,6 +68,13 @@ export function trackHandles (inner: Tree, maxOpen = MAX_OPEN_FOR_HOST): Tracked
       if (op === 'read' && (file.flags & O_ACCMODE) === O_WRONLY) throw new HerdsError('EBADF', `handle ${String(args[1])} was opened for writing only`)
     }
     if (op === 'release') open.delete(args[1] as number)
+    if (opts.ownLocks && (op === 'getlk' || op === 'setlk')) args = [args[0], args[1], `${owners}:${String(args[2])}`, ...args.slice(3)]
+    const waits = opts.ownLocks && ((op === 'setlk' && args[6] === true) || (op === 'flock' && args[3] === true))
+    if (waits) {
+      if (waiting >= MAX_WAITING_LOCKS) throw new HerdsError('ENOLCK', `this connection waits for ${MAX_WAITING_LOCKS} locks already`)
+      waiting++
+      try { return await callOp(inner, op, args, ctx) } finally { waiting-- }
+    }
     if (op !== 'open' && op !== 'create') return callOp(inner, op, args, ctx)
     if (open.size + opening >= maxOpen) {
       throw new HerdsError('EMFILE', `this connection has ${maxOpen} files open, the most it may: close some before opening more`)

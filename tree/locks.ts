@@ -18,6 +18,9 @@ import type { FileLock, FlockOp, LockType } from './tree.js'
 /** Owners holding a description at once, for all trees of this node. */
 export const MAX_LOCK_OWNERS = 4096
 
+/** Of those, the most one mount's connection holds (the host names its owners "<connection>:<owner>"). */
+export const MAX_LOCK_OWNERS_PER_CONNECTION = 1024
+
 /** A waiting lock tries again after this long, doubling to the most. */
 const RETRY_MS = [5, 100] as const
 
@@ -31,6 +34,30 @@ interface Owned {
 }
 
 const owned = new Map<string, Owned>()
+/** Descriptions held per connection, by the part of the owner before its first ":". */
+const perConnection = new Map<string, number>()
+
+/** The connection a key's owner came through: what comes before its first ":" (or the whole owner). */
+function connectionOf (key: string): string {
+  const owner = key.slice(0, key.indexOf('\0'))
+  return owner.includes(':') ? owner.slice(0, owner.indexOf(':')) : owner
+}
+
+/** Keeps an owner's new description, counted against its connection. */
+function keep (key: string, entry: Owned): void {
+  owned.set(key, entry)
+  const connection = connectionOf(key)
+  perConnection.set(connection, (perConnection.get(connection) ?? 0) + 1)
+}
+
+/** Lets a description's entry go (the caller closes it). */
+function unkeep (key: string): void {
+  if (!owned.delete(key)) return
+  const connection = connectionOf(key)
+  const left = (perConnection.get(connection) ?? 1) - 1
+  if (left > 0) perConnection.set(connection, left)
+  else perConnection.delete(connection)
+}
 const keysOf = new Map<FileHandle, Set<string>>()
 /** Handles let go already: a lock call still on its way through one must not make it a user again. */
 const gone = new WeakSet<FileHandle>()
@@ -50,11 +77,12 @@ async function descriptionOf (handle: FileHandle, owner: string, key: string): P
   if (!entry) {
     if (process.platform !== 'linux') throw new HerdsError('ENOLCK', 'this node cannot hold locks for a mount (it needs Linux\'s open file description locks)')
     if (owned.size >= MAX_LOCK_OWNERS) throw new HerdsError('ENOLCK', `${MAX_LOCK_OWNERS} lock owners hold locks on this node already`)
+    if ((perConnection.get(connectionOf(key)) ?? 0) >= MAX_LOCK_OWNERS_PER_CONNECTION) throw new HerdsError('ENOLCK', `one mount holds locks for ${MAX_LOCK_OWNERS_PER_CONNECTION} lock owners on this node already`)
     // /proc/self/fd/N is the open file itself, not its path again: the description is of exactly that file.
     const proc = `/proc/self/fd/${handle.fd}`
     entry = { description: open(proc, constants.O_RDWR).catch(() => open(proc, constants.O_RDONLY)).catch(() => open(proc, constants.O_WRONLY)), users: new Set(), locked: false }
-    owned.set(key, entry)
-    entry.description.catch(() => { if (owned.get(key) === entry) owned.delete(key) })
+    keep(key, entry)
+    entry.description.catch(() => { if (owned.get(key) === entry) unkeep(key) })
   }
   entry.users.add(handle)
   let keys = keysOf.get(handle)
@@ -67,7 +95,7 @@ async function descriptionOf (handle: FileHandle, owner: string, key: string): P
 function drop (key: string): void {
   const entry = owned.get(key)
   if (!entry) return
-  owned.delete(key)
+  unkeep(key)
   for (const handle of entry.users) keysOf.get(handle)?.delete(key)
   entry.description.then((d) => d.close()).catch(() => {})
 }

@@ -57,7 +57,7 @@ const XattrName = z.string().min(1).max(XATTR_NAME_MAX).refine((n) => !n.include
 const XattrValue = z.instanceof(Uint8Array).refine((b) => b.byteLength <= XATTR_SIZE_MAX, `an attribute value is at most ${XATTR_SIZE_MAX} bytes`)
 
 /** A lock owner: a mount's name for one of its processes (mount/lowlevel.ts makes it unique across mounts). */
-const LockOwner = z.string().min(1).max(64).regex(/^[\x21-\x7e]+$/, 'a lock owner is 1-64 printable ASCII characters')
+const LockOwner = z.string().min(1).max(128).regex(/^[\x21-\x7e]+$/, 'a lock owner is 1-128 printable ASCII characters')
 const LockType = z.enum(['read', 'write', 'unlock'])
 
 /** The arguments of each Tree operation, in order, without the context. */

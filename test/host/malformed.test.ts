@@ -9,6 +9,8 @@ import { connectHost } from '../../mount/client.js'
 import { startNode } from '../../nodes/node.js'
 import { readWhole } from '../../tree/bind.js'
 import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type Frame } from '../../tree/wire.js'
+import { MAX_WAITING_LOCKS } from '../../tree/handles.js'
+import type { HerdsError } from '../../tree/errno.js'
 import { tempDir } from '../e2e/harness.js'
 
 const host = await startHost({ port: 0, home: join(tempDir(t), 'host') })
@@ -91,6 +93,25 @@ t.test('attacker: another connection\'s handles cannot be fsynced, locked, unloc
   const codes = new Set(frames.filter((f) => f.t === 'res').map((f) => f.t === 'res' && !f.ok ? f.error.code : 'ok'))
   t.same([...codes], ['EBADF'], 'every one refused: no such handle on this connection')
   t.same(await mount.tree.getlk(path, fhs[1], 'other.1.1', 'read', 0, 0), { type: 'write', start: 0, length: 0, pid: 0 }, 'the victim\'s lock is still held')
+})
+
+t.test(`attacker: one connection waits for at most ${MAX_WAITING_LOCKS} locks at once; its own owners only`, async (t) => {
+  const path = '/nodes/studio/volumes/locked/waits'
+  const holder = await connectHost(host.url, { token: host.adminToken })
+  t.teardown(() => holder.close())
+  await holder.tree.mkdir('/nodes/studio/volumes/locked', 0o755).catch(() => {})
+  const held = await holder.tree.create(path, 0o644)
+  await holder.tree.setlk(path, held, 'holder.1.1', 'write', 0, 0, false)
+  const waiter = await connectHost(host.url, { token: host.adminToken })
+  const fh = await waiter.tree.open(path, 2)
+  const waits = Array.from({ length: MAX_WAITING_LOCKS }, (_, i) => waiter.tree.setlk(path, fh, `w.${i}`, 'write', 0, 0, true).then(() => 'got', (err: HerdsError) => err.code))
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  await t.rejects(waiter.tree.setlk(path, fh, 'w.more', 'read', 0, 0, true), { code: 'ENOLCK' }, 'one more waiter is refused')
+  await t.rejects(waiter.tree.setlk(path, fh, 'holder.1.1', 'unlock', 0, 0, false).then(() => holder.tree.setlk(path, held, 'probe.1.1', 'write', 0, 0, false)), { code: 'EAGAIN' }, 'naming the holder\'s owner unlocks nothing of it')
+  t.equal(await readWhole(mount.tree, '/nodes/studio/info.json').then(() => 'served'), 'served', 'the node still answers others')
+  waiter.close()
+  t.same([...new Set(await Promise.all(waits))].length, 1, 'the waiters end with their connection')
+  await holder.tree.release(path, held)
 })
 
 t.test('a path that climbs out with .. is refused', async (t) => {

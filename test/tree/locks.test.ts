@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { LocalTree } from '../../tree/local.js'
-import { MAX_LOCK_OWNERS } from '../../tree/locks.js'
+import { MAX_LOCK_OWNERS, MAX_LOCK_OWNERS_PER_CONNECTION } from '../../tree/locks.js'
 import { O_RDWR } from '../../tree/tree.js'
 import { tempDir } from '../e2e/harness.js'
 
@@ -112,4 +112,17 @@ t.test('a handle released while a lock through it is on its way lets the lock go
   t.equal(await late, 'EBADF', 'the lock through the released handle is refused')
   await tree.release('/db', held)
   t.ok(nodeCanLock('write'), 'no lock is left behind once the owner\'s last handle is released')
+})
+
+t.test(`attacker: one connection holds at most ${MAX_LOCK_OWNERS_PER_CONNECTION} owners' descriptions; another still gets its own`, async (t) => {
+  const fh = await openDb()
+  for (let i = 0; i < MAX_LOCK_OWNERS_PER_CONNECTION; i++) await tree.setlk('/db', fh, `greedy:${i}`, 'read', i, 1, false)
+  await t.rejects(tree.setlk('/db', fh, 'greedy:one-more', 'read', 0, 1, false), { code: 'ENOLCK' })
+  await tree.setlk('/db', fh, 'modest:1', 'read', 0, 1, false)
+  await tree.release('/db', fh)
+  opened.splice(opened.indexOf(fh), 1)
+  const again = await openDb()
+  await tree.setlk('/db', again, 'greedy:after', 'read', 0, 1, false)
+  t.pass('released, the connection has room again')
+  await tree.setlk('/db', again, 'greedy:after', 'unlock', 0, 0, false)
 })
