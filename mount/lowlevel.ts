@@ -481,8 +481,8 @@ class Adapter {
       this.native.replyStatfs(this.session, req.id, Float64Array.of(s.bsize, s.bsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.ffree, s.namemax))
     },
     [OP.GETXATTR]: async (req) => {
-      // Other namespaces are answered here: ls -l and every write ask for some (security.*, system.posix_acl_*).
-      if (!isUserAttribute(req.name!)) throw new HerdsError('ENODATA', `no attribute ${req.name}`)
+      // Other namespaces are not kept: "not supported" (the binding says so itself on Linux, before this).
+      if (!isUserAttribute(req.name!)) throw new HerdsError('ENOTSUP', `only user.* attributes are kept on the mount, not ${req.name}`)
       this.replySized(req, req.n[1], Buffer.from(await this.tree.getxattr(this.named(req.n[0]), req.name!, req.ctx)))
     },
     [OP.LISTXATTR]: async (req) => {

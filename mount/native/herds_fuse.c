@@ -360,11 +360,12 @@ static void ll_setxattr (fuse_req_t req, fuse_ino_t ino, const char *name, const
 static void ll_getxattr (fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
 #ifdef __linux__
   /*
-   * ls -l asks every file for security.selinux and system.posix_acl_*: outside
-   * user.* the mount keeps no attributes (mount/lowlevel.ts, isUserAttribute),
-   * and saying so here spares each a trip to JavaScript.
+   * Outside user.* the mount keeps no attributes (mount/lowlevel.ts,
+   * isUserAttribute): "not supported" says so, here, without a trip to
+   * JavaScript. ls -l asks every file for security.selinux and
+   * system.posix_acl_access, and stops asking a device that says this.
    */
-  if (strncmp(name, "user.", 5) != 0) { fuse_reply_err(req, ENODATA); return; }
+  if (strncmp(name, "user.", 5) != 0) { fuse_reply_err(req, EOPNOTSUPP); return; }
 #endif
   BEGIN(OP_GETXATTR); m->num[0] = ino; m->num[1] = (double)size; NAME(name, name); send_req(req, m);
 }
