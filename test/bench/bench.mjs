@@ -102,7 +102,7 @@ const places = [['mount', meta, join(root, 'home', 'nodes', 'bench', 'volumes', 
 if (!ssh.missing) places.push(['sshfs', join(ssh.mnt, 'meta'), join(ssh.remote, 'meta')])
 for (const [, seen, onDisk] of places) {
   await mkdir(onDisk, { recursive: true })
-  prepare(onDisk, seen)
+  prepare(onDisk, seen, root)
 }
 const metaFigures = places.map(([name, seen]) => [name, measure(seen)])
 

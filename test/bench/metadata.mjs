@@ -1,6 +1,7 @@
-// The bench's metadata and cache figures: find and ls -lR over a tree of 5,000
-// files, git status in a repository of 1,500 files, and a re-read of a 50 MiB
-// file read a moment ago. Each place (the mount, the local disk, sshfs) gets
+// The bench's metadata and cache figures: find, ls -lR, grep -r and du over a
+// tree of 5,000 files, untar of those files and rm -rf of what was untarred,
+// git status in a repository of 1,500 files, and a re-read of a 50 MiB file
+// read a moment ago. Each place (the mount, the local disk, sshfs) gets
 // the same tree, made on the disk beneath it, so only the way in differs.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -25,8 +26,13 @@ function writeTree (dir, count) {
  * repository's index through `seen` (the place itself), as a user who clones
  * into the place would have it.
  */
-export function prepare (onDisk, seen) {
+export function prepare (onDisk, seen, scratch) {
   writeTree(join(onDisk, 'tree'), TREE_FILES)
+  // The same tarball for every place, read from the local disk: only where it is unpacked differs.
+  if (!TARBALL.path) {
+    TARBALL.path = join(scratch, 'tree.tar')
+    execFileSync('tar', ['cf', TARBALL.path, '-C', onDisk, 'tree'])
+  }
   writeTree(join(onDisk, 'repo'), REPO_FILES)
   writeFileSync(join(onDisk, 'big.bin'), Buffer.alloc(REREAD_MIB * 1024 * 1024, 7))
   const git = ['-c', 'user.name=bench', '-c', 'user.email=bench@localhost', '-c', 'init.defaultBranch=main']
@@ -38,11 +44,14 @@ export function prepare (onDisk, seen) {
 /** Milliseconds `script` takes in `cwd`; throws if its output is not `expect` (when given). */
 function timeScript (script, cwd, expect) {
   const started = process.hrtime.bigint()
-  const out = execFileSync('sh', ['-c', script], { cwd, encoding: 'utf8', maxBuffer: 64 << 20 })
+  const out = execFileSync('sh', ['-c', script], { cwd, encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, HERDS_BENCH_TARBALL: TARBALL.path } })
   const ms = Number(process.hrtime.bigint() - started) / 1e6
   if (expect !== undefined && out.trim() !== expect) throw new Error(`${script} in ${cwd} said ${JSON.stringify(out.slice(0, 200))}, not ${JSON.stringify(expect)}`)
   return ms
 }
+
+/** The 5,000 files as a tarball, made once in the bench's own temporary folder on the local disk. */
+const TARBALL = { path: '' }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
@@ -50,6 +59,11 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 export const WORKLOADS = [
   [`find, ${TREE_FILES.toLocaleString('en')} files`, 'find tree -type f | wc -l', String(TREE_FILES)],
   ['ls -lR of that tree', 'ls -lR tree | wc -l', undefined],
+  ['grep -r over that tree', 'grep -r -c "file 4" tree | wc -l', String(TREE_FILES)],
+  ['du -s of that tree', 'du -s tree > /dev/null', undefined],
+  // Each run unpacks into a folder of its own, and each rm -rf run removes one of them.
+  [`untar ${TREE_FILES.toLocaleString('en')} files`, 'd=$(mktemp -d -p . untar.XXXXXX) && tar xf "$HERDS_BENCH_TARBALL" -C "$d" && find "$d" -type f | wc -l', String(TREE_FILES)],
+  ['rm -rf of that untar', 'd=$(ls -d untar.* | head -1) && rm -rf "$d" && ls -d untar.* 2>/dev/null | wc -l', undefined],
   [`git status, ${REPO_FILES.toLocaleString('en')} files`, 'cd repo && git status --porcelain', ''],
   [`re-read ${REREAD_MIB} MiB just read`, 'cat big.bin > /dev/null', undefined],
 ]
