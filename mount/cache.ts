@@ -172,16 +172,6 @@ export class CachedTree {
         if (file) await this.send(args[1] as number, file)
         return callOp(this.inner, op, args, ctx)
       }
-      case 'setlk':
-      case 'flock': {
-        // A lock hands a file between writers: what this mount wrote goes before it, and nothing read before it is kept after.
-        await this.sendAll(path)
-        try {
-          return await callOp(this.inner, op, args, ctx)
-        } finally {
-          this.changes.mark(path)
-        }
-      }
       case 'readlink':
       case 'statfs':
       case 'getxattr':
@@ -190,6 +180,7 @@ export class CachedTree {
         return callOp(this.inner, op, args, ctx)
       default: {
         // A change: what was gathered goes first, then nothing kept of the path outlives it.
+        // So too for setlk and flock: a lock hands a file between writers.
         const target = op === 'symlink' ? args[1] as string : path
         await this.sendAll(target)
         try {

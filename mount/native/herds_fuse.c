@@ -654,27 +654,28 @@ static void fill_stat (const double *a, struct stat *st) {
   st->st_ctim.tv_sec = (time_t)a[12]; st->st_ctim.tv_nsec = (long)a[13];
 }
 
+/* The numbers of a Float64Array of at least `min`, or NULL for anything else. */
+static double *f64_array (napi_env env, napi_value v, size_t min) {
+  double *a = NULL;
+  size_t n = 0, off;
+  napi_typedarray_type type;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, v, &type, &n, (void **)&a, &ab, &off) != napi_ok || type != napi_float64_array || n < min) return NULL;
+  return a;
+}
+
 /* Reads one stat from a Float64Array of 14; anything else leaves it zero. */
 static void get_attr (napi_env env, napi_value v, struct stat *st) {
   memset(st, 0, sizeof *st);
-  double *a = NULL;
-  size_t n = 0;
-  napi_typedarray_type type;
-  napi_value buf;
-  size_t off;
-  if (napi_get_typedarray_info(env, v, &type, &n, (void **)&a, &buf, &off) != napi_ok || type != napi_float64_array || n < 14) return;
-  fill_stat(a, st);
+  double *a = f64_array(env, v, 14);
+  if (a) fill_stat(a, st);
 }
 
 /* Reads an entry: [nodeid, attrTimeout, entryTimeout] and the attr array. */
 static void get_entry (napi_env env, napi_value nums, napi_value attr, struct fuse_entry_param *e) {
   memset(e, 0, sizeof *e);
-  double *a = NULL;
-  size_t n = 0;
-  napi_typedarray_type type;
-  napi_value buf;
-  size_t off;
-  if (napi_get_typedarray_info(env, nums, &type, &n, (void **)&a, &buf, &off) == napi_ok && type == napi_float64_array && n >= 3) {
+  double *a = f64_array(env, nums, 3);
+  if (a) {
     e->ino = (fuse_ino_t)a[0]; e->attr_timeout = a[1]; e->entry_timeout = a[2];
   }
   get_attr(env, attr, &e->attr);
@@ -785,15 +786,11 @@ static napi_value js_reply_xattr (napi_env env, napi_callback_info info) {
 /* replyLock(session, id, Float64Array[type 0-2, start, length, pid]): the lock in the way, or type 2 (unlock) for none. */
 static napi_value js_reply_lock (napi_env env, napi_callback_info info) {
   REPLY_PROLOGUE(1);
-  double *a = NULL;
-  size_t n = 0;
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t off;
+  double *a = f64_array(env, argv[2], 4);
   struct flock fl;
   memset(&fl, 0, sizeof fl);
   fl.l_type = F_UNLCK;
-  if (napi_get_typedarray_info(env, argv[2], &type, &n, (void **)&a, &ab, &off) == napi_ok && type == napi_float64_array && n >= 4) {
+  if (a) {
     fl.l_type = a[0] == 0 ? F_RDLCK : a[0] == 1 ? F_WRLCK : F_UNLCK;
     fl.l_whence = SEEK_SET;
     fl.l_start = (off_t)a[1];
@@ -807,14 +804,10 @@ static napi_value js_reply_lock (napi_env env, napi_callback_info info) {
 /* replyStatfs(session, id, Float64Array[bsize, frsize, blocks, bfree, bavail, files, ffree, favail, namemax]) */
 static napi_value js_reply_statfs (napi_env env, napi_callback_info info) {
   REPLY_PROLOGUE(1);
-  double *a = NULL;
-  size_t n = 0;
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t off;
+  double *a = f64_array(env, argv[2], 9);
   struct statvfs sv;
   memset(&sv, 0, sizeof sv);
-  if (napi_get_typedarray_info(env, argv[2], &type, &n, (void **)&a, &ab, &off) == napi_ok && type == napi_float64_array && n >= 9) {
+  if (a) {
     sv.f_bsize = (unsigned long)a[0]; sv.f_frsize = (unsigned long)a[1]; sv.f_blocks = (fsblkcnt_t)a[2];
     sv.f_bfree = (fsblkcnt_t)a[3]; sv.f_bavail = (fsblkcnt_t)a[4]; sv.f_files = (fsfilcnt_t)a[5];
     sv.f_ffree = (fsfilcnt_t)a[6]; sv.f_favail = (fsfilcnt_t)a[7]; sv.f_namemax = (unsigned long)a[8];
