@@ -9,10 +9,11 @@
  * no such names) the folder is resolved with realpath and checked; that check
  * can race a swap, as docs/security.md says.
  */
-import { existsSync } from 'node:fs'
+import { closeSync, existsSync } from 'node:fs'
 import { lstat, open, readlink, realpath, type FileHandle } from 'node:fs/promises'
 import { join, sep } from 'node:path'
 import { HerdsError } from './errno.js'
+import { openBeneath } from './native.js'
 
 /** A directory opened beneath the root, to act in by name. */
 export interface Place {
@@ -36,10 +37,13 @@ export const DESCRIPTOR_RELATIVE = process.platform === 'linux' && existsSync('/
 /** Resolves paths beneath one root directory. */
 export class Beneath {
   private readonly root: string
+  private readonly kernelWalk: boolean
   private realRoot = ''
 
-  constructor (root: string) {
+  /** `kernelWalk` false: always walk name by name (as where openat2 is missing; for tests of that walk). */
+  constructor (root: string, { kernelWalk = true }: { kernelWalk?: boolean } = {}) {
     this.root = root
+    this.kernelWalk = kernelWalk
   }
 
   /**
@@ -47,12 +51,33 @@ export class Beneath {
    * inside the root). EACCES if the way leads outside the root.
    */
   async directory (parts: readonly string[], path: string): Promise<Place> {
-    return DESCRIPTOR_RELATIVE ? this.walk(parts, path) : this.checked(parts, path)
+    if (!DESCRIPTOR_RELATIVE) return this.checked(parts, path)
+    return (this.kernelWalk ? this.opened(parts, path) : undefined) ?? this.walk(parts, path)
   }
 
   /** Opens the parent of `parts` (the last name is left for the caller, never followed). */
   async parent (parts: readonly string[], path: string): Promise<Place> {
     return this.directory(parts.slice(0, -1), path)
+  }
+
+  /**
+   * The kernel's own walk beneath the root, in one call on this thread
+   * (openat2 with RESOLVE_BENEATH: the same rules as walk() below, kept by
+   * the kernel); undefined where it is not to be had.
+   */
+  private opened (parts: readonly string[], path: string): Place | undefined {
+    let fd: number | undefined
+    try {
+      fd = openBeneath(this.root, parts.join('/'))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EXDEV') throw outside(path)
+      throw err
+    }
+    if (fd === undefined) return undefined
+    const dir = `/proc/self/fd/${fd}`
+    const held = fd
+    let open = true
+    return { dir, at: (name) => `${dir}/${name}`, close: async () => { if (open) { open = false; closeSync(held) } } }
   }
 
   /**

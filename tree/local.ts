@@ -56,6 +56,8 @@ export interface LocalTreeOptions {
    * nor shown (EPERM, EACCES); elsewhere they are, as on a disk. Default: shown.
    */
   linksOut?: (path: string) => boolean
+  /** Resolve paths with openat2 where the kernel has it (default), or always name by name (tests of that fallback). */
+  kernelWalk?: boolean
 }
 
 export class LocalTree implements Tree {
@@ -65,7 +67,7 @@ export class LocalTree implements Tree {
 
   /** Serves the directory `root`, which must exist. */
   constructor (root: string, opts: LocalTreeOptions = {}) {
-    this.beneath = new Beneath(root)
+    this.beneath = new Beneath(root, { kernelWalk: opts.kernelWalk })
     this.linksOut = opts.linksOut ?? (() => true)
   }
 

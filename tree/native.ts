@@ -17,6 +17,7 @@ interface Addon {
   call (op: number, path: string, second: string, number: number, value?: Buffer | Float64Array): Promise<Buffer | number | undefined>
   lock (fd: number, cmd: number, type: number, start: number, length: number): number[] | undefined
   flock (fd: number, op: number): undefined
+  beneath (root: string, rel: string): number
 }
 
 /** Where setup builds it: tree/native/build, reached from dist/tree/ or from tree/. */
@@ -113,4 +114,27 @@ export function flockFd (fd: number, op: number): void {
 export async function utimensAt (path: string, atime: { sec: number, nsec: number } | null, mtime: { sec: number, nsec: number } | null): Promise<void> {
   const times = Float64Array.of(atime?.sec ?? 0, atime?.nsec ?? -1, mtime?.sec ?? 0, mtime?.nsec ?? -1)
   await call(CALL.UTIMENS, path, '', 0, times)
+}
+
+/** Set once openat2 is found missing (ENOSYS: an old kernel, a seccomp filter): callers walk instead. */
+let noOpenat2 = process.platform !== 'linux'
+
+/**
+ * The folder `rel` (names joined by "/") inside `root`, opened O_PATH by the
+ * kernel in one openat2(RESOLVE_BENEATH) call, links followed only while they
+ * stay inside; EXDEV if the way leads out. Undefined where that call is not
+ * to be had (no addon, no openat2): then the caller walks the folders itself.
+ */
+export function openBeneath (root: string, rel: string): number | undefined {
+  if (noOpenat2) return undefined
+  let calls: Addon
+  try { calls = addon() } catch { noOpenat2 = true; return undefined }
+  try {
+    return calls.beneath(root, rel)
+  } catch (err) {
+    // ENOSYS: no openat2 here; EPERM: a seccomp filter's answer (openat2 of O_PATH beneath never gives it otherwise).
+    const errno = (err as { errno?: unknown }).errno
+    if (errno === 38 || errno === 1) { noOpenat2 = true; return undefined }
+    throw named(err)
+  }
 }

@@ -59,46 +59,49 @@ function replenish (root: string): void {
   }
 }
 
-t.test(`${SECONDS} s of a folder swapped for a link to outside: nothing outside is touched`, async (t) => {
-  const root = tempDir(t)
-  const outside = tempDir(t)
-  for (let v = 0; v < VICTIMS; v++) {
-    writeFileSync(join(outside, `victim-${v}`), `OUTSIDE ${v}`)
-    mkdirSync(join(outside, `empty-${v}`))
-    writeFileSync(join(outside, `in-${v}`), `OUTSIDE ${v}`)
-  }
-  writeFileSync(join(outside, 'outside-only'), 'OUTSIDE')
-  const marked = hasFileCalls() ? readdirSync(outside).filter((name) => name.startsWith('victim-')) : []
-  for (const name of marked) await setXattrAt(join(outside, name), 'user.mark', Buffer.from('OUTSIDE'), 0)
-  const before = snapshot(outside)
-  mkdirSync(join(root, 'work'))
-  mkdirSync(join(root, 'archive'))
-  symlinkSync(outside, join(root, 'bait'))
-  replenish(root)
-
-  const tree = new LocalTree(root)
-  const swapper = startSwapper(join(root, 'work'), join(root, 'bait'), SECONDS)
-  t.teardown(() => { swapper.child.kill('SIGKILL') })
-  const seen = { outside: [] as string[], ok: 0 }
-  const deadline = Date.now() + SECONDS * 1000
-  // Four clients at once, as a mount's parallel requests would be.
-  await Promise.all([0, 1, 2, 3].map(async (worker) => {
-    for (let i = worker; Date.now() < deadline; i += 4) {
-      await attackRound(tree, i, seen)
-      if (worker === 0 && i % 20 === 0) replenish(root)
+// Half the time with each walk beneath the root: the kernel's (openat2), and the one name by name where it is missing.
+for (const kernelWalk of [true, false]) {
+  t.test(`${SECONDS / 2} s of a folder swapped for a link to outside, walked ${kernelWalk ? 'by the kernel' : 'name by name'}: nothing outside is touched`, async (t) => {
+    const root = tempDir(t)
+    const outside = tempDir(t)
+    for (let v = 0; v < VICTIMS; v++) {
+      writeFileSync(join(outside, `victim-${v}`), `OUTSIDE ${v}`)
+      mkdirSync(join(outside, `empty-${v}`))
+      writeFileSync(join(outside, `in-${v}`), `OUTSIDE ${v}`)
     }
-  }))
-  const swaps = await swapper.swaps
-  t.ok(marked.length === VICTIMS || !hasFileCalls(), 'the outside files carry an attribute to guard')
-  t.ok(swaps > 1000, `the folder and the link traded places ${swaps} times`)
-  t.ok(seen.ok > 1000, `${seen.ok} operations succeeded inside while it did`)
-  t.same(seen.outside, [], 'no listing, stat or read showed what is outside')
-  t.equal(snapshot(outside), before, 'outside: no file made, removed, renamed, truncated, chmodded or touched')
-  for (const name of marked) {
-    const names = (await listXattrAt(join(outside, name), 65536) as Buffer).toString().split('\0').filter(Boolean)
-    t.same(names, ['user.mark'], `${name}: no attribute set or removed outside`)
-    t.equal((await getXattrAt(join(outside, name), 'user.mark', 65536)).toString(), 'OUTSIDE')
-  }
-  const pulled = readdirSync(join(root, 'archive')).filter((name) => readFileSync(join(root, 'archive', name), 'utf8').includes('OUTSIDE'))
-  t.same(pulled, [], 'no outside file was pulled inside')
-})
+    writeFileSync(join(outside, 'outside-only'), 'OUTSIDE')
+    const marked = hasFileCalls() ? readdirSync(outside).filter((name) => name.startsWith('victim-')) : []
+    for (const name of marked) await setXattrAt(join(outside, name), 'user.mark', Buffer.from('OUTSIDE'), 0)
+    const before = snapshot(outside)
+    mkdirSync(join(root, 'work'))
+    mkdirSync(join(root, 'archive'))
+    symlinkSync(outside, join(root, 'bait'))
+    replenish(root)
+
+    const tree = new LocalTree(root, { kernelWalk })
+    const swapper = startSwapper(join(root, 'work'), join(root, 'bait'), SECONDS / 2)
+    t.teardown(() => { swapper.child.kill('SIGKILL') })
+    const seen = { outside: [] as string[], ok: 0 }
+    const deadline = Date.now() + SECONDS / 2 * 1000
+    // Four clients at once, as a mount's parallel requests would be.
+    await Promise.all([0, 1, 2, 3].map(async (worker) => {
+      for (let i = worker; Date.now() < deadline; i += 4) {
+        await attackRound(tree, i, seen)
+        if (worker === 0 && i % 20 === 0) replenish(root)
+      }
+    }))
+    const swaps = await swapper.swaps
+    t.ok(marked.length === VICTIMS || !hasFileCalls(), 'the outside files carry an attribute to guard')
+    t.ok(swaps > 1000, `the folder and the link traded places ${swaps} times`)
+    t.ok(seen.ok > 1000, `${seen.ok} operations succeeded inside while it did`)
+    t.same(seen.outside, [], 'no listing, stat or read showed what is outside')
+    t.equal(snapshot(outside), before, 'outside: no file made, removed, renamed, truncated, chmodded or touched')
+    for (const name of marked) {
+      const names = (await listXattrAt(join(outside, name), 65536) as Buffer).toString().split('\0').filter(Boolean)
+      t.same(names, ['user.mark'], `${name}: no attribute set or removed outside`)
+      t.equal((await getXattrAt(join(outside, name), 'user.mark', 65536)).toString(), 'OUTSIDE')
+    }
+    const pulled = readdirSync(join(root, 'archive')).filter((name) => readFileSync(join(root, 'archive', name), 'utf8').includes('OUTSIDE'))
+    t.same(pulled, [], 'no outside file was pulled inside')
+  })
+}

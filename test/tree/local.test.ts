@@ -86,3 +86,22 @@ t.test('a FIFO is refused at once, not waited on; a linked directory is not list
   await t.rejects(tree.truncate('/fifo', 0), { code: 'EACCES' })
   await t.rejects(tree.readdir('/out'), { code: 'EACCES' }, 'readdir through a link that leads out')
 })
+
+t.test('both walks beneath the root, the kernel\'s (openat2) and the one name by name, answer alike', async (t) => {
+  const here = tempDir(t)
+  mkdirSync(join(here, 'p', 'q'), { recursive: true })
+  writeFileSync(join(here, 'p', 'here'), 'here')
+  symlinkSync('q/../..', join(here, 'p', 'up'))
+  symlinkSync('../../..', join(here, 'p', 'q', 'out'))
+  symlinkSync('/etc', join(here, 'abs'))
+  symlinkSync('p', join(here, 'inside'))
+  symlinkSync('loop', join(here, 'loop'))
+  const cases = ['/p/up/p/here', '/p/q/out/x', '/abs/passwd', '/abs/none/x', '/inside/here', '/inside/q', '/p/none/x', '/p/here/x', '/loop/x']
+  const answers = async (tree: LocalTree): Promise<string[]> => Promise.all(cases.map((path) =>
+    tree.getattr(path).then((s) => `${path} ok ${s.size}`, (err: { code: string }) => `${path} ${err.code}`)))
+  const kernel = await answers(new LocalTree(here))
+  const names = await answers(new LocalTree(here, { kernelWalk: false }))
+  t.same(names, kernel, 'the same answer to every path')
+  t.same(kernel, ['/p/up/p/here ok 4', '/p/q/out/x EACCES', '/abs/passwd EACCES', '/abs/none/x EACCES', '/inside/here ok 4',
+    `/inside/q ok ${kernel[5].split(' ')[2]}`, '/p/none/x ENOENT', '/p/here/x ENOTDIR', '/loop/x ELOOP'])
+})

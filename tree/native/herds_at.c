@@ -20,6 +20,7 @@
 #include <sys/xattr.h>
 #include <node_api.h>
 #ifdef __linux__
+#include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
@@ -330,8 +331,50 @@ static napi_value js_flock (napi_env env, napi_callback_info info) {
   return value;
 }
 
+/*
+ * beneath(root, rel): the folder `rel` inside the folder `root`, opened as an
+ * O_PATH descriptor with openat2(RESOLVE_BENEATH): the kernel walks it in one
+ * call and fails (EXDEV) if any step, a link's target or a "..", leads out of
+ * root. Path resolution only, no I/O, so it is called on the JavaScript
+ * thread: a walk on the thread pool costs two hand-offs per folder. ENOSYS
+ * where there is no openat2 (macOS, old kernels, some seccomp filters):
+ * JavaScript walks instead.
+ */
+static napi_value js_beneath (napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  char root[MAX_PATH], rel[MAX_PATH];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) {
+    napi_throw_type_error(env, NULL, "herds_at: beneath(root, rel)");
+    return NULL;
+  }
+  if (!get_string(env, argv[0], root, sizeof root) || !get_string(env, argv[1], rel, sizeof rel)) return NULL;
+#if defined(__linux__) && defined(SYS_openat2)
+  int dir = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return throw_errno(env, errno);
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  long fd = -1;
+  /* EAGAIN: a rename raced a ".." on the way; the kernel asks for the walk again. */
+  for (int tries = 0; tries < 16; tries++) {
+    fd = syscall(SYS_openat2, dir, rel[0] ? rel : ".", &how, sizeof how);
+    if (fd >= 0 || errno != EAGAIN) break;
+  }
+  int error = errno;
+  close(dir);
+  if (fd < 0) return throw_errno(env, error);
+  napi_value value;
+  napi_create_int32(env, (int32_t)fd, &value);
+  return value;
+#else
+  return throw_errno(env, ENOSYS);
+#endif
+}
+
 static napi_value init (napi_env env, napi_value exports) {
-  static const struct { const char *name; napi_callback fn; } fns[] = { { "call", js_call }, { "lock", js_lock }, { "flock", js_flock } };
+  static const struct { const char *name; napi_callback fn; } fns[] = { { "call", js_call }, { "lock", js_lock }, { "flock", js_flock }, { "beneath", js_beneath } };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn) != napi_ok) return NULL;
