@@ -60,6 +60,14 @@ const isUserAttribute = (name: string): boolean => process.platform === 'darwin'
  */
 const REAL_TTL_S = 10
 
+/**
+ * How long the kernel keeps the name of a synthetic folder (/nodes,
+ * /nodes/<name>, exec/): without it every path walked through the mount asks
+ * the host for each of them again. Only the name: its attributes are asked
+ * for anew at every stat, so a folder gone meanwhile is ENOENT at once.
+ */
+const SYNTHETIC_DIR_ENTRY_TTL_S = 1
+
 /** The most bytes one request moves (max_read, max_write; the kernel's limit is 256 pages). */
 export const MAX_IO = 1024 * 1024
 
@@ -224,6 +232,11 @@ class Adapter {
     return isRealFile(path) && (this.opts.settled?.(path) ?? true) ? REAL_TTL_S : 0
   }
 
+  /** How long the kernel may keep the name `path` (s), whose attributes it keeps `ttl`. */
+  private entryTtl (path: string, stat: Stat, ttl: number): number {
+    return ttl === 0 && !isRealFile(path) && (stat.mode & S_IFMT) === S_IFDIR ? SYNTHETIC_DIR_ENTRY_TTL_S : ttl
+  }
+
   /** Looks up `name` in `parent` on the tree and answers with its entry, counting the kernel's lookup. */
   private async replyEntry (req: Request, parent: number, name: string, open?: { fh: number, flags: number }): Promise<boolean> {
     const path = this.inodes.childPath(parent, name)
@@ -231,7 +244,7 @@ class Adapter {
     const node = this.inodes.remember(parent, name)
     node.stat = stat
     const ttl = this.ttl(path)
-    const entry = Float64Array.of(node.id, ttl, ttl)
+    const entry = Float64Array.of(node.id, ttl, this.entryTtl(path, stat, ttl))
     const sent = open
       ? this.native.replyCreate(this.session, req.id, entry, this.attr(path, stat, node.id), open.fh, open.flags)
       : this.native.replyEntry(this.session, req.id, entry, this.attr(path, stat, node.id))
@@ -558,7 +571,7 @@ class Adapter {
       node.stat = stat
       counted.push(node)
       const ttl = this.ttl(path)
-      entries.push(node.id, ttl, ttl)
+      entries.push(node.id, ttl, this.entryTtl(path, stat, ttl))
       attrs.push(...this.attr(path, stat, node.id))
     })
     const packed = this.native.replyDir(this.session, req.id, size, plus, names, Float64Array.from(offsets), Float64Array.from(entries), Float64Array.from(attrs))
