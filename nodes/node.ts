@@ -146,7 +146,7 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
     { dir: join(opts.home, 'sandboxes'), at: '/sandboxes', inside: 'workspace' },
     ...(opts.exports ?? []).map((ex) => ({ dir: ex.path, at: `/fs/${ex.name}` })),
   ], (paths) => dialer.peer?.send({ t: 'changed', paths: withVolumeMounts(paths, sandboxes) }), {
-    onError: (err) => opts.log?.(`watching for changes: ${err.message} (mounts see changes made here when their cache expires)`),
+    onError: (err) => opts.log?.(`watching for changes: ${err.message} (those folders are reported as changed four times a second)`),
     onFlood: (at, restMs) => opts.log?.(`watching for changes: ${at} changes faster than it can be followed; reported as changed every second for ${restMs / 1000} s`),
   })
   const dialer = new Dialer({

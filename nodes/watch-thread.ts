@@ -1,13 +1,15 @@
 /**
- * One watched root, in a thread of its own (see ./watch.ts): chokidar on the
- * folder, its changes gathered and sent as tree paths, and a flood told
+ * One watched root, in a thread of its own (see ./watch.ts): an inotify watch
+ * on each of its folders (fs.watch, one per folder), whose events name what
+ * changed, so a change costs the same in a folder of ten names or of ten
+ * thousand; changes gathered and sent as tree paths, and a flood told
  * instead of followed. However many events the kernel queues for this
  * folder, they are read here, never on the node's own thread.
  */
-import { relative, sep } from 'node:path'
+import { lstatSync, readdirSync, watch, type FSWatcher } from 'node:fs'
+import { join, relative, sep } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { parentPort, workerData } from 'node:worker_threads'
-import { watch } from 'chokidar'
 
 /** What the thread is given: the root, as ./watch.ts describes it. */
 export interface ThreadRoot {
@@ -16,7 +18,7 @@ export interface ThreadRoot {
   inside?: string
   /** More events than this within batchMs is a flood. */
   floodEvents: number
-  /** The most paths one report holds (MAX_CHANGED of the wire; given, so the thread loads nothing but chokidar). */
+  /** The most paths one report holds (MAX_CHANGED of the wire; given, so the thread loads nothing of ours). */
   maxChanged: number
   batchMs: number
   tickMs: number
@@ -45,6 +47,62 @@ export function foldChanged (paths: string[], at: string, max: number): string[]
   return paths.length > max ? [at] : paths
 }
 
+/** The watches of one root's folders, by full path on this machine. */
+class Folders {
+  private readonly watches = new Map<string, FSWatcher>()
+  /** Folders that could not be watched (out of inotify watches, say): reported as changed every tick. */
+  readonly blind = new Set<string>()
+
+  constructor (private readonly root: ThreadRoot, private readonly heard: (dir: string, type: string, name: string | null) => void) {}
+
+  /** Watches `dir` and every folder below it the tree shows; each watched before it is listed, so nothing made meanwhile is missed. */
+  add (dir: string): void {
+    const queue = [dir]
+    for (let next = queue.pop(); next !== undefined; next = queue.pop()) {
+      if (this.watches.has(next) || treePathOf(this.root, next) === undefined) continue
+      try {
+        const watcher = watch(next, { persistent: true }, (type, name) => this.heard(next, type, name))
+        // A folder removed or unwatchable later: its parent's event tells of it, or it counts as blind.
+        watcher.on('error', () => { this.drop(next); this.blind.add(next) })
+        this.watches.set(next, watcher)
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') this.blind.add(next)
+        continue
+      }
+      try {
+        for (const entry of readdirSync(next, { withFileTypes: true })) {
+          if (entry.isDirectory()) queue.push(join(next, entry.name))
+        }
+      } catch { /* gone meanwhile: its parent's event tells of it */ }
+    }
+  }
+
+  /** Stops watching `dir` and everything below it (removed, or renamed away: its watches would name it wrongly). */
+  drop (dir: string): void {
+    for (const [path, watcher] of this.watches) {
+      if (path === dir || path.startsWith(dir + sep)) {
+        watcher.close()
+        this.watches.delete(path)
+      }
+    }
+    for (const path of this.blind) if (path === dir || path.startsWith(dir + sep)) this.blind.delete(path)
+  }
+
+  /** After an event for `full`: a folder now there is watched, one gone is let go. */
+  follow (full: string): void {
+    let isDir = false
+    try { isDir = lstatSync(full).isDirectory() } catch { /* gone */ }
+    if (isDir) this.add(full)
+    else if (this.watches.has(full)) this.drop(full)
+  }
+
+  close (): void {
+    for (const watcher of this.watches.values()) watcher.close()
+    this.watches.clear()
+  }
+}
+
 /** Runs the watch of `root`, telling `tell` what happens. */
 function runThread (root: ThreadRoot, tell: (news: ThreadNews) => void): void {
   let pending = new Set<string>()
@@ -53,43 +111,45 @@ function runThread (root: ThreadRoot, tell: (news: ThreadNews) => void): void {
   let windowStart = 0
   let count = 0
   let flooded = false
-  const watcher = watch(root.dir, {
-    ignoreInitial: true,
-    // Every change counts, editors' temporary files (~, .swp) included.
-    atomic: false,
-    followSymlinks: false,
-    ignorePermissionErrors: true,
-    // Not even watched: what the tree does not show (a sandbox's jobs, home, record).
-    ignored: (full: string) => full !== root.dir && treePathOf(root, full) === undefined,
-  })
   const send = (): void => {
     timer = undefined
     const paths = foldChanged([...pending], root.at, root.maxChanged)
     pending = new Set()
     tell({ t: 'changed', paths })
   }
-  // 'raw' comes once for each event of the kernel, before chokidar does any work for it.
-  watcher.on('raw', () => {
-    const now = performance.now()
-    if (now - windowStart >= root.batchMs) { windowStart = now; count = 0 }
-    if (++count <= root.floodEvents || flooded) return
-    flooded = true
-    // Closing takes the watches out of the kernel at once, so no more events queue up behind these.
-    void watcher.close()
-    clearTimeout(timer)
-    tell({ t: 'flood' })
-  })
-  watcher.on('all', (_event, full) => {
-    if (flooded) return
+  const report = (full: string): void => {
     const path = treePathOf(root, full)
     if (path === undefined) return
     pending.add(path)
     timer ??= setTimeout(send, root.batchMs)
+  }
+  const folders: Folders = new Folders(root, (dir, type, name) => {
+    if (flooded) return
+    const now = performance.now()
+    if (now - windowStart >= root.batchMs) { windowStart = now; count = 0 }
+    if (++count > root.floodEvents) {
+      flooded = true
+      // Closing takes the watches out of the kernel at once, so no more events queue up behind these.
+      folders.close()
+      clearTimeout(timer)
+      tell({ t: 'flood' })
+      return
+    }
+    // No name: the kernel's queue overflowed, or the folder itself changed; all of it counts.
+    if (name === null) return report(dir)
+    const full = join(dir, name)
+    // 'rename': a name came or went (made, removed, moved); 'change' is the file's content or attributes.
+    if (type === 'rename') folders.follow(full)
+    report(full)
   })
-  watcher.on('ready', () => { if (!flooded) tell({ t: 'ready' }) })
-  watcher.on('error', (err) => tell({ t: 'error', message: (err as Error).message }))
-  // Proof of life: a thread that stops ticking is held by events it cannot even count.
-  setInterval(() => tell({ t: 'tick' }), root.tickMs)
+  folders.add(root.dir)
+  if (folders.blind.size > 0) tell({ t: 'error', message: `could not watch ${[...folders.blind].slice(0, 3).join(', ')}${folders.blind.size > 3 ? ' and more' : ''}` })
+  tell({ t: 'ready' })
+  // Proof of life; and what could not be watched counts as changed at every tick.
+  setInterval(() => {
+    for (const dir of folders.blind) report(dir)
+    tell({ t: 'tick' })
+  }, root.tickMs)
 }
 
 if (parentPort) {

@@ -1,8 +1,8 @@
 /**
  * Watching what a node exports (volumes, sandbox workspaces, exports) with
- * chokidar, so a change made on the node itself, by a job or by a person,
- * reaches every mount (through the host) and no mount serves what it cached
- * before.
+ * inotify (fs.watch on each folder), so a change made on the node itself, by
+ * a job or by a person, reaches every mount (through the host) and no mount
+ * serves what it cached before.
  *
  * The work is bounded, so a job cannot take the node's thread (and with it
  * the heartbeats) by changing files as fast as it can: each root is watched
@@ -48,7 +48,7 @@ export interface Watching {
 }
 
 export interface WatchEvents {
-  /** A watch failed (out of inotify watches): from then on its root is reported as changed every second. */
+  /** Some folders could not be watched (out of inotify watches): from then on they are reported as changed four times a second. */
   onError?: (err: Error) => void
   /** A root changed faster than the watch follows: it is let go for `restMs` and reported as changed meanwhile. */
   onFlood?: (at: string, restMs: number) => void
@@ -66,7 +66,6 @@ function watchRoot (root: WatchRoot, onChange: (paths: string[]) => void, events
   let lastNews = 0
   let blind: NodeJS.Timeout | undefined
   let rearm: NodeJS.Timeout | undefined
-  let broken = false
   let closed = false
   let restMs = 0
   /** When the root was last watched again after a rest. */
@@ -78,7 +77,6 @@ function watchRoot (root: WatchRoot, onChange: (paths: string[]) => void, events
     blind ??= setInterval(() => report([root.at]), BLIND_EVERY_MS)
   }
   const seeAgain = (): void => {
-    if (broken) return
     clearInterval(blind)
     blind = undefined
     // What changed between the last report and the watch being back is not known.
@@ -111,13 +109,9 @@ function watchRoot (root: WatchRoot, onChange: (paths: string[]) => void, events
       if (news.t === 'changed') report(news.paths)
       else if (news.t === 'flood') letGo(true)
       else if (news.t === 'ready' && restMs) seeAgain()
-      else if (news.t === 'error') {
-        // Out of inotify watches, say: from then on the whole root counts as changed every second,
-        // so mounts keep nothing of it longer than that.
-        events.onError?.(new Error(news.message))
-        broken = true
-        goBlind()
-      }
+      // Out of inotify watches, say: the thread reports those folders as changed at every tick,
+      // so mounts keep nothing of them longer than that; the rest is watched as before.
+      else if (news.t === 'error') events.onError?.(new Error(news.message))
     })
     // A thread that failed is a watch that failed: its root counts as changed until it is back.
     mine.on('error', (err) => {

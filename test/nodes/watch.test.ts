@@ -1,7 +1,7 @@
 // The node's watch on its own: changes reported as tree paths, what the tree does not show left out,
 // and a flood of renames let go (the root reported as changed) instead of followed, then watched again.
-import { spawn } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import t from 'tap'
@@ -58,4 +58,42 @@ t.test('a rename flood: the root is let go and reported as changed meanwhile, an
   // After its rest, the watch is back: one change is reported as itself, not as the root.
   await until(() => { writeFileSync(join(dir, 'after.txt'), String(Date.now())); return seen.includes('/volumes/after.txt') }, 90_000)
   t.pass('changes are heard one by one again')
+})
+
+t.test('a folder made, filled or renamed after the start is followed under its own name', async (t) => {
+  const dir = tempDir(t)
+  const seen: string[] = []
+  const watching = watchRoots([{ dir, at: '/volumes' }], (paths) => seen.push(...paths))
+  t.teardown(() => watching.close())
+  await until(() => { writeFileSync(join(dir, 'ready.txt'), 'x'); return seen.includes('/volumes/ready.txt') })
+  // Made with files in it at once: the new folder stands for all of them.
+  mkdirSync(join(dir, 'a', 'b'), { recursive: true })
+  writeFileSync(join(dir, 'a', 'b', 'early.txt'), 'x')
+  await until(() => seen.includes('/volumes/a'))
+  await until(() => { writeFileSync(join(dir, 'a', 'b', 'later.txt'), String(Date.now())); return seen.includes('/volumes/a/b/later.txt') })
+  t.pass('a file in a folder made after the start is reported as itself')
+  renameSync(join(dir, 'a'), join(dir, 'z'))
+  await until(() => seen.includes('/volumes/z'))
+  seen.length = 0
+  await until(() => { writeFileSync(join(dir, 'z', 'b', 'moved.txt'), String(Date.now())); return seen.includes('/volumes/z/b/moved.txt') })
+  t.notOk(seen.some((p) => p.startsWith('/volumes/a/')), 'nothing is reported under the name the folder had')
+  rmSync(join(dir, 'z'), { recursive: true })
+  await until(() => seen.includes('/volumes/z'))
+})
+
+t.test('a folder that cannot be watched (its path too long) is reported as changed, and the rest is watched as before', async (t) => {
+  const dir = tempDir(t)
+  // Deeper than PATH_MAX from /, made one step at a time (no single call takes a path that long).
+  t.teardown(() => { execFileSync('rm', ['-rf', dir]) }) // rm walks by descriptor; Node's rmSync cannot reach that deep
+  execFileSync('sh', ['-c', 'cd "$1" && mkdir deep && cd deep && i=0; while [ $i -lt 40 ]; do n=$(printf "%0120d" $i); mkdir $n && cd $n; i=$((i+1)); done', 'sh', dir])
+  const errors: string[] = []
+  const seen: string[] = []
+  const watching = watchRoots([{ dir, at: '/volumes' }], (paths) => seen.push(...paths), { onError: (err) => errors.push(err.message) })
+  t.teardown(() => watching.close())
+  await until(() => errors.length > 0)
+  t.match(errors[0], /could not watch/, 'the log says which folders are not watched')
+  await until(() => seen.some((p) => p.startsWith('/volumes/deep/') && p.length > 4000))
+  t.pass('the deepest folders are reported as changed without an event')
+  await until(() => { writeFileSync(join(dir, 'near.txt'), String(Date.now())); return seen.includes('/volumes/near.txt') })
+  t.notOk(seen.includes('/volumes'), 'the root as a whole is never reported as changed')
 })
