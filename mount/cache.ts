@@ -28,27 +28,47 @@ export interface CacheOptions {
   ttlMs?: number
   /** How much a read fetches at least, when it can. */
   readAheadBytes?: number
+  /** Windows of readAheadBytes fetched ahead of a sequential reader, at most. */
+  readAheadWindows?: number
+  /** Bytes fetched ahead and not yet read, for the whole mount, at most. */
+  maxReadAheadBytes?: number
   /** How much sequential writing is gathered before it is sent. */
   writeBehindBytes?: number
   /** Gathered writes are sent after this long without another, so others see them soon. */
   idleFlushMs?: number
   /** Entries kept at most; the oldest go first. */
   maxEntries?: number
+  /**
+   * Bytes of writes sent and not yet answered, for the whole mount: a writer
+   * is answered once its bytes are on their way, and waits only past this.
+   */
+  writeAheadBytes?: number
 }
+
+/** A write on its way to the node: the bytes it covers, and its end (a failure is kept for the file's writer). */
+interface Sent { start: number, end: number, done: Promise<void> }
 
 /** Bytes read ahead: `short` when fewer came than were asked for, which for a real file means its end. */
 interface Window { offset: number, data: Uint8Array, short: boolean, tick: number, at: number }
+
+/** A window being read ahead (or come, and not yet read). */
+interface Ahead { offset: number, size: number, promise: Promise<Window | undefined> }
 
 /** One open file of a cacheable path. */
 interface OpenFile {
   path: string
   flags: number
   window?: Window
-  prefetch?: { offset: number, promise: Promise<Window | undefined> }
+  /** Windows on their way (or come) ahead of the reader, in file order, each readAheadBytes from the last. */
+  ahead: Ahead[]
+  /** Where the file ends, as last heard (its size at open, a short read): nothing is read ahead past it. */
+  eof: number
   dirty?: { offset: number, chunks: Uint8Array[], size: number }
   idle?: NodeJS.Timeout
-  /** A gathered write that failed when sent in the background: told at the next write, or at close. */
+  /** A write that failed when sent in the background: told at the next write, or at close. */
   failed?: HerdsError
+  /** Its writes on their way to the node. */
+  sent: Set<Sent>
   /** The writes and sends of this file, one at a time, in order. */
   queue: Promise<unknown>
 }
@@ -64,10 +84,14 @@ export class CachedTree {
   private readonly lists = new Map<string, Kept<string[]>>()
   private readonly files = new Map<number, OpenFile>()
   private readonly listeners = new Set<ChangeListener>()
+  private readonly budget: Budget
+  /** Bytes of the open files' `ahead` windows. */
+  private aheadBytes = 0
 
   constructor (inner: Tree, opts: CacheOptions = {}) {
     this.inner = inner
-    this.opts = { ttlMs: 5_000, readAheadBytes: 1024 * 1024, writeBehindBytes: 1024 * 1024, idleFlushMs: 200, maxEntries: 20_000, ...opts }
+    this.opts = { ttlMs: 5_000, readAheadBytes: 1024 * 1024, readAheadWindows: 4, maxReadAheadBytes: 32 * 1024 * 1024, writeBehindBytes: 1024 * 1024, idleFlushMs: 200, maxEntries: 20_000, writeAheadBytes: 16 * 1024 * 1024, ...opts }
+    this.budget = new Budget(this.opts.writeAheadBytes)
     this.tree = treeFromCall((op, args, ctx) => this.call(op, args, ctx))
   }
 
@@ -107,11 +131,13 @@ export class CachedTree {
       case 'create': {
         if (!CACHEABLE.test(path)) return callOp(this.inner, op, args, ctx)
         // Close-to-open, as NFS does: an open asks anew, so open-stat-read is never stale.
+        const before = op === 'open' ? this.fresh(this.attrs, path)?.value : undefined
         if (op === 'create') this.changes.mark(path)
         else this.attrs.delete(path)
         await this.sendAll(path)
         const fh = await callOp(this.inner, op, args, ctx) as number
-        this.files.set(fh, { path, flags: op === 'open' ? args[1] as number : O_RDWR, queue: Promise.resolve() })
+        const eof = before && !(before instanceof HerdsError) ? before.size : Infinity
+        this.files.set(fh, { path, flags: op === 'open' ? args[1] as number : O_RDWR, queue: Promise.resolve(), sent: new Set(), ahead: [], eof })
         return fh
       }
       case 'read': {
@@ -134,6 +160,7 @@ export class CachedTree {
         const fh = args[1] as number
         const file = this.files.get(fh)
         if (file) await this.send(fh, file).catch(() => {}) // close(2) heard of any failure already, at flush
+        if (file) this.dropAhead(file, () => true)
         this.files.delete(fh)
         return callOp(this.inner, op, args, ctx)
       }
@@ -242,29 +269,67 @@ export class CachedTree {
     if (map.size > this.opts.maxEntries) map.delete(map.keys().next().value!)
   }
 
-  /** Serves a read from what was read ahead, fetching more (and the next piece in the background) as needed. */
+  /**
+   * Serves a read from what was read ahead, fetching more as needed; past
+   * the middle of a full window, the next few are fetched in the background
+   * (the kernel asks for a whole window at once, so one ahead is not enough
+   * to keep the reader from waiting on a round trip for each).
+   */
   private async read (fh: number, file: OpenFile, offset: number, length: number, ctx?: CallContext): Promise<Uint8Array> {
-    let window = this.usable(file, offset, length)
+    let window = this.usable(file, file.window, offset, length)
     if (!window) {
-      const ahead = file.prefetch?.offset === offset ? await file.prefetch.promise : undefined
-      file.prefetch = undefined
-      window = ahead && this.valid(file, ahead) ? ahead : await this.fetch(file.path, fh, offset, Math.max(length, this.opts.readAheadBytes), ctx)
+      // The kernel sends several reads at once: those that fall in one window wait for the same fetch.
+      const ahead = this.aheadFor(file, offset) ?? this.fetchAhead(file, fh, offset, Math.max(length, this.opts.readAheadBytes))
+      window = this.usable(file, await ahead.promise, offset, length) ?? await this.fetch(file.path, fh, offset, Math.max(length, this.opts.readAheadBytes), ctx)
       // A window that a change overtook on its way serves this read, and is not kept.
       file.window = this.valid(file, window) ? window : undefined
     }
     const start = offset - window.offset
     const piece = window.data.subarray(start, start + length)
-    // Past the middle of a full window: fetch the next one while this one is being read.
-    const end = window.offset + window.data.length
-    if (file.window && window.data.length >= this.opts.readAheadBytes && !file.prefetch && start + length > window.data.length / 2) {
-      file.prefetch = { offset: end, promise: this.fetch(file.path, fh, end, this.opts.readAheadBytes).catch(() => undefined) }
+    if (file.window && window.data.length >= this.opts.readAheadBytes && start + length > window.data.length / 2) {
+      this.readAhead(fh, file, window.offset + window.data.length)
     }
     return piece
   }
 
-  /** The file's window, if it answers this read and nothing changed since it was read. */
-  private usable (file: OpenFile, offset: number, length: number): Window | undefined {
-    const window = file.window
+  /** Fetches the windows after `end` that are not on their way yet, as many as the file's and the mount's bounds allow. */
+  private readAhead (fh: number, file: OpenFile, end: number): void {
+    // The windows ahead follow this one; any others were fetched for a reader that went elsewhere.
+    this.dropAhead(file, (ahead) => ahead.offset < end)
+    if (file.ahead.length > 0 && file.ahead[0].offset !== end) this.dropAhead(file, () => true)
+    const last = file.ahead.at(-1)
+    // Not past the end, as far as the mount knows it (a read there still asks: the file may have grown).
+    for (let next = last ? last.offset + last.size : end; file.ahead.length < this.opts.readAheadWindows && next < file.eof; next += this.opts.readAheadBytes) {
+      if (this.aheadBytes + this.opts.readAheadBytes > this.opts.maxReadAheadBytes) break
+      this.fetchAhead(file, fh, next, this.opts.readAheadBytes)
+    }
+  }
+
+  /** Starts fetching a window and lists it with the file's windows ahead (in file order); a failure is left to the reader's own fetch. */
+  private fetchAhead (file: OpenFile, fh: number, offset: number, size: number): Ahead {
+    const ahead: Ahead = { offset, size, promise: this.fetch(file.path, fh, offset, size).catch(() => undefined) }
+    const at = file.ahead.findIndex((other) => other.offset > offset)
+    file.ahead.splice(at < 0 ? file.ahead.length : at, 0, ahead)
+    this.aheadBytes += size
+    return ahead
+  }
+
+  /** The window ahead that holds `offset` (those wholly before it are dropped: the reader is past them). */
+  private aheadFor (file: OpenFile, offset: number): Ahead | undefined {
+    this.dropAhead(file, (ahead) => ahead.offset + ahead.size <= offset)
+    return file.ahead.find((ahead) => ahead.offset <= offset && offset < ahead.offset + ahead.size)
+  }
+
+  /** Forgets the windows ahead that `drop` picks. */
+  private dropAhead (file: OpenFile, drop: (ahead: Ahead) => boolean): void {
+    file.ahead = file.ahead.filter((ahead) => {
+      if (!drop(ahead)) return true
+      this.aheadBytes -= ahead.size
+      return false
+    })
+  }
+  /** `window`, if it answers this read and nothing changed since it was read. */
+  private usable (file: OpenFile, window: Window | undefined, offset: number, length: number): Window | undefined {
     if (!window || !this.valid(file, window) || offset < window.offset) return undefined
     const end = window.offset + window.data.length
     // A read at or past its end always asks again: the file may have grown.
@@ -279,10 +344,17 @@ export class CachedTree {
   private async fetch (path: string, fh: number, offset: number, length: number, ctx?: CallContext): Promise<Window> {
     const tick = this.changes.now()
     const data = await this.inner.read(path, fh, offset, length, ctx)
-    return { offset, data, short: data.length < length, tick, at: Date.now() }
+    const short = data.length < length
+    const file = this.files.get(fh)
+    if (file) file.eof = short ? offset + data.length : Math.max(file.eof, offset + data.length)
+    return { offset, data, short, tick, at: Date.now() }
   }
 
-  /** Gathers sequential writes; anything else sends what was gathered first. */
+  /**
+   * Gathers sequential writes, and answers a write once it is on its way
+   * (its failure, if any, is told at the next write, flush or fsync); an
+   * appending write waits for its answer, since only the node knows where it lands.
+   */
   private async write (fh: number, file: OpenFile, offset: number, data: Uint8Array, ctx?: CallContext): Promise<number> {
     // Other handles' gathered writes to this file go first, so writes land in the order they were made.
     await this.sendAll(file.path, fh)
@@ -290,15 +362,23 @@ export class CachedTree {
     return this.serial(file, async () => {
       throwFailure(file)
       this.changes.mark(file.path)
-      const gathering = (file.flags & O_APPEND) === 0 && wantsWrite(file.flags) && copy.length < this.opts.writeBehindBytes
+      if ((file.flags & O_APPEND) !== 0 || !wantsWrite(file.flags)) {
+        await this.sendNow(fh, file)
+        await this.landed(file)
+        throwFailure(file)
+        return this.inner.write(file.path, fh, offset, copy, ctx)
+      }
       const dirty = file.dirty
-      if (gathering && dirty && offset === dirty.offset + dirty.size && dirty.size + copy.length <= this.opts.writeBehindBytes) {
+      if (dirty && offset === dirty.offset + dirty.size && dirty.size + copy.length <= this.opts.writeBehindBytes) {
         dirty.chunks.push(copy)
         dirty.size += copy.length
       } else {
         await this.sendNow(fh, file)
-        if (!gathering) return this.inner.write(file.path, fh, offset, copy, ctx)
         file.dirty = { offset, chunks: [copy], size: copy.length }
+        if (copy.length >= this.opts.writeBehindBytes) {
+          await this.sendNow(fh, file)
+          return copy.length
+        }
       }
       // Sent soon even if nothing more comes, so a reader elsewhere is not kept waiting.
       clearTimeout(file.idle)
@@ -308,33 +388,59 @@ export class CachedTree {
     })
   }
 
-  /** Sends one open file's gathered writes, after whatever it is doing now; a failure kept from before is told. */
+  /** Sends one open file's gathered writes and waits for all of its writes to land; a failure is told. */
   private send (fh: number, file: OpenFile): Promise<void> {
     return this.serial(file, async () => {
-      throwFailure(file)
       await this.sendNow(fh, file)
+      await this.landed(file)
+      throwFailure(file)
     })
   }
 
-  /** Sends the gathered writes as one write (the caller holds the file's turn). */
+  /**
+   * Puts the gathered writes on their way as one write (the caller holds the
+   * file's turn), once the mount's budget has room and no write it overlaps
+   * is still on its way (those must land first, in order).
+   */
   private async sendNow (fh: number, file: OpenFile): Promise<void> {
     clearTimeout(file.idle)
     const dirty = file.dirty
     if (!dirty) return
     file.dirty = undefined
-    const data = Buffer.concat(dirty.chunks)
-    try {
-      for (let done = 0; done < data.length;) done += await this.inner.write(file.path, fh, dirty.offset + done, data.subarray(done))
-    } finally {
-      this.changes.mark(file.path)
-    }
+    const data = dirty.chunks.length === 1 ? dirty.chunks[0] : Buffer.concat(dirty.chunks)
+    const start = dirty.offset
+    const end = start + data.length
+    for (const other of file.sent) if (other.start < end && start < other.end) await other.done
+    await this.budget.take(data.length)
+    const sent: Sent = { start, end, done: Promise.resolve() }
+    sent.done = this.writeAll(file, fh, start, data)
+      .catch((err: unknown) => { file.failed ??= toHerdsError(err) })
+      .finally(() => {
+        file.sent.delete(sent)
+        this.budget.give(data.length)
+        this.changes.mark(file.path)
+      })
+    file.sent.add(sent)
   }
 
-  /** Sends every open file's gathered writes to `path` (but `except`'s); a failure is kept for that file's writer. */
+  /** Writes all of `data`, however many pieces the node takes it in. */
+  private async writeAll (file: OpenFile, fh: number, offset: number, data: Uint8Array): Promise<void> {
+    for (let done = 0; done < data.length;) done += await this.inner.write(file.path, fh, offset + done, data.subarray(done))
+  }
+
+  /** Waits for the file's writes on their way to land (failures are kept in `failed`). */
+  private async landed (file: OpenFile): Promise<void> {
+    while (file.sent.size > 0) await Promise.all([...file.sent].map((sent) => sent.done))
+  }
+
+  /** Sends every open file's gathered writes to `path` (but `except`'s) and waits for them to land; a failure is kept for that file's writer. */
   private async sendAll (path: string, except?: number): Promise<void> {
     for (const [fh, file] of this.files) {
       if (fh === except || file.path !== path) continue
-      await this.serial(file, () => this.sendNow(fh, file)).catch((err: HerdsError) => { file.failed ??= toHerdsError(err) })
+      await this.serial(file, async () => {
+        await this.sendNow(fh, file)
+        await this.landed(file)
+      }).catch((err: HerdsError) => { file.failed ??= toHerdsError(err) })
     }
   }
 
@@ -346,7 +452,39 @@ export class CachedTree {
   }
 }
 
-/** A gathered write that failed in the background is told once, to the next writer or closer. */
+/**
+ * Bytes that may be on their way at once: a taker waits, in turn, until what
+ * it takes fits (or nothing else is out, so one piece larger than all still goes).
+ */
+class Budget {
+  private used = 0
+  private readonly waiting: Array<{ bytes: number, go: () => void }> = []
+
+  constructor (private readonly max: number) {}
+
+  take (bytes: number): Promise<void> {
+    if (this.waiting.length === 0 && this.fits(bytes)) {
+      this.used += bytes
+      return Promise.resolve()
+    }
+    return new Promise((resolve) => { this.waiting.push({ bytes, go: resolve }) })
+  }
+
+  give (bytes: number): void {
+    this.used -= bytes
+    while (this.waiting.length > 0 && this.fits(this.waiting[0].bytes)) {
+      const next = this.waiting.shift()!
+      this.used += next.bytes
+      next.go()
+    }
+  }
+
+  private fits (bytes: number): boolean {
+    return this.used === 0 || this.used + bytes <= this.max
+  }
+}
+
+/** A write that failed in the background is told once, to the next writer or closer. */
 function throwFailure (file: OpenFile): void {
   const failed = file.failed
   if (!failed) return

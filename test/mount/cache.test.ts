@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { startHost } from '../../host/server.js'
 import { CachedTree } from '../../mount/cache.js'
+import { HerdsError } from '../../tree/errno.js'
 import { connectHost } from '../../mount/client.js'
 import { startNode } from '../../nodes/node.js'
 import { callOp, treeFromCall } from '../../tree/peer.js'
@@ -49,6 +50,7 @@ t.test('sequential reads in 128 KiB pieces are served from 1 MiB read ahead', as
   const { tree, calls } = counted(connection.remote)
   const cache = new CachedTree(tree).tree
   const path = `${dir}/big.bin`
+  await cache.getattr(path) // as the kernel does before it opens
   const fh = await cache.open(path, O_RDONLY)
   const chunks: Buffer[] = []
   for (let offset = 0; ; offset += 128 * 1024) {
@@ -154,4 +156,112 @@ t.test('a folder\'s attributes are asked anew once a name in it came or went thr
   const onNode = (await connection.remote.getattr(folder)).mtimeMs
   t.not(onNode, 981173106000, 'the rename changed the folder\'s time on the node')
   t.equal((await cache.getattr(folder)).mtimeMs, onNode, 'and the mount says so, not what it kept')
+})
+
+/** The remote tree, whose writes wait for `gate` (held writes stand for a slow link) and may be made to fail. */
+function gated (inner: Tree): { tree: Tree, open: () => void, inFlight: () => number, failAt?: number, fail: (offset: number) => void } {
+  let release: () => void = () => {}
+  let gate = new Promise<void>((resolve) => { release = resolve })
+  let waiting = 0
+  let failAt: number | undefined
+  return {
+    open: () => { release(); gate = Promise.resolve() },
+    inFlight: () => waiting,
+    fail: (offset) => { failAt = offset },
+    tree: treeFromCall(async (op: Op, args, ctx) => {
+      if (op === 'write') {
+        waiting += (args[3] as Uint8Array).length
+        try {
+          await gate
+          if (args[2] === failAt) throw new HerdsError('ENOSPC', 'no space left on the node')
+        } finally {
+          waiting -= (args[3] as Uint8Array).length
+        }
+      }
+      return callOp(inner, op, args, ctx)
+    }),
+  }
+}
+
+t.test('large writes are answered once on their way, at most writeAheadBytes at once, and all land', async (t) => {
+  const link = gated(connection.remote)
+  const cache = new CachedTree(link.tree, { writeAheadBytes: 2 * MiB }).tree
+  const path = `${dir}/ahead.bin`
+  const fh = await cache.create(path, 0o644)
+  await cache.write(path, fh, 0, pattern.subarray(0, MiB))
+  await cache.write(path, fh, MiB, pattern.subarray(MiB, 2 * MiB))
+  t.equal(link.inFlight(), 2 * MiB, 'two 1 MiB writes answered while the node has taken neither')
+  let third = false
+  const writing = cache.write(path, fh, 2 * MiB, pattern.subarray(2 * MiB, 3 * MiB)).then(() => { third = true })
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.equal(third, false, 'the third waits: the budget is spent')
+  t.equal(link.inFlight(), 2 * MiB)
+  link.open()
+  await writing
+  await cache.write(path, fh, 3 * MiB, pattern.subarray(3 * MiB))
+  await cache.flush(path, fh)
+  t.equal(link.inFlight(), 0, 'flush waits for every write to land')
+  await cache.release(path, fh)
+  t.ok(readFileSync(join(nodeHome, 'volumes', 'cached', 'ahead.bin')).equals(pattern), 'the node has every byte, in place')
+})
+
+t.test('a write that fails on its way is told to the next write, then flush has nothing to tell', async (t) => {
+  const link = gated(connection.remote)
+  link.open()
+  link.fail(MiB)
+  const cache = new CachedTree(link.tree).tree
+  const path = `${dir}/full.bin`
+  const fh = await cache.create(path, 0o644)
+  await cache.write(path, fh, 0, pattern.subarray(0, MiB))
+  await cache.write(path, fh, MiB, pattern.subarray(MiB, 2 * MiB))
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  await t.rejects(cache.write(path, fh, 2 * MiB, pattern.subarray(2 * MiB, 3 * MiB)), { code: 'ENOSPC' }, 'the writer hears of it')
+  await cache.flush(path, fh)
+  await cache.release(path, fh)
+})
+
+t.test('a write that fails on its way and is not followed by another is told at flush (close)', async (t) => {
+  const link = gated(connection.remote)
+  link.open()
+  link.fail(0)
+  const cache = new CachedTree(link.tree).tree
+  const path = `${dir}/full2.bin`
+  const fh = await cache.create(path, 0o644)
+  await cache.write(path, fh, 0, pattern.subarray(0, MiB))
+  await t.rejects(cache.flush(path, fh), { code: 'ENOSPC' })
+  await cache.release(path, fh)
+})
+
+t.test('a write over one still on its way waits for it, so the later one wins', async (t) => {
+  const link = gated(connection.remote)
+  const cache = new CachedTree(link.tree).tree
+  const path = `${dir}/over.bin`
+  const fh = await cache.create(path, 0o644)
+  await cache.write(path, fh, 0, Buffer.alloc(MiB, 'a'))
+  const second = cache.write(path, fh, 512 * 1024, Buffer.alloc(MiB, 'b'))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(link.inFlight(), MiB, 'the second is not sent while the first is on its way')
+  link.open()
+  await second
+  await cache.release(path, fh)
+  const got = readFileSync(join(nodeHome, 'volumes', 'cached', 'over.bin'))
+  t.ok(got.equals(Buffer.concat([Buffer.alloc(512 * 1024, 'a'), Buffer.alloc(MiB, 'b')])))
+})
+
+t.test('a read in several pieces at once, as the kernel sends them, is served by the windows read ahead', async (t) => {
+  const { tree, calls } = counted(connection.remote)
+  const cache = new CachedTree(tree).tree
+  const path = `${dir}/big.bin`
+  await cache.getattr(path)
+  const fh = await cache.open(path, O_RDONLY)
+  const piece = 128 * 1024
+  const chunks: Uint8Array[] = []
+  // A read ahead by the kernel: a window's pieces asked for at once, from an offset that is not a window's.
+  for (let offset = 3 * piece; offset < pattern.length; offset += 8 * piece) {
+    const ends = Array.from({ length: 8 }, (_, i) => offset + i * piece).filter((o) => o < pattern.length)
+    chunks.push(...await Promise.all(ends.map((o) => cache.read(path, fh, o, piece))))
+  }
+  await cache.release(path, fh)
+  t.ok(Buffer.concat(chunks).equals(pattern.subarray(3 * piece)), 'the bytes are the file\'s')
+  t.ok(calls.read <= 6, `${calls.read} reads reached the node for ${chunks.length} made`)
 })
