@@ -61,7 +61,14 @@ const ALIASES: Record<string, Errno> = { EOPNOTSUPP: 'ENOTSUP', EWOULDBLOCK: 'EA
 export class HerdsError extends Error {
   readonly code: Errno
   constructor (code: Errno, message: string) {
-    super(message)
+    // An answer (ENOENT, EACCES), made by the thousand, not a bug: where it was made is not worth a stack.
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
+    try {
+      super(message)
+    } finally {
+      Error.stackTraceLimit = limit
+    }
     this.name = 'HerdsError'
     this.code = code
   }
