@@ -85,6 +85,7 @@ async function runMount (url: string, dir: string, access: Access, allowOther = 
   const cache = connection.cache
   const mounted = await mountTree(connection.tree, dir, {
     settled: (path) => cache.settled(path),
+    nameSettled: (path) => cache.nameSettled(path),
     onChange: (listener) => cache.onChange(listener),
     allowOther,
   })

@@ -114,6 +114,11 @@ export class CachedTree {
     return !this.changes.lately(path)
   }
 
+  /** Did the name `path` settle: it, and the folders above it, unchanged in the last second (names in it may come and go)? */
+  nameSettled (path: string): boolean {
+    return !this.changes.nameLately(path)
+  }
+
   /** Nothing kept is used again (after a reconnection, when changes may have been missed). */
   clear (): void {
     this.changes.markAll()
@@ -153,8 +158,10 @@ export class CachedTree {
       }
       case 'flush': {
         const file = this.files.get(args[1] as number)
-        if (file) await this.send(args[1] as number, file)
-        return callOp(this.inner, op, args, ctx)
+        if (!file) return callOp(this.inner, op, args, ctx)
+        // A node's real file holds nothing back (its writes go straight to the file, tree/local.ts):
+        // once this mount's writes have landed, close(2) has its answer without another round trip.
+        return this.send(args[1] as number, file)
       }
       case 'release': {
         const fh = args[1] as number

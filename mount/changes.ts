@@ -54,11 +54,20 @@ export class Changes {
     return this.latest(path, (m) => m.at > after)
   }
 
-  private latest (path: string, test: (mark: Mark) => boolean): boolean {
+  /**
+   * Did `path` itself, or a folder above it, change in the last SETTLE_MS?
+   * Names that came or went in it do not count: which file it names is the same.
+   */
+  nameLately (path: string): boolean {
+    const after = Date.now() - SETTLE_MS
+    return this.latest(path, (m) => m.at > after, false)
+  }
+
+  private latest (path: string, test: (mark: Mark) => boolean, listing = true): boolean {
     if (test(this.all)) return true
     // A folder whose names changed has new attributes too (mtime, nlink): rsync
     // reads them to decide whether the folder's time still needs setting.
-    const own = this.listing.get(path)
+    const own = listing ? this.listing.get(path) : undefined
     if (own && test(own)) return true
     for (let p = path; ; p = parentOf(p)) {
       const mark = this.subtree.get(p)

@@ -120,6 +120,8 @@ function inodeNumber (path: string, stat: Stat, nodeid: number): number {
 export interface LowLevelOptions {
   /** Is this path's kernel cache safe to keep now (no change in the last moment)? Default: yes. */
   settled?: (path: string) => boolean
+  /** Is this path's name safe to keep now (it and its folders unchanged in the last moment; names in it may come and go)? Default: yes. */
+  nameSettled?: (path: string) => boolean
   /** Subscribes to changes heard from the host: paths, or undefined for everything. */
   onChange?: (listener: (paths: string[] | undefined) => void) => void
   /** Other users of this machine may use the mount, as the modes shown allow (mount/sharing.ts). */
@@ -232,9 +234,15 @@ class Adapter {
     return isRealFile(path) && (this.opts.settled?.(path) ?? true) ? REAL_TTL_S : 0
   }
 
-  /** How long the kernel may keep the name `path` (s), whose attributes it keeps `ttl`. */
+  /**
+   * How long the kernel may keep the name `path` (s), whose attributes it keeps `ttl`. A real
+   * folder's name is kept long while names come and go in it (its attributes are not): which
+   * folder it names is the same, so a path walked again and again (tar, a build) does not ask
+   * for each folder on it. A name that itself changed lately is not kept (SQLite's journal).
+   */
   private entryTtl (path: string, stat: Stat, ttl: number): number {
-    return ttl === 0 && !isRealFile(path) && (stat.mode & S_IFMT) === S_IFDIR ? SYNTHETIC_DIR_ENTRY_TTL_S : ttl
+    if (isRealFile(path)) return this.opts.nameSettled?.(path) ?? true ? REAL_TTL_S : ttl
+    return ttl === 0 && (stat.mode & S_IFMT) === S_IFDIR ? SYNTHETIC_DIR_ENTRY_TTL_S : ttl
   }
 
   /** Looks up `name` in `parent` on the tree and answers with its entry, counting the kernel's lookup. */
@@ -354,7 +362,12 @@ class Adapter {
       await this.replyEntry(req, req.n[0], req.name!)
     },
     [OP.UNLINK]: async (req) => {
-      await this.tree.unlink(this.inodes.childPath(req.n[0], req.name!), req.ctx)
+      const path = this.inodes.childPath(req.n[0], req.name!)
+      // An open file about to lose its name is known by what it is now (fstat after unlink); the kernel
+      // keeps names long, so what the mount last heard of it may be from before its writes.
+      const open = this.inodes.child(req.n[0], req.name!)
+      if (open?.opens) open.stat = await this.tree.getattr(path, req.ctx).catch(() => open.stat)
+      await this.tree.unlink(path, req.ctx)
       this.inodes.removed(req.n[0], req.name!)
       this.ok(req)
     },
@@ -384,11 +397,14 @@ class Adapter {
     [OP.OPEN]: async (req) => {
       const [nodeid, flags] = req.n
       const path = this.named(nodeid)
-      const fh = await this.tree.open(path, toTreeFlags(flags), req.ctx)
+      const opening = this.tree.open(path, toTreeFlags(flags), req.ctx)
+      // Appends land where the node's file ends, which the kernel's pages would not know: such a file skips them.
+      // Asked with the open, not after it: both see what was closed before this open began, in one round trip.
+      const how = flags & fsConstants.O_APPEND ? Promise.resolve(DIRECT_IO) : this.openFlags(req, nodeid, path)
+      how.catch(() => {}) // an open that fails says why; this answer is then not needed
+      const fh = await opening
       const node = this.known(nodeid)
       node.opens = (node.opens ?? 0) + 1
-      // Appends land where the node's file ends, which the kernel's pages would not know: such a file skips them.
-      const how = flags & fsConstants.O_APPEND ? Promise.resolve(DIRECT_IO) : this.openFlags(req, nodeid, path)
       const replied = await how.then((bits) => this.native.replyOpen(this.session, req.id, fh, bits), () => false)
       if (!replied) {
         node.opens--

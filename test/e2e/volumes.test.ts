@@ -71,6 +71,30 @@ t.test('what the node changes by itself shows through the mount within a second:
   t.ok(gone <= 1000, `its removal within ${gone} ms`)
 })
 
+t.test('a name made through the mount and at once removed or made a folder on the node: the mount sees that within a second', async (t) => {
+  // The kernel keeps a real file's name even while it changes; only the node's report may drop it.
+  const dir = join(volumes, 'swapped')
+  await mkdir(dir)
+  const within = async (check: () => Promise<boolean>): Promise<number> => {
+    const started = Date.now()
+    while (!(await check())) {
+      if (Date.now() - started > 1000) return Infinity
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    return Date.now() - started
+  }
+  await writeFile(join(dir, 'a.txt'), 'made through the mount\n')
+  await writeFile(join(dir, 'b.txt'), 'made through the mount\n')
+  t.equal((await stat(join(dir, 'a.txt'))).size, 23)
+  rmSync(join(onDisk, 'swapped', 'a.txt'))
+  rmSync(join(onDisk, 'swapped', 'b.txt'))
+  mkdirSync(join(onDisk, 'swapped', 'b.txt'))
+  const gone = await within(async () => await errnoOf(stat(join(dir, 'a.txt'))) === 'ENOENT')
+  t.ok(gone <= 1000, `the removed name is gone within ${gone} ms`)
+  const folder = await within(async () => (await stat(join(dir, 'b.txt')).catch(() => undefined))?.isDirectory() === true)
+  t.ok(folder <= 1000, `the name now a folder shows as one within ${folder} ms`)
+})
+
 t.test('a change on the node to a volume shows where a sandbox mounts it, too', async (t) => {
   await mkdir(join(up.nodeDir, 'sandboxes', 'viewer'))
   await writeFile(join(up.nodeDir, 'sandboxes', 'viewer', 'config.json'), JSON.stringify({ volumes: { data: 'fresh' } }))

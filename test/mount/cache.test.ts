@@ -265,3 +265,16 @@ t.test('a read in several pieces at once, as the kernel sends them, is served by
   t.ok(Buffer.concat(chunks).equals(pattern.subarray(3 * piece)), 'the bytes are the file\'s')
   t.ok(calls.read <= 6, `${calls.read} reads reached the node for ${chunks.length} made`)
 })
+
+t.test('a close of a real file asks the node nothing once its writes have landed (its tree holds nothing back)', async (t) => {
+  const { tree, calls } = counted(connection.remote)
+  const cache = new CachedTree(tree).tree
+  const path = `${dir}/closed.txt`
+  const fh = await cache.create(path, 0o644)
+  await cache.write(path, fh, 0, Buffer.from('closed\n'))
+  await cache.flush(path, fh)
+  t.equal(calls.write, 1, 'the write went out at the close')
+  t.equal(calls.flush, undefined, 'no flush reached the node')
+  await cache.release(path, fh)
+  t.equal(readFileSync(join(nodeHome, 'volumes', 'cached', 'closed.txt'), 'utf8'), 'closed\n')
+})
