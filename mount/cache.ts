@@ -158,7 +158,7 @@ export class CachedTree {
       }
       case 'flush': {
         const file = this.files.get(args[1] as number)
-        if (!file) return callOp(this.inner, op, args, ctx)
+        if (!file || !CACHEABLE.test(path)) return callOp(this.inner, op, args, ctx)
         // A node's real file holds nothing back (its writes go straight to the file, tree/local.ts):
         // once this mount's writes have landed, close(2) has its answer without another round trip.
         return this.send(args[1] as number, file)

@@ -329,21 +329,25 @@ class Adapter {
     [OP.SETATTR]: async (req) => {
       const [nodeid, , toSet, mode, uid, gid, size] = req.n
       const path = this.named(nodeid)
-      if (toSet & SET.MODE) await this.tree.chmod(path, mode & 0o7777, req.ctx)
+      // The node answers each change with the attributes after it (a real file's): the last is the reply, with no getattr.
+      let after: Stat | void = undefined
+      if (toSet & SET.MODE) after = await this.tree.chmod(path, mode & 0o7777, req.ctx)
       if (toSet & (SET.UID | SET.GID)) {
         // Every file shows as the mount user's: giving it to that user changes nothing; any other owner is refused.
         if (((toSet & SET.UID) && uid !== this.uid) || ((toSet & SET.GID) && gid !== this.gid)) throw new HerdsError('EPERM', 'files on the mount belong to the mount user')
       }
-      if (toSet & SET.SIZE) await this.tree.truncate(path, size, req.ctx)
+      if (toSet & SET.SIZE) after = await this.tree.truncate(path, size, req.ctx)
       if (toSet & (SET.ATIME | SET.MTIME | SET.ATIME_NOW | SET.MTIME_NOW)) {
         // [atime s, ns, mtime s, ns], exact; a time not asked for is left as it is on the node (UTIME_OMIT).
         const times = new Float64Array(req.data!.buffer.slice(req.data!.byteOffset, req.data!.byteOffset + 32))
         const now = timeFromMs(Date.now())
         const pick = (set: number, setNow: number, sec: number, nsec: number): TimeSpec | null =>
           toSet & setNow ? now : toSet & set ? { sec, nsec } : null
-        await this.tree.utimens(path, pick(SET.ATIME, SET.ATIME_NOW, times[0], times[1]), pick(SET.MTIME, SET.MTIME_NOW, times[2], times[3]), req.ctx)
+        after = await this.tree.utimens(path, pick(SET.ATIME, SET.ATIME_NOW, times[0], times[1]), pick(SET.MTIME, SET.MTIME_NOW, times[2], times[3]), req.ctx)
       }
-      await this.replyAttr(req, nodeid)
+      if (!after) return this.replyAttr(req, nodeid)
+      this.known(nodeid).stat = after
+      this.native.replyAttr(this.session, req.id, this.attr(path, after, nodeid), this.ttl(path))
     },
     [OP.READLINK]: async (req) => {
       this.native.replyReadlink(this.session, req.id, await this.tree.readlink(this.named(req.n[0]), req.ctx))

@@ -125,7 +125,7 @@ export class LocalTree implements Tree {
 
   getattr (path: string): Promise<Stat> {
     // The root is named by its open descriptor, which stat follows to the folder itself.
-    return this.entry(path, async ({ at, root }) => toStat(root ? await stat(at, { bigint: true }) : await lstat(at, { bigint: true })))
+    return this.entry(path, async ({ at, root }) => statOf(at, root))
   }
 
   readdir (path: string): Promise<string[]> {
@@ -171,10 +171,15 @@ export class LocalTree implements Tree {
     return guard(path, () => flockHandle(this.file(fh), op, wait, ctx?.signal))
   }
 
-  truncate (path: string, size: number): Promise<void> {
+  truncate (path: string, size: number): Promise<Stat> {
     return guard(path, async () => {
       const file = await this.openFile(path, constants.O_WRONLY)
-      try { await file.truncate(size) } finally { await file.close() }
+      try {
+        await file.truncate(size)
+        return toStat(await file.stat({ bigint: true }))
+      } finally {
+        await file.close()
+      }
     })
   }
 
@@ -315,35 +320,45 @@ export class LocalTree implements Tree {
   }
 
   /** Sets the entry's own times (a link's, not its target's) to the nanosecond; Node's utimes, to about a microsecond, without the addon. */
-  utimens (path: string, atime: TimeSpec | null, mtime: TimeSpec | null): Promise<void> {
+  utimens (path: string, atime: TimeSpec | null, mtime: TimeSpec | null): Promise<Stat> {
     return this.entry(path, async ({ at, root }) => {
-      // The root is named by its open descriptor: "/." is the folder itself, not the /proc link.
-      if (hasFileCalls()) return utimensAt(root ? `${at}/.` : at, atime, mtime)
-      const now = atime && mtime ? undefined : toStat(root ? await stat(at, { bigint: true }) : await lstat(at, { bigint: true }))
+      if (hasFileCalls()) {
+        // The root is named by its open descriptor: "/." is the folder itself, not the /proc link.
+        await utimensAt(root ? `${at}/.` : at, atime, mtime)
+        return statOf(at, root)
+      }
+      const now = atime && mtime ? undefined : await statOf(at, root)
       const seconds = (time: TimeSpec | null, which: 'atime' | 'mtime'): number => time ? time.sec + time.nsec / 1e9 : msOf(timeOf(now!, which)) / 1000
       await (root ? utimes : lutimes)(at, seconds(atime, 'atime'), seconds(mtime, 'mtime'))
+      return statOf(at, root)
     })
   }
 
-  chmod (path: string, mode: number): Promise<void> {
+  chmod (path: string, mode: number): Promise<Stat> {
     return this.entry(path, async ({ at, root }) => {
-      if (root) return chmod(at, mode & 0o7777)
-      // chmod(2) follows links, and a link's target may lie outside: change the
-      // mode through a descriptor that names the entry itself, never followed.
-      const file = await open(at, (DESCRIPTOR_RELATIVE ? O_PATH : constants.O_RDONLY | constants.O_NONBLOCK) | constants.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'ELOOP') throw new HerdsError('ENOTSUP', `cannot chmod a symbolic link: ${path}`)
-        if (DESCRIPTOR_RELATIVE) throw err
-        return undefined // the fallback, unreadable to us: the path, whose parent was checked
-      })
-      if (!file) return chmod(at, mode & 0o7777)
-      try {
-        if ((await file.stat()).isSymbolicLink()) throw new HerdsError('ENOTSUP', `cannot chmod a symbolic link: ${path}`)
-        if (DESCRIPTOR_RELATIVE) await chmod(`/proc/self/fd/${file.fd}`, mode & 0o7777)
-        else await file.chmod(mode & 0o7777)
-      } finally {
-        await file.close()
-      }
+      await this.chmodAt(path, at, root, mode)
+      return statOf(at, root)
     })
+  }
+
+  /** chmod of the entry `at` names, never of where a link leads. */
+  private async chmodAt (path: string, at: string, root: boolean, mode: number): Promise<void> {
+    if (root) return chmod(at, mode & 0o7777)
+    // chmod(2) follows links, and a link's target may lie outside: change the
+    // mode through a descriptor that names the entry itself, never followed.
+    const file = await open(at, (DESCRIPTOR_RELATIVE ? O_PATH : constants.O_RDONLY | constants.O_NONBLOCK) | constants.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ELOOP') throw new HerdsError('ENOTSUP', `cannot chmod a symbolic link: ${path}`)
+      if (DESCRIPTOR_RELATIVE) throw err
+      return undefined // the fallback, unreadable to us: the path, whose parent was checked
+    })
+    if (!file) return chmod(at, mode & 0o7777)
+    try {
+      if ((await file.stat()).isSymbolicLink()) throw new HerdsError('ENOTSUP', `cannot chmod a symbolic link: ${path}`)
+      if (DESCRIPTOR_RELATIVE) await chmod(`/proc/self/fd/${file.fd}`, mode & 0o7777)
+      else await file.chmod(mode & 0o7777)
+    } finally {
+      await file.close()
+    }
   }
 
   statfs (path: string): Promise<Statfs> {
@@ -377,4 +392,9 @@ function staysInside (path: string, target: string): boolean {
   const leading = ups === -1 ? parts.length : ups
   if (parts.slice(leading).includes('..')) return false
   return leading <= splitPath(path).length - 1
+}
+
+/** The attributes of the entry `at` names (the root: the folder its descriptor names), links not followed. */
+async function statOf (at: string, root: boolean): Promise<Stat> {
+  return toStat(root ? await stat(at, { bigint: true }) : await lstat(at, { bigint: true }))
 }

@@ -166,7 +166,7 @@ export class SyntheticTree implements Tree {
     await file.handle.release?.()
   }
 
-  async truncate (path: string, size: number, ctx?: CallContext): Promise<void> {
+  async truncate (path: string, size: number, ctx?: CallContext): Promise<Stat | void> {
     const r = await this.resolve(path)
     if (r.kind === 'tree') return r.tree.truncate(r.rest, size, ctx)
     if (r.node.kind === 'dir') throw new HerdsError('EISDIR', `is a directory: ${path}`)
@@ -232,13 +232,13 @@ export class SyntheticTree implements Tree {
     throw new HerdsError('EINVAL', `not a symbolic link: ${path}`)
   }
 
-  async utimens (path: string, atime: TimeSpec | null, mtime: TimeSpec | null, ctx?: CallContext): Promise<void> {
+  async utimens (path: string, atime: TimeSpec | null, mtime: TimeSpec | null, ctx?: CallContext): Promise<Stat | void> {
     const r = await this.resolve(path)
     if (r.kind === 'tree') return r.tree.utimens(r.rest, atime, mtime, ctx)
     // touch on a synthetic file is harmless; its times are computed.
   }
 
-  async chmod (path: string, mode: number, ctx?: CallContext): Promise<void> {
+  async chmod (path: string, mode: number, ctx?: CallContext): Promise<Stat | void> {
     const r = await this.resolve(path)
     if (r.kind === 'tree') return r.tree.chmod(r.rest, mode, ctx)
     throw new HerdsError('EPERM', `the mode of a synthetic file is fixed: ${path}`)

@@ -112,7 +112,8 @@ export interface Tree {
   read (path: string, fh: number, offset: number, length: number, ctx?: CallContext): Promise<Uint8Array>
   /** Writes `data` at `offset`; returns the number of bytes taken. */
   write (path: string, fh: number, offset: number, data: Uint8Array, ctx?: CallContext): Promise<number>
-  truncate (path: string, size: number, ctx?: CallContext): Promise<void>
+  /** Sets the size; like utimens and chmod, may return the file's attributes after the change (so no getattr need follow). */
+  truncate (path: string, size: number, ctx?: CallContext): Promise<Stat | void>
   /** Called on every close(2) of a descriptor; its error is close(2)'s error. */
   flush (path: string, fh: number, ctx?: CallContext): Promise<void>
   /** Called once when the last descriptor of a handle is gone. */
@@ -134,8 +135,8 @@ export interface Tree {
   symlink (target: string, path: string, ctx?: CallContext): Promise<void>
   readlink (path: string, ctx?: CallContext): Promise<string>
   /** Sets the access and modification times exactly; null leaves that one as it is (UTIME_OMIT). */
-  utimens (path: string, atime: TimeSpec | null, mtime: TimeSpec | null, ctx?: CallContext): Promise<void>
-  chmod (path: string, mode: number, ctx?: CallContext): Promise<void>
+  utimens (path: string, atime: TimeSpec | null, mtime: TimeSpec | null, ctx?: CallContext): Promise<Stat | void>
+  chmod (path: string, mode: number, ctx?: CallContext): Promise<Stat | void>
   statfs (path: string, ctx?: CallContext): Promise<Statfs>
   /** Makes a fifo or a socket (`mode` carries S_IFIFO or S_IFSOCK and the permission bits); devices are EPERM. */
   mknod (path: string, mode: number, ctx?: CallContext): Promise<void>

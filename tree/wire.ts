@@ -17,7 +17,7 @@ export const MAX_PATH = 4096 + 1024
 const NAME_TOO_LONG = `a name in the path is longer than ${NAME_MAX} bytes`
 
 /** The protocol version; a peer speaking any other version is refused. */
-export const PROTOCOL_VERSION = 3
+export const PROTOCOL_VERSION = 4
 
 /**
  * A path inside a tree, normalised. ".." is refused rather than resolved, so no
@@ -119,7 +119,8 @@ export const OP_RESULTS = {
   open: Fh,
   read: Bytes,
   write: z.number().int().min(0),
-  truncate: z.null().optional(),
+  // A change of attributes answers with the attributes after it, where the tree knows them (protocol 4).
+  truncate: StatSchema.nullable().optional(),
   flush: z.null().optional(),
   release: z.null().optional(),
   create: Fh,
@@ -130,8 +131,8 @@ export const OP_RESULTS = {
   link: z.null().optional(),
   symlink: z.null().optional(),
   readlink: z.string(),
-  utimens: z.null().optional(),
-  chmod: z.null().optional(),
+  utimens: StatSchema.nullable().optional(),
+  chmod: StatSchema.nullable().optional(),
   statfs: StatfsSchema,
   mknod: z.null().optional(),
   fsync: z.null().optional(),

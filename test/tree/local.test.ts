@@ -105,3 +105,17 @@ t.test('both walks beneath the root, the kernel\'s (openat2) and the one name by
   t.same(kernel, ['/p/up/p/here ok 4', '/p/q/out/x EACCES', '/abs/passwd EACCES', '/abs/none/x EACCES', '/inside/here ok 4',
     `/inside/q ok ${kernel[5].split(' ')[2]}`, '/p/none/x ENOENT', '/p/here/x ENOTDIR', '/loop/x ELOOP'])
 })
+
+t.test('utimens, chmod and truncate answer with the attributes after the change, as a stat then says', async (t) => {
+  const tree = new LocalTree(root)
+  writeFileSync(join(root, 'answered.txt'), 'twelve bytes')
+  const timed = await tree.utimens('/answered.txt', { sec: 981173106, nsec: 5 }, { sec: 981173107, nsec: 7 })
+  t.match(timed, { atimeNsec: 5, mtimeNsec: 7, size: 12 })
+  const moded = await tree.chmod('/answered.txt', 0o600)
+  t.equal(moded && moded.mode & 0o7777, 0o600)
+  const cut = await tree.truncate('/answered.txt', 3)
+  t.equal(cut && cut.size, 3)
+  t.same(cut, await tree.getattr('/answered.txt'), 'the last answer is what getattr says')
+  const folder = await tree.chmod('/', 0o755)
+  t.equal(folder && folder.mode & S_IFMT, S_IFDIR, 'the root answers as the folder')
+})
