@@ -158,7 +158,7 @@ export class CachedTree {
       }
       case 'flush': {
         const file = this.files.get(args[1] as number)
-        if (!file || !CACHEABLE.test(path)) return callOp(this.inner, op, args, ctx)
+        if (!file) return callOp(this.inner, op, args, ctx)
         // A node's real file holds nothing back (its writes go straight to the file, tree/local.ts):
         // once this mount's writes have landed, close(2) has its answer without another round trip.
         return this.send(args[1] as number, file)
@@ -287,7 +287,7 @@ export class CachedTree {
     if (!window) {
       // The kernel sends several reads at once: those that fall in one window wait for the same fetch.
       const ahead = this.aheadFor(file, offset) ?? this.fetchAhead(file, fh, offset, Math.max(length, this.opts.readAheadBytes))
-      window = this.usable(file, await ahead.promise, offset, length) ?? await this.fetch(file.path, fh, offset, Math.max(length, this.opts.readAheadBytes), ctx)
+      window = this.usable(file, await ahead.promise, offset, length) ?? await this.fetch(file, fh, offset, Math.max(length, this.opts.readAheadBytes), ctx)
       // A window that a change overtook on its way serves this read, and is not kept.
       file.window = this.valid(file, window) ? window : undefined
     }
@@ -314,7 +314,7 @@ export class CachedTree {
 
   /** Starts fetching a window and lists it with the file's windows ahead (in file order); a failure is left to the reader's own fetch. */
   private fetchAhead (file: OpenFile, fh: number, offset: number, size: number): Ahead {
-    const ahead: Ahead = { offset, size, promise: this.fetch(file.path, fh, offset, size).catch(() => undefined) }
+    const ahead: Ahead = { offset, size, promise: this.fetch(file, fh, offset, size).catch(() => undefined) }
     const at = file.ahead.findIndex((other) => other.offset > offset)
     file.ahead.splice(at < 0 ? file.ahead.length : at, 0, ahead)
     this.aheadBytes += size
@@ -335,6 +335,7 @@ export class CachedTree {
       return false
     })
   }
+
   /** `window`, if it answers this read and nothing changed since it was read. */
   private usable (file: OpenFile, window: Window | undefined, offset: number, length: number): Window | undefined {
     if (!window || !this.valid(file, window) || offset < window.offset) return undefined
@@ -348,12 +349,12 @@ export class CachedTree {
     return Date.now() - window.at < this.opts.ttlMs && !this.changes.since(file.path, window.tick)
   }
 
-  private async fetch (path: string, fh: number, offset: number, length: number, ctx?: CallContext): Promise<Window> {
+  /** Reads a window of the file, and learns where the file ends from it. */
+  private async fetch (file: OpenFile, fh: number, offset: number, length: number, ctx?: CallContext): Promise<Window> {
     const tick = this.changes.now()
-    const data = await this.inner.read(path, fh, offset, length, ctx)
+    const data = await this.inner.read(file.path, fh, offset, length, ctx)
     const short = data.length < length
-    const file = this.files.get(fh)
-    if (file) file.eof = short ? offset + data.length : Math.max(file.eof, offset + data.length)
+    file.eof = short ? offset + data.length : Math.max(file.eof, offset + data.length)
     return { offset, data, short, tick, at: Date.now() }
   }
 
@@ -370,8 +371,7 @@ export class CachedTree {
       throwFailure(file)
       this.changes.mark(file.path)
       if ((file.flags & O_APPEND) !== 0 || !wantsWrite(file.flags)) {
-        await this.sendNow(fh, file)
-        await this.landed(file)
+        await this.drain(fh, file)
         throwFailure(file)
         return this.inner.write(file.path, fh, offset, copy, ctx)
       }
@@ -398,8 +398,7 @@ export class CachedTree {
   /** Sends one open file's gathered writes and waits for all of its writes to land; a failure is told. */
   private send (fh: number, file: OpenFile): Promise<void> {
     return this.serial(file, async () => {
-      await this.sendNow(fh, file)
-      await this.landed(file)
+      await this.drain(fh, file)
       throwFailure(file)
     })
   }
@@ -435,8 +434,9 @@ export class CachedTree {
     for (let done = 0; done < data.length;) done += await this.inner.write(file.path, fh, offset + done, data.subarray(done))
   }
 
-  /** Waits for the file's writes on their way to land (failures are kept in `failed`). */
-  private async landed (file: OpenFile): Promise<void> {
+  /** Sends the gathered writes and waits for all of the file's writes on their way to land (failures are kept in `failed`). */
+  private async drain (fh: number, file: OpenFile): Promise<void> {
+    await this.sendNow(fh, file)
     while (file.sent.size > 0) await Promise.all([...file.sent].map((sent) => sent.done))
   }
 
@@ -444,10 +444,7 @@ export class CachedTree {
   private async sendAll (path: string, except?: number): Promise<void> {
     for (const [fh, file] of this.files) {
       if (fh === except || file.path !== path) continue
-      await this.serial(file, async () => {
-        await this.sendNow(fh, file)
-        await this.landed(file)
-      }).catch((err: HerdsError) => { file.failed ??= toHerdsError(err) })
+      await this.serial(file, () => this.drain(fh, file)).catch((err: HerdsError) => { file.failed ??= toHerdsError(err) })
     }
   }
 

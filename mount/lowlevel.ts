@@ -241,7 +241,7 @@ class Adapter {
    * for each folder on it. A name that itself changed lately is not kept (SQLite's journal).
    */
   private entryTtl (path: string, stat: Stat, ttl: number): number {
-    if (isRealFile(path)) return this.opts.nameSettled?.(path) ?? true ? REAL_TTL_S : ttl
+    if (isRealFile(path)) return (this.opts.nameSettled?.(path) ?? true) ? REAL_TTL_S : ttl
     return ttl === 0 && (stat.mode & S_IFMT) === S_IFDIR ? SYNTHETIC_DIR_ENTRY_TTL_S : ttl
   }
 
@@ -260,16 +260,18 @@ class Adapter {
     return sent
   }
 
-  private async replyAttr (req: Request, nodeid: number): Promise<void> {
+  /** Answers with the inode's attributes: `known` when a change just answered with them, else asked for. */
+  private async replyAttr (req: Request, nodeid: number, known?: Stat | void | null): Promise<void> {
     const node = this.known(nodeid)
     const path = this.inodes.path(nodeid)
     // A file whose name is gone is known by what it was (fstat on an unlinked file).
     const gone = node.parent === 0 && nodeid !== ROOT && node.stat
-    const stat = gone ? { ...node.stat!, nlink: 0 } : await this.tree.getattr(path, req.ctx).catch((err: unknown) => {
+    const ask = (): Promise<Stat> => this.tree.getattr(path, req.ctx).catch((err: unknown) => {
       // fstat on an open file whose name is gone (a token's secret, taken at open): what it was.
       if (node.opens && node.stat && toHerdsError(err).code === 'ENOENT') return node.stat
       throw err
     })
+    const stat = known || (gone ? { ...node.stat!, nlink: 0 } : await ask())
     node.stat = stat
     this.native.replyAttr(this.session, req.id, this.attr(path, stat, nodeid), this.ttl(path))
   }
@@ -330,7 +332,7 @@ class Adapter {
       const [nodeid, , toSet, mode, uid, gid, size] = req.n
       const path = this.named(nodeid)
       // The node answers each change with the attributes after it (a real file's): the last is the reply, with no getattr.
-      let after: Stat | void = undefined
+      let after: Stat | void | null = undefined
       if (toSet & SET.MODE) after = await this.tree.chmod(path, mode & 0o7777, req.ctx)
       if (toSet & (SET.UID | SET.GID)) {
         // Every file shows as the mount user's: giving it to that user changes nothing; any other owner is refused.
@@ -345,9 +347,7 @@ class Adapter {
           toSet & setNow ? now : toSet & set ? { sec, nsec } : null
         after = await this.tree.utimens(path, pick(SET.ATIME, SET.ATIME_NOW, times[0], times[1]), pick(SET.MTIME, SET.MTIME_NOW, times[2], times[3]), req.ctx)
       }
-      if (!after) return this.replyAttr(req, nodeid)
-      this.known(nodeid).stat = after
-      this.native.replyAttr(this.session, req.id, this.attr(path, after, nodeid), this.ttl(path))
+      await this.replyAttr(req, nodeid, after)
     },
     [OP.READLINK]: async (req) => {
       this.native.replyReadlink(this.session, req.id, await this.tree.readlink(this.named(req.n[0]), req.ctx))

@@ -1,21 +1,18 @@
 // A job whose output files cannot be made (issue 10, point 4): the node's job folder is a tmpfs
 // with few inodes, filled for real. The job ends failed_to_start, its readers end, the slot is free.
-import { execFileSync, spawn } from 'node:child_process'
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { errnoOf } from './files.js'
-import { spawnHerds, tempDir, unmountAtTeardown } from './harness.js'
+import { spawnHerds, tempDir, tmpfsAt, unmountAtTeardown } from './harness.js'
 
 const root = tempDir(t)
 const home = join(root, 'home')
 const mnt = join(root, 'mnt')
 const jobsDir = join(home, 'nodes', 'studio', 'jobs')
-mkdirSync(jobsDir, { recursive: true })
-execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,nr_inodes=64', 'tmpfs', jobsDir])
-// Registered before herds up, so it runs after herds up has stopped (teardowns run last first).
-t.teardown(() => { try { execFileSync('umount', ['-l', jobsDir]) } catch { /* gone */ } })
+tmpfsAt(t, jobsDir, 'size=4m,nr_inodes=64')
 unmountAtTeardown(t, mnt)
 const up = spawnHerds(t, ['up', '--port', '0', '--name', 'studio', '--mount', mnt], home)
 await up.waitFor(/Ctrl-C to stop/)

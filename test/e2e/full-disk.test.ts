@@ -1,19 +1,15 @@
 // A volume whose disk fills up, for real (a 4 MiB tmpfs), through a real mount: the mount answers a
 // write once it is on its way, so the node's ENOSPC must still reach the writer, at a later write or at close.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { spawnHerds, tempDir, unmountAtTeardown } from './harness.js'
+import { spawnHerds, tempDir, tmpfsAt, unmountAtTeardown } from './harness.js'
 
 const root = tempDir(t)
 const home = join(root, 'home')
 const mnt = join(root, 'mnt')
 const small = join(home, 'nodes', 'studio', 'volumes', 'small')
-mkdirSync(small, { recursive: true })
-execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small])
-// Registered before herds up, so it runs after herds up has stopped (teardowns run last first).
-t.teardown(() => { try { execFileSync('umount', ['-l', small]) } catch { /* gone */ } })
+tmpfsAt(t, small, 'size=4m')
 unmountAtTeardown(t, mnt)
 const up = spawnHerds(t, ['up', '--port', '0', '--name', 'studio', '--mount', mnt], home)
 await up.waitFor(/Ctrl-C to stop/)

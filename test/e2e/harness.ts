@@ -4,7 +4,7 @@
  * FUSE mount and the temporary directory.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -85,6 +85,16 @@ export function spawnHerds (t: Teardown, args: string[], home: string, env: Reco
 /** Is `dir` a mountpoint right now? */
 export function isMounted (dir: string): boolean {
   return readFileSync('/proc/mounts', 'utf8').split('\n').some((line) => line.split(' ')[1] === dir)
+}
+
+/**
+ * Mounts a small tmpfs at `dir` (made if missing), to fill for real, and unmounts it at teardown.
+ * Call it before starting herds, so its teardown runs after herds has stopped (teardowns run last first).
+ */
+export function tmpfsAt (t: Teardown, dir: string, options: string): void {
+  mkdirSync(dir, { recursive: true })
+  execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', dir])
+  t.teardown(() => { try { execFileSync('umount', ['-l', dir]) } catch { /* gone */ } })
 }
 
 /** Unmounts at teardown, in case the process under test could not. */

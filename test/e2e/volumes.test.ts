@@ -10,6 +10,15 @@ import { herdsUp, tempDir } from './harness.js'
 const up = await herdsUp(t)
 const volumes = join(up.nodeDir, 'volumes')
 const onDisk = join(up.home, 'nodes', up.name, 'volumes')
+/** How long (ms) until `check` holds, polled every 20 ms; Infinity past a second. */
+async function seen (check: () => Promise<boolean>): Promise<number> {
+  const started = Date.now()
+  while (!(await check())) {
+    if (Date.now() - started > 1000) return Infinity
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  return Date.now() - started
+}
 const sh = (script: string, cwd = volumes): ReturnType<typeof spawnSync> => spawnSync('sh', ['-c', script], { cwd, encoding: 'utf8', timeout: 120_000 })
 
 t.test('cp -r of 1,000 files into a volume, then diff -r: identical', async (t) => {
@@ -54,14 +63,6 @@ t.test('what the node changes by itself shows through the mount within a second:
   t.ok((await readdir(dir)).includes('note.txt'))
   writeFileSync(join(onDisk, 'fresh', 'note.txt'), 'third\n')
   writeFileSync(join(onDisk, 'fresh', 'added-on-node.txt'), 'new\n')
-  const seen = async (check: () => Promise<boolean>): Promise<number> => {
-    const started = Date.now()
-    while (!(await check())) {
-      if (Date.now() - started > 1000) return Infinity
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
-    return Date.now() - started
-  }
   const sized = await seen(async () => (await sizeOf()) === 6)
   t.ok(sized <= 1000, `the new size within ${sized} ms`)
   const listed = await seen(async () => (await readdir(dir)).includes('added-on-node.txt'))
@@ -75,23 +76,15 @@ t.test('a name made through the mount and at once removed or made a folder on th
   // The kernel keeps a real file's name even while it changes; only the node's report may drop it.
   const dir = join(volumes, 'swapped')
   await mkdir(dir)
-  const within = async (check: () => Promise<boolean>): Promise<number> => {
-    const started = Date.now()
-    while (!(await check())) {
-      if (Date.now() - started > 1000) return Infinity
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
-    return Date.now() - started
-  }
   await writeFile(join(dir, 'a.txt'), 'made through the mount\n')
   await writeFile(join(dir, 'b.txt'), 'made through the mount\n')
   t.equal((await stat(join(dir, 'a.txt'))).size, 23)
   rmSync(join(onDisk, 'swapped', 'a.txt'))
   rmSync(join(onDisk, 'swapped', 'b.txt'))
   mkdirSync(join(onDisk, 'swapped', 'b.txt'))
-  const gone = await within(async () => await errnoOf(stat(join(dir, 'a.txt'))) === 'ENOENT')
+  const gone = await seen(async () => await errnoOf(stat(join(dir, 'a.txt'))) === 'ENOENT')
   t.ok(gone <= 1000, `the removed name is gone within ${gone} ms`)
-  const folder = await within(async () => (await stat(join(dir, 'b.txt')).catch(() => undefined))?.isDirectory() === true)
+  const folder = await seen(async () => (await stat(join(dir, 'b.txt')).catch(() => undefined))?.isDirectory() === true)
   t.ok(folder <= 1000, `the name now a folder shows as one within ${folder} ms`)
 })
 
