@@ -9,6 +9,7 @@ import { createServer as createHttpsServer } from 'node:https'
 import { isIP, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { WebSocketServer, type WebSocket } from 'ws'
+import { moveChanges, type Changed } from '../tree/changed.js'
 import { HerdsError, toHerdsError } from '../tree/errno.js'
 import { HEARTBEAT_MS } from '../tree/dial.js'
 import { MAX_OPEN_PER_CONNECTION, trackHandles } from '../tree/handles.js'
@@ -172,9 +173,9 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
   }
 
   /** Tells every mount what changed on a node, so none serves what it cached before. */
-  function changed (paths: string[]): void {
+  function changed (changes: Changed): void {
     // A mount that is behind gets them gathered (see Peer.send), never a queue of frames.
-    for (const mount of mounts) mount.send({ t: 'changed', paths })
+    for (const mount of mounts) mount.send({ t: 'changed', ...changes })
   }
 
   function welcome (peer: Peer, frame: Frame, token: TokenRecord): void {
@@ -196,11 +197,11 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
         if (event.t === 'jobs') reports(store.jobs.update(name, event.jobs).catch((err) => log(`job index: ${toHerdsError(err).message}`)))
         if (event.t === 'changed') {
           notices()
-          changed(event.paths.map((p) => `/nodes/${name}${p === '/' ? '' : p}`))
+          changed(moveChanges(event, (p) => `/nodes/${name}${p === '/' ? '' : p}`))
         }
       })
       // What changed there while it was away is not known: every mount drops what it kept of it.
-      changed([`/nodes/${name}`])
+      changed({ paths: [`/nodes/${name}`] })
       peer.on('close', () => log(`node ${frame.name} disconnected`))
     } else {
       if (token.scope === 'node') throw new HerdsError('EACCES', `the token "${token.name}" is a node token; a mount needs a read, run or admin token`)

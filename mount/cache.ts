@@ -10,6 +10,7 @@
 import { HerdsError, toHerdsError } from '../tree/errno.js'
 import { callOp, treeFromCall } from '../tree/peer.js'
 import { O_APPEND, O_RDWR, RENAME_EXCHANGE, wantsWrite, type CallContext, type Op, type Stat, type Tree } from '../tree/tree.js'
+import type { Changed } from '../tree/changed.js'
 import { Changes } from './changes.js'
 
 /** Real files on a node: what a node's watch reports changes of. */
@@ -20,8 +21,8 @@ export function isRealFile (path: string): boolean {
   return CACHEABLE.test(path)
 }
 
-/** Hears of what the cache was told changed: these paths (and all below them), or everything (undefined). */
-export type ChangeListener = (paths: string[] | undefined) => void
+/** Hears of what the cache was told changed (tree/changed.ts), or that everything did (undefined). */
+export type ChangeListener = (changed: Changed | undefined) => void
 
 export interface CacheOptions {
   /** How long an attribute or a listing is kept without news of a change (a safety net for a lost watch). */
@@ -95,10 +96,12 @@ export class CachedTree {
     this.tree = treeFromCall((op, args, ctx) => this.call(op, args, ctx))
   }
 
-  /** News of a change: nothing kept of these paths, or of anything below them, is used again. */
-  invalidate (paths: string[]): void {
-    for (const path of paths) this.changes.mark(path)
-    for (const listener of this.listeners) listener(paths)
+  /** News of a change: nothing kept of these paths (and, but for a file's own attributes, of anything below them) is used again. */
+  invalidate (changed: Changed): void {
+    for (const path of changed.paths) this.changes.mark(path)
+    for (const [path] of changed.names ?? []) this.changes.mark(path)
+    for (const path of changed.attrs ?? []) this.changes.markOwn(path)
+    for (const listener of this.listeners) listener(changed)
   }
 
   /** Tells `listener` of every change the cache hears of (the kernel's caches follow it too). */
@@ -247,19 +250,19 @@ export class CachedTree {
   }
 
   private async readdir (path: string, ctx?: CallContext): Promise<string[]> {
-    const kept = this.fresh(this.lists, path)
+    const kept = this.fresh(this.lists, path, true)
     if (kept) return kept.value
     const tick = this.changes.now()
     const names = await this.inner.readdir(path, ctx)
-    this.keep(this.lists, path, names, tick)
+    this.keep(this.lists, path, names, tick, true)
     return names
   }
 
-  /** What is kept of `path`, if it is young enough and nothing changed there since it was fetched. */
-  private fresh<V> (map: Map<string, Kept<V>>, path: string): Kept<V> | undefined {
+  /** What is kept of `path`, if it is young enough and nothing changed there since it was fetched (for a listing, `names`: no name in it). */
+  private fresh<V> (map: Map<string, Kept<V>>, path: string, names = false): Kept<V> | undefined {
     const kept = map.get(path)
     if (!kept) return undefined
-    if (Date.now() - kept.at < this.opts.ttlMs && !this.changes.since(path, kept.tick)) return kept
+    if (Date.now() - kept.at < this.opts.ttlMs && !this.changes.since(path, kept.tick, names)) return kept
     map.delete(path)
     return undefined
   }
@@ -269,8 +272,8 @@ export class CachedTree {
    * way, or lately: then it may have been read halfway through a change (a
    * truncate, then a write) whose second half the watch may not report.
    */
-  private keep<V> (map: Map<string, Kept<V>>, path: string, value: V, tick: number): void {
-    if (this.changes.since(path, tick) || this.changes.lately(path)) return
+  private keep<V> (map: Map<string, Kept<V>>, path: string, value: V, tick: number, names = false): void {
+    if (this.changes.since(path, tick, names) || this.changes.lately(path, names)) return
     map.delete(path)
     map.set(path, { value, tick, at: Date.now() })
     if (map.size > this.opts.maxEntries) map.delete(map.keys().next().value!)

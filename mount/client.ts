@@ -42,7 +42,7 @@ export async function connectHost (url: string, opts: ConnectOptions = {}): Prom
     onConnect: (peer) => {
       // Changes made while we were away were not heard of: start afresh.
       cache.clear()
-      peer.on('frame', (frame: Frame) => { if (frame.t === 'changed') cache.invalidate(frame.paths) })
+      peer.on('frame', (frame: Frame) => { if (frame.t === 'changed') cache.invalidate(frame) })
       link.attach(peer)
     },
   })

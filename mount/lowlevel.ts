@@ -10,6 +10,7 @@
 import { randomBytes } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
 import { constants as fsConstants } from 'node:fs'
+import type { Changed } from '../tree/changed.js'
 import { errnoNumber, HerdsError, toHerdsError, type Errno } from '../tree/errno.js'
 import { O_ACCMODE, O_APPEND, RENAME_EXCHANGE, RENAME_NOREPLACE, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, timeFromMs, timeOf, type CallContext, type Stat, type TimeSpec, type Tree } from '../tree/tree.js'
 import { childOf, isEntryName } from '../tree/paths.js'
@@ -122,8 +123,8 @@ export interface LowLevelOptions {
   settled?: (path: string) => boolean
   /** Is this path's name safe to keep now (it and its folders unchanged in the last moment; names in it may come and go)? Default: yes. */
   nameSettled?: (path: string) => boolean
-  /** Subscribes to changes heard from the host: paths, or undefined for everything. */
-  onChange?: (listener: (paths: string[] | undefined) => void) => void
+  /** Subscribes to changes heard from the host (tree/changed.ts), or undefined for everything. */
+  onChange?: (listener: (changed: Changed | undefined) => void) => void
   /** Other users of this machine may use the mount, as the modes shown allow (mount/sharing.ts). */
   allowOther?: boolean
 }
@@ -175,7 +176,7 @@ class Adapter {
       }
       this.dispatch(op, { id, n, name, name2, data, uid, gid, ctx: {} })
     })
-    opts.onChange?.((paths) => this.invalidate(paths))
+    opts.onChange?.((changed) => this.invalidate(changed ?? { paths: ['/'] }))
     let unmounting: Promise<void> | undefined
     this.mounted = {
       ended,
@@ -602,30 +603,43 @@ class Adapter {
   // ---- invalidations: what the host says changed, the kernel forgets ----
 
   /**
-   * The kernel forgets what it kept of these paths: attributes and pages of
-   * every inode at or below them at once; a name only once the tree says it
-   * is gone or is something else now, because invalidating a folder's name
-   * would cut off a process whose working directory is in it (getcwd fails).
-   * A name the kernel does not hold may be a "no such file" it keeps: dropped.
+   * The kernel forgets what it kept of what changed: of a path that may differ
+   * below (`paths`, `names`), attributes and pages of every inode at or below it
+   * at once; of a file whose own attributes or content changed (`attrs`), of
+   * that inode alone. A name only once it is gone or is something else now
+   * (as `names` says, or as the tree says when asked), because invalidating a
+   * folder's name would cut off a process whose working directory is in it
+   * (getcwd fails). A name the kernel does not hold may be a "no such file" it
+   * keeps: dropped.
    */
-  private invalidate (paths: string[] | undefined): void {
+  private invalidate (changed: Changed): void {
     if (this.ended) return
-    for (const path of paths ?? ['/']) {
+    for (const path of changed.paths) this.forgetBelow(path)
+    for (const [path, type] of changed.names ?? []) this.forgetBelow(path, type)
+    for (const path of changed.attrs ?? []) {
       const node = this.inodes.find(path)
-      if (node) {
-        for (const below of this.inodes.under(path)) {
-          this.forgetCached(below)
-          if (below.id !== ROOT) this.checkName(below)
-        }
-      }
-      const slash = path.lastIndexOf('/')
-      const parent = path === '/' ? undefined : this.inodes.find(path.slice(0, slash) || '/')
-      if (parent) {
-        this.forgetCached(parent)
-        if (!node) this.forgetName(parent.id, path.slice(slash + 1))
-      }
+      if (node) this.forgetCached(node)
     }
     this.drainNotes()
+  }
+
+  /** Forgets what is kept at and below `path`, and its folder's attributes; `type`: what its name names now, if known. */
+  private forgetBelow (path: string, type?: number): void {
+    const node = this.inodes.find(path)
+    if (node) {
+      for (const below of this.inodes.under(path)) {
+        this.forgetCached(below)
+        if (below.id === ROOT) continue
+        if (below !== node || type === undefined) this.checkName(below)
+        else if (type === 0 || (node.stat && (node.stat.mode & S_IFMT) !== type)) this.forgetName(node.parent, node.name)
+      }
+    }
+    const slash = path.lastIndexOf('/')
+    const parent = path === '/' ? undefined : this.inodes.find(path.slice(0, slash) || '/')
+    if (parent) {
+      this.forgetCached(parent)
+      if (!node) this.forgetName(parent.id, path.slice(slash + 1))
+    }
   }
 
   /** Asks the tree whether an inode's name still stands for what the kernel thinks; if not, the kernel forgets the name. */

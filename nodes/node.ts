@@ -5,6 +5,7 @@
 import { mkdir } from 'node:fs/promises'
 import os from 'node:os'
 import { join } from 'node:path'
+import { changedPaths, Gathered, moveChanges, type Changed } from '../tree/changed.js'
 import { Dialer } from '../tree/dial.js'
 import { watchRoots } from './watch.js'
 import { trackHandles } from '../tree/handles.js'
@@ -62,15 +63,27 @@ export interface RunningNode {
   stop (): Promise<void>
 }
 
-/** A change in a volume is also a change where sandboxes show it (workspace/<mount>). */
-function withVolumeMounts (paths: string[], sandboxes: Sandboxes): string[] {
-  const also = paths.flatMap((path) => {
-    const match = path.match(/^\/volumes(?:\/([^/]+)(\/.*)?)?$/)
-    if (!match) return []
-    // "/volumes" itself (a flood): wherever any volume is shown.
-    return sandboxes.mountsOf(match[1]).map(([box, mount]) => `/sandboxes/${box}/workspace/${mount}${match[2] ?? ''}`)
-  })
-  return also.length ? [...paths, ...also].slice(0, MAX_CHANGED) : paths
+const IN_VOLUME = /^\/volumes(?:\/([^/]+)(\/.*)?)?$/
+
+/**
+ * A change in a volume is also a change where sandboxes show it
+ * (workspace/<mount>); "/volumes" itself (a flood) stands for every place a
+ * volume is shown. Past MAX_CHANGED paths in all, they are folded to their folders.
+ */
+function withVolumeMounts (changes: Changed, sandboxes: Sandboxes): Changed {
+  const volumes = new Set(changedPaths(changes).flatMap((path) => { const match = path.match(IN_VOLUME); return match ? [match[1]] : [] }))
+  if (volumes.size === 0) return changes
+  const all = new Gathered()
+  all.add(changes)
+  for (const volume of volumes) {
+    for (const [box, mount] of sandboxes.mountsOf(volume)) {
+      all.add(moveChanges(changes, (path) => {
+        const match = path.match(IN_VOLUME)
+        return match && match[1] === volume ? `/sandboxes/${box}/workspace/${mount}${match[2] ?? ''}` : undefined
+      }))
+    }
+  }
+  return all.take(MAX_CHANGED)
 }
 
 /** How many recent jobs a node reports when it (re)connects. */
@@ -145,7 +158,7 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
     // A sandbox's folder: only the sandbox itself and its workspace are in the tree.
     { dir: join(opts.home, 'sandboxes'), at: '/sandboxes', inside: 'workspace' },
     ...(opts.exports ?? []).map((ex) => ({ dir: ex.path, at: `/fs/${ex.name}` })),
-  ], (paths) => dialer.peer?.send({ t: 'changed', paths: withVolumeMounts(paths, sandboxes) }), {
+  ], (changes) => dialer.peer?.send({ t: 'changed', ...withVolumeMounts(changes, sandboxes) }), {
     onError: (err) => opts.log?.(`watching for changes: ${err.message} (those folders are reported as changed four times a second)`),
     onFlood: (at, restMs) => opts.log?.(`watching for changes: ${at} changes faster than it can be followed; reported as changed every second for ${restMs / 1000} s`),
   })

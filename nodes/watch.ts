@@ -11,6 +11,7 @@
  * as changed every second, and is watched again after a rest.
  */
 import { Worker } from 'node:worker_threads'
+import type { Changed } from '../tree/changed.js'
 import { MAX_CHANGED } from '../tree/wire.js'
 import type { ThreadNews, ThreadRoot } from './watch-thread.js'
 
@@ -54,14 +55,14 @@ export interface WatchEvents {
   onFlood?: (at: string, restMs: number) => void
 }
 
-/** Watches `roots`; calls `onChange` with tree paths that changed, a batch at a time. */
-export function watchRoots (roots: WatchRoot[], onChange: (paths: string[]) => void, events: WatchEvents = {}): Watching {
+/** Watches `roots`; calls `onChange` with what changed (tree paths, by kind), a batch at a time. */
+export function watchRoots (roots: WatchRoot[], onChange: (changes: Changed) => void, events: WatchEvents = {}): Watching {
   const watches = roots.map((root) => watchRoot(root, onChange, events))
   return { close: async () => { await Promise.all(watches.map((w) => w.close())) } }
 }
 
 /** One root: its thread while it keeps up; the whole root reported as changed while it does not. */
-function watchRoot (root: WatchRoot, onChange: (paths: string[]) => void, events: WatchEvents): Watching {
+function watchRoot (root: WatchRoot, onChange: (changes: Changed) => void, events: WatchEvents): Watching {
   let thread: Worker | undefined
   let lastNews = 0
   let blind: NodeJS.Timeout | undefined
@@ -70,17 +71,18 @@ function watchRoot (root: WatchRoot, onChange: (paths: string[]) => void, events
   let restMs = 0
   /** When the root was last watched again after a rest. */
   let backAt = -Infinity
-  const report = (paths: string[]): void => { if (!closed) onChange(paths) }
+  const report = (changes: Changed): void => { if (!closed) onChange(changes) }
+  const all: Changed = { paths: [root.at] }
 
   const goBlind = (): void => {
-    report([root.at])
-    blind ??= setInterval(() => report([root.at]), BLIND_EVERY_MS)
+    report(all)
+    blind ??= setInterval(() => report(all), BLIND_EVERY_MS)
   }
   const seeAgain = (): void => {
     clearInterval(blind)
     blind = undefined
     // What changed between the last report and the watch being back is not known.
-    report([root.at])
+    report(all)
   }
 
   /** Ends the thread and its watches, and watches the root again after a rest; `flooded` says why, in the log. */
@@ -106,7 +108,7 @@ function watchRoot (root: WatchRoot, onChange: (paths: string[]) => void, events
     mine.on('message', (news: ThreadNews) => {
       if (thread !== mine) return
       lastNews = Date.now()
-      if (news.t === 'changed') report(news.paths)
+      if (news.t === 'changed') report(news.changes)
       else if (news.t === 'flood') letGo(true)
       else if (news.t === 'ready' && restMs) seeAgain()
       // Out of inotify watches, say: the thread reports those folders as changed at every tick,

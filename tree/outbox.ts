@@ -9,7 +9,7 @@
  */
 import type WebSocket from 'ws'
 import { HerdsError } from './errno.js'
-import { joinPath, splitPath } from './paths.js'
+import { Gathered, type Changed } from './changed.js'
 import { MAX_CHANGED, type Frame } from './wire.js'
 
 /** Past this many bytes in the socket's buffer, requests wait in the outbox. */
@@ -23,28 +23,13 @@ const PUMP_MS = 5
 
 interface Waiting { frame: Frame, bytes: number }
 
-/**
- * Paths folded to their folders, one level at a time, until at most `max`
- * are left: a change to a folder stands for everything below it, so this is
- * never wrong, only coarser.
- */
-export function foldPaths (paths: Iterable<string>, max = MAX_CHANGED): string[] {
-  let all = [...new Set(paths)]
-  let depth = Math.max(0, ...all.map((p) => splitPath(p).length))
-  while (all.length > max && depth > 0) {
-    depth--
-    all = [...new Set(all.map((p) => joinPath(splitPath(p).slice(0, depth))))]
-  }
-  return all
-}
-
 export class Outbox {
   private readonly socket: WebSocket
   private readonly write: (frame: Frame) => void
   /** Requests not sent yet, by id, oldest first. */
   private readonly requests = new Map<number, Waiting>()
   private bytes = 0
-  private changed: Set<string> | undefined
+  private changed: Gathered | undefined
   private timer: NodeJS.Timeout | undefined
 
   /** `write` puts a frame on the socket at once. */
@@ -77,12 +62,15 @@ export class Outbox {
     return true
   }
 
-  /** Sends a change notice now, or folds it into the one that waits. */
-  notice (paths: string[]): void {
-    if (!this.changed && !this.full) return this.write({ t: 'changed', paths })
-    this.changed ??= new Set()
-    for (const path of paths) this.changed.add(path)
-    if (this.changed.size > MAX_CHANGED) this.changed = new Set(foldPaths(this.changed))
+  /** Sends a change notice now, or gathers it into the one that waits (folded to its folders past MAX_CHANGED paths). */
+  notice (changes: Changed): void {
+    if (!this.changed && !this.full) return this.write({ t: 'changed', ...changes })
+    this.changed ??= new Gathered()
+    this.changed.add(changes)
+    if (this.changed.size > MAX_CHANGED) {
+      const folded = this.changed.take(MAX_CHANGED)
+      this.changed.add(folded)
+    }
     this.schedule()
   }
 
@@ -103,9 +91,9 @@ export class Outbox {
     this.timer = undefined
     if (this.socket.readyState !== this.socket.OPEN) return this.clear()
     if (this.changed && !this.full) {
-      const paths = [...this.changed]
+      const changes = this.changed.take(MAX_CHANGED)
       this.changed = undefined
-      this.write({ t: 'changed', paths })
+      this.write({ t: 'changed', ...changes })
     }
     for (const [id, waiting] of this.requests) {
       if (this.full) break

@@ -135,7 +135,7 @@ export class Peer extends EventEmitter {
    */
   send (frame: Frame): void {
     if (this.socket.readyState !== this.socket.OPEN) return
-    if (frame.t === 'changed') return this.outbox.notice(frame.paths)
+    if (frame.t === 'changed') return this.outbox.notice(frame)
     this.write(frame)
   }
 

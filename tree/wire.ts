@@ -17,7 +17,7 @@ export const MAX_PATH = 4096 + 1024
 const NAME_TOO_LONG = `a name in the path is longer than ${NAME_MAX} bytes`
 
 /** The protocol version; a peer speaking any other version is refused. */
-export const PROTOCOL_VERSION = 4
+export const PROTOCOL_VERSION = 5
 
 /**
  * A path inside a tree, normalised. ".." is refused rather than resolved, so no
@@ -214,8 +214,18 @@ export const FrameSchema = z.discriminatedUnion('t', [
   ]),
   z.object({ t: z.literal('cancel'), id: Id }),
   z.object({ t: z.literal('jobs'), jobs: z.array(JobSummarySchema).max(1000) }),
-  /** Paths that changed on a node (node → host, in its tree; host → mounts, in the namespace). */
-  z.object({ t: z.literal('changed'), paths: z.array(Path).max(MAX_CHANGED) }),
+  /**
+   * What changed on a node (node → host, in its tree; host → mounts, in the namespace), by kind
+   * (tree/changed.ts): anything below `paths`; only the entry itself for `attrs`; a name that came
+   * or went for `names`, with the type it names now (S_IFMT bits, 0 for nothing). At most
+   * MAX_CHANGED paths in all.
+   */
+  z.object({
+    t: z.literal('changed'),
+    paths: z.array(Path).max(MAX_CHANGED),
+    attrs: z.array(Path).max(MAX_CHANGED).optional(),
+    names: z.array(z.tuple([Path, z.number().int().min(0).max(0o170000)])).max(MAX_CHANGED).optional(),
+  }).refine((f) => f.paths.length + (f.attrs?.length ?? 0) + (f.names?.length ?? 0) <= MAX_CHANGED, `at most ${MAX_CHANGED} paths in all`),
 ])
 export type Frame = z.infer<typeof FrameSchema>
 

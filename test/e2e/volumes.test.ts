@@ -1,6 +1,6 @@
 // Volumes behave like a disk through the mount: cp -r, diff -r, tar, fresh reads after a change on the node.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { mkdir, readdir, readFile, rmdir, stat, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
@@ -86,6 +86,32 @@ t.test('a name made through the mount and at once removed or made a folder on th
   t.ok(gone <= 1000, `the removed name is gone within ${gone} ms`)
   const folder = await seen(async () => (await stat(join(dir, 'b.txt')).catch(() => undefined))?.isDirectory() === true)
   t.ok(folder <= 1000, `the name now a folder shows as one within ${folder} ms`)
+})
+
+t.test('a folder\'s times and a file\'s mode set on the node, and a folder put in another\'s place, show through the mount within a second', async (t) => {
+  const dir = join(volumes, 'attrs')
+  await mkdir(join(dir, 'old'), { recursive: true })
+  await writeFile(join(dir, 'old', 'kept.txt'), 'in the old folder\n')
+  await writeFile(join(dir, 'mode.txt'), 'x')
+  await new Promise((resolve) => setTimeout(resolve, 1100)) // settled: what is seen now is kept
+  t.equal((await stat(join(dir, 'old', 'kept.txt'))).size, 18, 'seen once, so kept')
+  await stat(join(dir, 'mode.txt'))
+  utimesSync(join(onDisk, 'attrs', 'old'), new Date(1e12), new Date(1e12))
+  chmodSync(join(onDisk, 'attrs', 'mode.txt'), 0o600)
+  const timed = await seen(async () => (await stat(join(dir, 'old'))).mtimeMs === 1e12)
+  t.ok(timed <= 1000, `the folder's new time within ${timed} ms`)
+  const moded = await seen(async () => ((await stat(join(dir, 'mode.txt'))).mode & 0o777) === 0o600)
+  t.ok(moded <= 1000, `the file's new mode within ${moded} ms`)
+  t.equal(await readFile(join(dir, 'old', 'kept.txt'), 'utf8'), 'in the old folder\n', 'the names below the folder still stand')
+
+  // Another folder renamed over it (it is emptied first, as rename(2) needs): its names are the new folder's.
+  mkdirSync(join(onDisk, 'attrs', 'new'))
+  writeFileSync(join(onDisk, 'attrs', 'new', 'other.txt'), 'in the new folder\n')
+  rmSync(join(onDisk, 'attrs', 'old', 'kept.txt'))
+  renameSync(join(onDisk, 'attrs', 'new'), join(onDisk, 'attrs', 'old'))
+  const swapped = await seen(async () => await errnoOf(stat(join(dir, 'old', 'kept.txt'))) === 'ENOENT' && (await readdir(join(dir, 'old'))).includes('other.txt'))
+  t.ok(swapped <= 1000, `the new folder's names within ${swapped} ms`)
+  t.equal(await readFile(join(dir, 'old', 'other.txt'), 'utf8'), 'in the new folder\n')
 })
 
 t.test('a change on the node to a volume shows where a sandbox mounts it, too', async (t) => {

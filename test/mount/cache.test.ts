@@ -90,7 +90,7 @@ t.test('a handle open for reading and writing reads what it wrote; a change drop
     return other
   }))
   t.equal(Buffer.from(await cache.tree.read(path, reader, 0, 100)).toString(), 'hello', 'kept until told')
-  cache.invalidate([path])
+  cache.invalidate({ paths: [path] })
   t.equal(Buffer.from(await cache.tree.read(path, reader, 0, 100)).toString(), 'HELLO', 'fresh once told')
   await cache.tree.release(path, reader)
 })
