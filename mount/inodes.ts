@@ -29,6 +29,8 @@ export interface Inode {
   lastPath?: string
   /** What the tree last said of it: answers fstat once its name is gone. */
   stat?: Stat
+  /** When (Date.now) the kernel was last answered with `stat` fresh from the tree; unset once it may have changed since. */
+  statAt?: number
   /** Handles open on it (open and create, less release). */
   opens?: number
   /** What the page cache holds was read at this version ("mtime:size"); see keep_cache. */

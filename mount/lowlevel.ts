@@ -72,6 +72,8 @@ const SYNTHETIC_DIR_ENTRY_TTL_S = 1
 /** The most bytes one request moves (max_read, max_write; the kernel's limit is 256 pages). */
 export const MAX_IO = 1024 * 1024
 
+/** Attributes given to the kernel this long ago, with no change heard of since, answer a chown that changes nothing. */
+const FRESH_STAT_MS = 100
 /** Names checked at once after changes; past it, names are forgotten without asking. */
 const MAX_CHECKS = 4096
 
@@ -237,12 +239,14 @@ class Adapter {
 
   /**
    * How long the kernel may keep the name `path` (s), whose attributes it keeps `ttl`. A real
-   * folder's name is kept long while names come and go in it (its attributes are not): which
-   * folder it names is the same, so a path walked again and again (tar, a build) does not ask
-   * for each folder on it. A name that itself changed lately is not kept (SQLite's journal).
+   * folder's name is kept long while names come and go in it (its attributes are not), even
+   * just after it was made: which folder it names stays the same until the node says it is
+   * gone or something else, so a path walked again and again (tar, a build) does not ask for
+   * each folder on it. A file's name that itself changed lately is not kept (SQLite's journal
+   * comes and goes).
    */
   private entryTtl (path: string, stat: Stat, ttl: number): number {
-    if (isRealFile(path)) return (this.opts.nameSettled?.(path) ?? true) ? REAL_TTL_S : ttl
+    if (isRealFile(path)) return (stat.mode & S_IFMT) === S_IFDIR || (this.opts.nameSettled?.(path) ?? true) ? REAL_TTL_S : ttl
     return ttl === 0 && (stat.mode & S_IFMT) === S_IFDIR ? SYNTHETIC_DIR_ENTRY_TTL_S : ttl
   }
 
@@ -274,6 +278,7 @@ class Adapter {
     })
     const stat = known || (gone ? { ...node.stat!, nlink: 0 } : await ask())
     node.stat = stat
+    node.statAt = gone ? undefined : Date.now()
     this.native.replyAttr(this.session, req.id, this.attr(path, stat, nodeid), this.ttl(path))
   }
 
@@ -338,6 +343,10 @@ class Adapter {
       if (toSet & (SET.UID | SET.GID)) {
         // Every file shows as the mount user's: giving it to that user changes nothing; any other owner is refused.
         if (((toSet & SET.UID) && uid !== this.uid) || ((toSet & SET.GID) && gid !== this.gid)) throw new HerdsError('EPERM', 'files on the mount belong to the mount user')
+        // The kernel asks for the attributes just before a chown (to clear set-user-ID bits): if
+        // nothing changed since, they are the answer (tar chowns every file it makes).
+        const node = this.known(nodeid)
+        if (after === undefined && node.statAt !== undefined && Date.now() - node.statAt < FRESH_STAT_MS) after = node.stat
       }
       if (toSet & SET.SIZE) after = await this.tree.truncate(path, size, req.ctx)
       if (toSet & (SET.ATIME | SET.MTIME | SET.ATIME_NOW | SET.MTIME_NOW)) {
@@ -443,6 +452,8 @@ class Adapter {
     },
     [OP.WRITE]: async (req) => {
       const [nodeid, fh, , offset] = req.n
+      const node = this.inodes.get(nodeid)
+      if (node) node.statAt = undefined
       this.native.replyWrite(this.session, req.id, await this.tree.write(this.inodes.path(nodeid), fh, offset, req.data!, req.ctx))
     },
     [OP.FLUSH]: async (req) => {
@@ -665,6 +676,7 @@ class Adapter {
 
   private forgetCached (node: Inode): void {
     node.pages = undefined
+    node.statAt = undefined
     this.note(`i${node.id}`, () => this.native.notifyInode(this.session, node.id, 0, 0))
   }
 

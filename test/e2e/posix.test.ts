@@ -343,11 +343,15 @@ print(oct(os.stat(sys.argv[1] + '/f').st_mode & 0o7777))
 })
 
 t.test('chown to the mount\'s own user and group works', async (t) => {
-  const { m } = await folder('owners')
+  const { m, d } = await folder('owners')
   writeFileSync(join(m, 'f'), 'x')
   const r = py('import os, sys; os.chown(sys.argv[1], os.getuid(), os.getgid()); s = os.stat(sys.argv[1]); print(s.st_uid == os.getuid(), s.st_gid == os.getgid())', join(m, 'f'))
   t.equal(r.stdout, 'True True\n', said(r))
   t.equal(sh(`chown ${process.getuid!()}:${process.getgid!()} f`, m).status, 0, 'chown(1) too')
+  // As tar does it: a write, then fchown on the open file: fstat after it sees the write, here and on the node.
+  const w = py('import os, sys; fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600); os.write(fd, b"x" * 5); os.utime(fd, ns=(1, 2)); os.write(fd, b"y" * 5); os.fchown(fd, os.getuid(), os.getgid()); print(os.fstat(fd).st_size, os.fstat(fd).st_mtime_ns != 2); os.close(fd); print(os.stat(sys.argv[1]).st_size)', join(m, 'g'))
+  t.equal(w.stdout, '10 True\n10\n', said(w))
+  t.equal(statSync(join(d, 'g')).size, 10, 'on the node\'s disk')
 })
 
 t.test('a name of 255 bytes works; 256 bytes gives ENAMETOOLONG', async (t) => {
