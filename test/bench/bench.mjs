@@ -1,47 +1,85 @@
 // npm run bench: figures for the exec round trip, for sequential I/O and for
-// metadata and cache (find, ls -lR, git status, a re-read) through the mount,
-// beside the local disk and sshfs, printed as tables. Runs a real `herds up` in a temporary home.
-// Compare ratios within one run: these machines are shared and noisy.
+// metadata and cache (find, ls -lR, untar, git clone, 10,000 files in a
+// folder, a re-read...) through the mount, beside the local disk and sshfs,
+// printed as tables; then the host under fan-in (./fanin.mjs). Herds runs in
+// both shapes a user runs it: `herds up` (one process), and host, node and
+// mount as three processes (as when the node is another machine), each in a
+// temporary home. Compare ratios within one run: these machines are shared and noisy.
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { readFile, writeFile, mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { fanIn, printFanIn } from './fanin.mjs'
 import { measure, prepare, printMetadata } from './metadata.mjs'
 import { startSshBaseline } from './sshfs.mjs'
 
 const BIN = resolve(fileURLToPath(import.meta.url), '../../../dist/cli/herds.js')
 const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 200)
 const FILE_MIB = Number(process.env.BENCH_FILE_MIB ?? 256)
+const NODE = 'bench'
 
 const root = mkdtempSync(join(tmpdir(), 'herds-bench-'))
-const mnt = join(root, 'mnt')
-const up = spawn(process.execPath, [BIN, 'up', '--port', '0', '--name', 'bench', '--mount', mnt], {
-  env: { ...process.env, HERDS_HOME: join(root, 'home') }, stdio: ['ignore', 'pipe', 'inherit'], detached: true,
-})
-let upOut = ''
-up.stdout.on('data', (d) => { upOut += d })
-
-let ssh
-function cleanup () {
-  ssh?.stop?.()
-  try { process.kill(-up.pid, 'SIGINT') } catch {}
-  const deadline = Date.now() + 5000
-  while (Date.now() < deadline && readFileSync('/proc/mounts', 'utf8').includes(` ${mnt} `)) execFileSync('sleep', ['0.1'])
-  try { execFileSync('fusermount', ['-uz', mnt], { stdio: 'ignore' }) } catch {}
-  try { process.kill(-up.pid, 'SIGKILL') } catch {}
+/** What is running, stopped at exit whatever happens. */
+const running = []
+process.on('exit', () => {
+  for (const stop of running.reverse()) { try { stop() } catch {} }
   rmSync(root, { recursive: true, force: true })
-}
-process.on('exit', cleanup)
+})
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130))
 
-async function waitReady () {
+/** Runs `herds <args>` in a process group of its own; resolves once it printed `ready`. */
+async function herds (args, home, ready) {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, HERDS_HOME: home }, stdio: ['ignore', 'pipe', 'inherit'], detached: true })
+  let out = ''
+  child.stdout.on('data', (d) => { out += d })
+  running.push(() => { try { process.kill(-child.pid, 'SIGKILL') } catch {} })
   const deadline = Date.now() + 30_000
-  while (!/Ctrl-C to stop/.test(upOut)) {
-    if (Date.now() > deadline || up.exitCode !== null) throw new Error(`herds up did not start:\n${upOut}`)
+  while (!ready.test(out)) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`herds ${args[0]} did not start:\n${out}`)
     await new Promise((r) => setTimeout(r, 50))
   }
+  return { child, out }
+}
+
+/** Stops the processes (the mount's last, gently first), and waits for the mount to be gone. */
+function stopAll (children, mnt) {
+  for (const child of children) { try { process.kill(-child.pid, 'SIGINT') } catch {} }
+  const deadline = Date.now() + 5000
+  while (Date.now() < deadline && readFileSync('/proc/mounts', 'utf8').includes(` ${mnt} `)) execFileSync('sleep', ['0.1'])
+  for (const tool of ['fusermount3', 'fusermount']) { try { execFileSync(tool, ['-uz', mnt], { stdio: 'ignore' }) } catch {} }
+  for (const child of children) { try { process.kill(-child.pid, 'SIGKILL') } catch {} }
+}
+
+/**
+ * Starts Herds in one of its shapes, mounted at <root>/<name>/mnt: "herds up"
+ * (one process), or "three processes" (herds host, herds node, herds mount).
+ * Returns the mount and the node's volumes folder on its disk.
+ */
+async function startHerds (name) {
+  const dir = join(root, name.replace(/\W+/g, '-'))
+  const home = join(dir, 'home')
+  const mnt = join(dir, 'mnt')
+  mkdirSync(mnt, { recursive: true })
+  const children = []
+  if (name === 'herds up') {
+    children.push((await herds(['up', '--port', '0', '--name', NODE, '--mount', mnt], home, /Ctrl-C to stop/)).child)
+  } else {
+    const host = await herds(['host', '--port', '0'], home, /ws:\/\/\S+/)
+    children.push(host.child)
+    const url = host.out.match(/ws:\/\/\S+/)[0]
+    children.push((await herds(['node', '--host', url, '--name', NODE], home, /connected|node\s/)).child)
+    children.push((await herds(['mount', url, mnt], home, /mount\s|mounted|Ctrl-C/)).child)
+    const deadline = Date.now() + 30_000
+    while (!existsSync(join(mnt, 'nodes', NODE, 'exec'))) {
+      if (Date.now() > deadline) throw new Error('the three processes did not show the node in time')
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+  const stop = () => stopAll(children.reverse(), mnt)
+  running.push(stop)
+  return { name, mnt, volumes: join(home, 'nodes', NODE, 'volumes'), stop }
 }
 
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p / 100 * sorted.length))]
@@ -54,71 +92,86 @@ function dd (args) {
   return (FILE_MIB * 1024 * 1024 / 1e6 / seconds)
 }
 
-await waitReady()
-const exec = join(mnt, 'nodes', 'bench', 'exec')
-
-// Exec round trip: write cmd (the job starts on close), read exit (blocks until the end).
-const times = []
-for (let i = 0; i < ROUND_TRIPS; i++) {
-  const started = process.hrtime.bigint()
-  await writeFile(join(exec, 'cmd'), 'true\n')
-  const code = await readFile(join(exec, 'exit'), 'utf8')
-  times.push(Number(process.hrtime.bigint() - started) / 1e6)
-  if (code !== '0\n') throw new Error(`job ${i} exited ${code}`)
+/** Exec round trips: write cmd (the job starts on close), read exit (blocks until the end); sorted ms. */
+async function execTimes (mnt) {
+  const exec = join(mnt, 'nodes', NODE, 'exec')
+  const times = []
+  for (let i = 0; i < ROUND_TRIPS; i++) {
+    const started = process.hrtime.bigint()
+    await writeFile(join(exec, 'cmd'), 'true\n')
+    const code = await readFile(join(exec, 'exit'), 'utf8')
+    times.push(Number(process.hrtime.bigint() - started) / 1e6)
+    if (code !== '0\n') throw new Error(`job ${i} exited ${code}`)
+  }
+  return times.sort((a, b) => a - b)
 }
-times.sort((a, b) => a - b)
 
-// The baseline: ssh to run a command, sshfs for files, on this machine.
-ssh = await startSshBaseline(root)
+/** Writes then reads FILE_MIB MiB at `file`, the page cache dropped between; [write, read] MB/s. */
+function sequential (file) {
+  const write = dd(['if=/dev/zero', `of=${file}`, `count=${FILE_MIB}`, 'conv=fsync'])
+  execFileSync('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true'])
+  const read = dd([`if=${file}`, 'of=/dev/null'])
+  rmSync(file, { force: true })
+  return [write, read]
+}
+
+const execRows = []
+const seqRows = []
+const places = []
+for (const shape of ['herds up', 'three processes']) {
+  const herd = await startHerds(shape)
+  execRows.push([shape, await execTimes(herd.mnt)])
+  const volume = join(herd.mnt, 'nodes', NODE, 'volumes', 'bench')
+  await mkdir(volume)
+  seqRows.push([shape, ...sequential(join(volume, 'file.bin'))])
+  const meta = join(herd.mnt, 'nodes', NODE, 'volumes', 'meta')
+  await mkdir(meta)
+  prepare(join(herd.volumes, 'meta'), meta, root)
+  places.push([shape, measure(meta), true])
+  herd.stop()
+}
+
+// The yardsticks: the local disk, and ssh to run a command with sshfs for files, on this machine.
+const local = join(root, 'local-meta')
+mkdirSync(local)
+seqRows.push(['local disk', ...sequential(join(root, 'local.bin'))])
+prepare(local, local, root)
+places.push(['disk', measure(local), false])
+const ssh = await startSshBaseline(root)
 if (ssh.missing) console.error(`bench: sshfs baseline missing: ${ssh.missing}; the sshfs columns are left out`)
-const sshTimes = []
+let sshTimes = []
 if (!ssh.missing) {
+  running.push(() => ssh.stop())
   for (let i = 0; i < Math.min(ROUND_TRIPS, 50); i++) {
     const started = process.hrtime.bigint()
     ssh.run('true')
     sshTimes.push(Number(process.hrtime.bigint() - started) / 1e6)
   }
-  sshTimes.sort((a, b) => a - b)
+  sshTimes = sshTimes.sort((a, b) => a - b)
+  seqRows.push(['sshfs', ...sequential(join(ssh.mnt, 'file.bin'))])
+  mkdirSync(join(ssh.remote, 'meta'))
+  prepare(join(ssh.remote, 'meta'), join(ssh.mnt, 'meta'), root)
+  places.push(['sshfs', measure(join(ssh.mnt, 'meta')), false])
 }
-
-// Sequential I/O: through the mount (volumes/) and, as the yardstick, the local disk beneath it.
-const volume = join(mnt, 'nodes', 'bench', 'volumes', 'bench')
-await mkdir(volume)
-const local = join(root, 'local.bin')
-const rows = []
-const targets = [['mount (volumes/)', join(volume, 'file.bin')], ['local disk', local]]
-if (!ssh.missing) targets.push(['sshfs', join(ssh.mnt, 'file.bin')])
-for (const [where, file] of targets) {
-  const write = dd(['if=/dev/zero', `of=${file}`, `count=${FILE_MIB}`, 'conv=fsync'])
-  execFileSync('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true'])
-  const read = dd([`if=${file}`, 'of=/dev/null'])
-  rows.push([where, write, read])
-}
-
-// Metadata and cache: the same trees in each place, made on the disk beneath it.
-const meta = join(mnt, 'nodes', 'bench', 'volumes', 'meta')
-await mkdir(meta)
-const places = [['mount', meta, join(root, 'home', 'nodes', 'bench', 'volumes', 'meta')], ['disk', join(root, 'local-meta'), join(root, 'local-meta')]]
-if (!ssh.missing) places.push(['sshfs', join(ssh.mnt, 'meta'), join(ssh.remote, 'meta')])
-for (const [, seen, onDisk] of places) {
-  await mkdir(onDisk, { recursive: true })
-  prepare(onDisk, seen, root)
-}
-const metaFigures = places.map(([name, seen]) => [name, measure(seen)])
+const fan = await fanIn()
 
 const pad = (s, n) => String(s).padEnd(n)
 console.log('\nHerds benchmark')
 console.log(`exec round trip (write cmd "true", read exit), ${ROUND_TRIPS} runs`)
-console.log(`  ${pad('p50', 8)}${times[Math.floor(times.length / 2)].toFixed(1)} ms`)
-console.log(`  ${pad('p99', 8)}${percentile(times, 99).toFixed(1)} ms`)
-console.log(`  ${pad('max', 8)}${times.at(-1).toFixed(1)} ms`)
+console.log(`  ${pad('', 20)}${pad('p50 ms', 10)}${pad('p99 ms', 10)}max ms`)
+for (const [shape, times] of execRows) console.log(`  ${pad(shape, 20)}${pad(percentile(times, 50).toFixed(1), 10)}${pad(percentile(times, 99).toFixed(1), 10)}${times.at(-1).toFixed(1)}`)
 if (ssh.missing) console.log(`  (no ssh baseline: ${ssh.missing})`)
-else console.log(`  ssh 127.0.0.1 true, ${sshTimes.length} runs: p50 ${sshTimes[Math.floor(sshTimes.length / 2)].toFixed(1)} ms, p99 ${percentile(sshTimes, 99).toFixed(1)} ms`)
-console.log(`\nsequential ${FILE_MIB} MiB, dd bs=1M`)
-console.log(`  ${pad('', 20)}${pad('write MB/s', 13)}read MB/s`)
-for (const [where, write, read] of rows) console.log(`  ${pad(where, 20)}${pad(write.toFixed(0), 13)}${read.toFixed(0)}`)
-const [mount, disk, sshfs] = rows
-console.log(`  ${pad('mount / disk', 20)}${pad((mount[1] / disk[1]).toFixed(2), 13)}${(mount[2] / disk[2]).toFixed(2)}`)
-if (sshfs) console.log(`  ${pad('mount / sshfs', 20)}${pad((mount[1] / sshfs[1]).toFixed(2), 13)}${(mount[2] / sshfs[2]).toFixed(2)}`)
-printMetadata(metaFigures, ssh.missing)
-process.exit(0) // runs cleanup: stops herds up, unmounts, removes the temporary home
+else console.log(`  ${pad(`ssh 127.0.0.1 true`, 20)}${pad(percentile(sshTimes, 50).toFixed(1), 10)}${pad(percentile(sshTimes, 99).toFixed(1), 10)}${sshTimes.at(-1).toFixed(1)}   (${sshTimes.length} runs, a new connection each)`)
+console.log(`\nsequential ${FILE_MIB} MiB, dd bs=1M (write with conv=fsync; read after the page cache is dropped)`)
+console.log(`  ${pad('', 26)}${pad('write MB/s', 13)}read MB/s`)
+for (const [where, write, read] of seqRows) console.log(`  ${pad(where, 26)}${pad(write.toFixed(0), 13)}${read.toFixed(0)}`)
+const row = (name) => seqRows.find(([where]) => where === name)
+for (const shape of ['herds up', 'three processes']) {
+  for (const other of ['local disk', 'sshfs']) {
+    if (!row(other)) continue
+    console.log(`  ${pad(`${shape} / ${other === 'local disk' ? 'disk' : other}`, 26)}${pad((row(shape)[1] / row(other)[1]).toFixed(2), 13)}${(row(shape)[2] / row(other)[2]).toFixed(2)}`)
+  }
+}
+printMetadata(places, ssh.missing)
+printFanIn(fan)
+process.exit(0) // stops Herds and sshd, unmounts, removes the temporary homes
