@@ -5,7 +5,7 @@
  */
 import { HerdsError } from '../tree/errno.js'
 import { callOp, treeFromCall } from '../tree/peer.js'
-import { O_ACCMODE, O_WRONLY, S_IFDIR, S_IFMT, wantsWrite, type Op, type Stat, type Tree } from '../tree/tree.js'
+import { mapEntryStats, O_ACCMODE, O_WRONLY, S_IFDIR, S_IFMT, wantsWrite, type DirEntry, type Op, type Stat, type Tree } from '../tree/tree.js'
 import type { Scope } from './tokens.js'
 
 /** Scopes a mount may have, weakest first. */
@@ -72,7 +72,7 @@ export function scoped (inner: Tree, opts: ScopedOptions): Tree {
       const flags = args[1] as number
       if ((flags & O_ACCMODE) !== O_WRONLY) need(path, false)
       if (wantsWrite(flags)) need(path, true)
-    } else if (op === 'readdir' || op === 'readlink' || op === 'getxattr' || op === 'listxattr' || (op === 'getattr' && HIDDEN_NAMES.test(path))) {
+    } else if (op === 'readdir' || op === 'readdirplus' || op === 'readlink' || op === 'getxattr' || op === 'listxattr' || (op === 'getattr' && HIDDEN_NAMES.test(path))) {
       need(path, false)
     } else if (op === 'rename' || op === 'link') {
       need(path, true)
@@ -84,6 +84,11 @@ export function scoped (inner: Tree, opts: ScopedOptions): Tree {
     }
     const result = await callOp(inner, op, args, ctx)
     if (op === 'getattr') return truthfulMode(result as Stat, path, opts.scope)
+    // As getattr of each would: a name hidden from this scope comes without its attributes (getattr then refuses it).
+    if (op === 'readdirplus') {
+      return mapEntryStats(path, result as DirEntry[], (stat, child) =>
+        HIDDEN_NAMES.test(child) && !allows(opts.scope, scopeNeeded(child, false)) ? null : truthfulMode(stat, child, opts.scope))
+    }
     return result
   })
 }

@@ -9,7 +9,8 @@
  */
 import { HerdsError, toHerdsError } from '../tree/errno.js'
 import { callOp, treeFromCall } from '../tree/peer.js'
-import { O_APPEND, O_RDWR, RENAME_EXCHANGE, wantsWrite, type CallContext, type Op, type Stat, type Tree } from '../tree/tree.js'
+import { O_APPEND, O_RDWR, RENAME_EXCHANGE, wantsWrite, type CallContext, type DirEntry, type Op, type Stat, type Tree } from '../tree/tree.js'
+import { childOf } from '../tree/paths.js'
 import type { Changed } from '../tree/changed.js'
 import { Changes } from './changes.js'
 
@@ -135,6 +136,7 @@ export class CachedTree {
     switch (op) {
       case 'getattr': return CACHEABLE.test(path) ? this.getattr(path, ctx) : this.inner.getattr(path, ctx)
       case 'readdir': return CACHEABLE.test(path) ? this.readdir(path, ctx) : this.inner.readdir(path, ctx)
+      case 'readdirplus': return CACHEABLE.test(path) ? this.readdirplus(path, ctx) : this.inner.readdirplus(path, ctx)
       case 'open':
       case 'create': {
         if (!CACHEABLE.test(path)) return callOp(this.inner, op, args, ctx)
@@ -256,6 +258,21 @@ export class CachedTree {
     const names = await this.inner.readdir(path, ctx)
     this.keep(this.lists, path, names, tick, true)
     return names
+  }
+
+  /**
+   * A listing with each name's attributes, asked anew (what it is for is a
+   * listing that needs them all at once); both are kept as readdir and getattr
+   * keep theirs. Sizes count what this mount wrote there first.
+   */
+  private async readdirplus (path: string, ctx?: CallContext): Promise<DirEntry[]> {
+    const inFolder = new Set([...this.files.values()].map((file) => file.path).filter((p) => (p.slice(0, p.lastIndexOf('/')) || '/') === path))
+    for (const file of inFolder) await this.sendAll(file)
+    const tick = this.changes.now()
+    const entries = await this.inner.readdirplus(path, ctx)
+    this.keep(this.lists, path, entries.map(([name]) => name), tick, true)
+    for (const [name, stat] of entries) if (stat) this.keep(this.attrs, childOf(path, name), stat, tick)
+    return entries
   }
 
   /** What is kept of `path`, if it is young enough and nothing changed there since it was fetched (for a listing, `names`: no name in it). */

@@ -569,7 +569,11 @@ class Adapter {
     if (!dir) throw new HerdsError('EBADF', 'that folder is not open')
     // Listed once per open (offsets then stay true however the folder changes meanwhile); again at a rewind.
     // Only names the kernel could look up again (the wire drops the others too; a tree in-process may not).
-    if (!dir.names || offset === 0) dir.names = ['.', '..', ...(await this.tree.readdir(dir.path, req.ctx)).filter(isEntryName)]
+    // A real folder's names come with their attributes in one round trip, which the cache keeps for the getattrs below.
+    const list = async (): Promise<string[]> => plus && isRealFile(dir.path)
+      ? (await this.tree.readdirplus(dir.path, req.ctx)).map(([name]) => name)
+      : this.tree.readdir(dir.path, req.ctx)
+    if (!dir.names || offset === 0) dir.names = ['.', '..', ...(await list()).filter(isEntryName)]
     const all = dir.names
     // What fits, by the kernel's own sizes: a dirent is 24 bytes and the name, a direntplus 152 and the name, each padded to 8.
     const fits: string[] = []

@@ -4,7 +4,7 @@
  */
 import { HerdsError } from './errno.js'
 import { callOp, treeFromCall } from './peer.js'
-import { wantsWrite, type Op, type Stat, type Tree } from './tree.js'
+import { mapEntryStats, wantsWrite, type DirEntry, type Op, type Stat, type Tree } from './tree.js'
 
 /** Operations that change a tree. */
 const CHANGES: ReadonlySet<Op> = new Set(['write', 'truncate', 'create', 'mkdir', 'unlink', 'rmdir', 'rename', 'link', 'symlink', 'utimens', 'chmod', 'mknod', 'setxattr', 'removexattr'])
@@ -17,6 +17,7 @@ export function readOnly (inner: Tree, what = 'this tree'): Tree {
     if (op === 'setlk' && args[3] === 'write') throw new HerdsError('EBADF', `a write lock needs a file open for writing, and ${what} is read-only: ${String(args[0])}`)
     const result = await callOp(inner, op, args, ctx)
     if (op === 'getattr') return { ...(result as Stat), mode: (result as Stat).mode & ~0o222 }
+    if (op === 'readdirplus') return mapEntryStats(args[0] as string, result as DirEntry[], (stat) => ({ ...stat, mode: stat.mode & ~0o222 }))
     return result
   })
 }

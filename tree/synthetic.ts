@@ -5,8 +5,8 @@
  */
 import { HerdsError, toHerdsError } from './errno.js'
 import { HandleTable } from './handles.js'
-import { joinPath, splitPath } from './paths.js'
-import { O_ACCMODE, O_WRONLY, S_IFDIR, S_IFREG, makeStat, wantsWrite, type CallContext, type FileLock, type FlockOp, type LockType, type Stat, type TimeSpec, type Statfs, type Tree } from './tree.js'
+import { childOf, joinPath, splitPath } from './paths.js'
+import { MAX_DIRPLUS, O_ACCMODE, O_WRONLY, S_IFDIR, S_IFREG, makeStat, wantsWrite, type CallContext, type DirEntry, type FileLock, type FlockOp, type LockType, type Stat, type TimeSpec, type Statfs, type Tree } from './tree.js'
 
 /** One open file's behaviour. Missing methods mean the operation is refused. */
 export interface FileHandle {
@@ -122,6 +122,15 @@ export class SyntheticTree implements Tree {
     const merged = union && !(union instanceof HerdsError) ? await union.readdir('/', ctx) : []
     return [...new Set([...fixed, ...dynamic, ...merged])]
   }
+  /** A mounted tree's own; a synthetic folder's names, each with getattr's answer (computed here, so no round trip). */
+  async readdirplus (path: string, ctx?: CallContext): Promise<DirEntry[]> {
+    const r = await this.resolve(path)
+    if (r.kind === 'tree') return r.tree.readdirplus(r.rest, ctx)
+    const names = await this.readdir(path, ctx)
+    return Promise.all(names.map(async (name, i): Promise<DirEntry> =>
+      [name, i < MAX_DIRPLUS ? await this.getattr(childOf(path, name), ctx).catch(() => null) : null]))
+  }
+
 
   async open (path: string, flags: number, ctx?: CallContext): Promise<number> {
     const r = await this.resolve(path)

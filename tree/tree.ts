@@ -92,6 +92,17 @@ export interface Statfs {
   namemax: number
 }
 
+/** A name in a folder, with its attributes (null: not known, ask getattr). */
+export type DirEntry = [name: string, stat: Stat | null]
+
+/** The most names readdirplus gives attributes for; those past it come with null. */
+export const MAX_DIRPLUS = 50_000
+
+/** The same entries with each known stat changed by `change` (given the entry's path): for trees that adjust what getattr says. */
+export function mapEntryStats (dir: string, entries: DirEntry[], change: (stat: Stat, path: string) => Stat | null): DirEntry[] {
+  return entries.map(([name, stat]) => [name, stat && change(stat, dir === '/' ? `/${name}` : `${dir}/${name}`)])
+}
+
 /**
  * Per-call context. `signal` aborts a call whose caller went away (a cancelled
  * request, a closed connection), so blocking reads never outlive their reader.
@@ -106,6 +117,12 @@ export interface CallContext {
 export interface Tree {
   getattr (path: string, ctx?: CallContext): Promise<Stat>
   readdir (path: string, ctx?: CallContext): Promise<string[]>
+  /**
+   * The folder's names, each with its attributes as getattr gives them, in one
+   * call (so a listing costs one round trip, not one per name); null where they
+   * are not known (gone meanwhile, or past MAX_DIRPLUS): ask getattr for those.
+   */
+  readdirplus (path: string, ctx?: CallContext): Promise<DirEntry[]>
   /** Opens a file; returns a handle number (> 0) for read/write/flush/release. */
   open (path: string, flags: number, ctx?: CallContext): Promise<number>
   /** Reads up to `length` bytes at `offset`; an empty buffer means end of file. */

@@ -64,6 +64,7 @@ const LockType = z.enum(['read', 'write', 'unlock'])
 export const OP_ARGS = {
   getattr: z.tuple([Path]),
   readdir: z.tuple([Path]),
+  readdirplus: z.tuple([Path]),
   open: z.tuple([Path, z.number().int()]),
   read: z.tuple([Path, Fh, Offset, Length]),
   write: z.tuple([Path, Fh, Offset, Bytes]),
@@ -116,6 +117,7 @@ export const OP_RESULTS = {
   getattr: StatSchema,
   // A name no path could hold (a "/", "..", 300 bytes) is left out of the listing rather than failing it.
   readdir: z.array(z.string()).transform((names) => names.filter(isEntryName)),
+  readdirplus: z.array(z.tuple([z.string(), StatSchema.nullable()])).transform((entries) => entries.filter(([name]) => isEntryName(name))),
   open: Fh,
   read: Bytes,
   write: z.number().int().min(0),

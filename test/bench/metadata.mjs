@@ -100,13 +100,13 @@ export function printMetadata (places, sshMissing) {
   const ratios = herds.flatMap(([h]) => others.map(([o]) => [h, o]))
   const short = (name) => name === 'herds up' ? 'up' : name === 'three processes' ? '3 procs' : name
   console.log(`\nmetadata and cache, ms: median of ${RUNS} runs (fastest-slowest); "x" = Herds' median / the other's (below 1: Herds is faster)`)
-  console.log(`  ${pad('', 26)}${places.map(([n]) => pad(n, 22)).join('')}${ratios.map(([h, o]) => pad(`${short(h)}/${short(o)}`, 14)).join('')}`)
+  console.log(`  ${pad('', 28)}${places.map(([n]) => pad(n, 22)).join('')}${ratios.map(([h, o]) => pad(`${short(h)}/${short(o)}`, 14)).join('')}`)
   const shown = (runs) => `${median(runs).toFixed(0)} (${Math.min(...runs).toFixed(0)}-${Math.max(...runs).toFixed(0)})`
   const at = (name, i) => places.find(([n]) => n === name)[1][i]
   WORKLOADS.forEach(([label], i) => {
     const cells = places.map(([, figures]) => pad(shown(figures[i]), 22)).join('')
     const xs = ratios.map(([h, o]) => pad(`${(median(at(h, i)) / median(at(o, i))).toFixed(2)}x`, 14)).join('')
-    console.log(`  ${pad(label, 26)}${cells}${xs}`)
+    console.log(`  ${pad(label, 28)}${cells}${xs}`)
   })
   if (sshMissing) console.log(`  (no sshfs column: ${sshMissing})`)
 }

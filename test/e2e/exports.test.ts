@@ -31,6 +31,9 @@ t.test('a read-only export reads, refuses every change with EROFS, and shows no 
   t.equal(spawnSync('rm', [join(fs, 'docs', 'notes.txt')]).status, 1, 'rm fails')
   t.equal(readFileSync(join(shared, 'ro', 'notes.txt'), 'utf8'), 'keep me\n', 'nothing changed on the machine')
   t.equal(statSync(join(fs, 'docs', 'notes.txt')).mode & 0o222, 0)
+  // ls -l takes the attributes that come with the listing (readdirplus): no write bits there either.
+  const listed = spawnSync('ls', ['-l', join(fs, 'docs')], { encoding: 'utf8' }).stdout.split('\n').find((line) => line.endsWith(' notes.txt'))
+  t.match(listed, /^-r--r--r--/, 'in a listing')
 })
 
 t.test('a bad --export is one clear line', async (t) => {

@@ -82,6 +82,13 @@ t.test('a read token learns nothing of tokens by getattr', async (t) => {
   const dir = await reader.tree.getattr('/.herds/control/tokens')
   t.equal(dir.mode & 0o777, 0, 'the folder shows no permissions')
   t.equal((await reader.tree.getattr('/.herds/control/README.md')).mode & 0o444, 0o444, 'the README is readable')
+  // A listing with attributes says no more than getattr of each name would.
+  await t.rejects(reader.tree.readdirplus('/.herds/control/tokens'), { code: 'EACCES' }, 'readdirplus: no token\'s name, as readdir')
+  const control = new Map(await reader.tree.readdirplus('/.herds/control'))
+  // (Computed files' times are the moment they are asked about: only modes and sizes are compared.)
+  const readme = await reader.tree.getattr('/.herds/control/README.md')
+  t.same([control.get('README.md')?.mode, control.get('README.md')?.size], [readme.mode, readme.size], 'the rest as getattr says')
+  t.equal(control.get('tokens')?.mode, dir.mode, 'modes cut to the scope')
 })
 
 /** A bare WebSocket client over TCP that never answers a close: what a hostile peer would be. */

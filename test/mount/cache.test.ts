@@ -76,6 +76,24 @@ t.test('attributes and listings are kept; synthetic files never are', async (t) 
   t.equal(calls.readdir, 1)
 })
 
+t.test('a listing with attributes is one round trip, and its attributes and names are kept; its sizes count what this mount wrote', async (t) => {
+  const folder = `${dir}/plus`
+  await connection.remote.mkdir(folder, 0o755)
+  for (const name of ['a', 'b', 'c']) await connection.remote.release(`${folder}/${name}`, await connection.remote.create(`${folder}/${name}`, 0o644))
+  await new Promise((resolve) => setTimeout(resolve, 1100)) // settled, so kept
+  const { tree, calls } = counted(connection.remote)
+  const cache = new CachedTree(tree).tree
+  const entries = new Map(await cache.readdirplus(folder))
+  t.same([...entries.keys()].sort(), ['a', 'b', 'c'])
+  for (const name of ['a', 'b', 'c']) t.same(await cache.getattr(`${folder}/${name}`), entries.get(name), `${name}: kept`)
+  await cache.readdir(folder)
+  t.same([calls.readdirplus, calls.getattr, calls.readdir], [1, undefined, undefined], 'no other round trip')
+  const fh = await cache.open(`${folder}/a`, O_RDWR)
+  await cache.write(`${folder}/a`, fh, 0, Buffer.from('gathered, not sent yet'))
+  t.equal(new Map(await cache.readdirplus(folder)).get('a')?.size, 22, 'the size counts the write this mount gathered')
+  await cache.release(`${folder}/a`, fh)
+})
+
 t.test('a handle open for reading and writing reads what it wrote; a change drops what was kept', async (t) => {
   const cache = new CachedTree(connection.remote)
   const path = `${dir}/rw.txt`

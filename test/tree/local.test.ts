@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { readWhole, writeWhole } from '../../tree/bind.js'
 import { LocalTree } from '../../tree/local.js'
-import { O_RDWR, S_IFDIR, S_IFMT } from '../../tree/tree.js'
+import { MAX_DIRPLUS, O_RDWR, S_IFDIR, S_IFLNK, S_IFMT } from '../../tree/tree.js'
 import { tempDir } from '../e2e/harness.js'
 
 const root = tempDir(t)
@@ -118,4 +118,24 @@ t.test('utimens, chmod and truncate answer with the attributes after the change,
   t.same(cut, await tree.getattr('/answered.txt'), 'the last answer is what getattr says')
   const folder = await tree.chmod('/', 0o755)
   t.equal(folder && folder.mode & S_IFMT, S_IFDIR, 'the root answers as the folder')
+})
+
+t.test('readdirplus: each name with what getattr says of it; a link as itself; a link out of the root lists nothing', async (t) => {
+  mkdirSync(join(root, 'plus', 'sub'), { recursive: true })
+  writeFileSync(join(root, 'plus', 'f.txt'), 'twelve bytes')
+  symlinkSync(join(outside, 'secret'), join(root, 'plus', 'away'))
+  const entries = new Map(await tree.readdirplus('/plus'))
+  t.same([...entries.keys()].sort(), ['away', 'f.txt', 'sub'])
+  for (const name of entries.keys()) t.same(entries.get(name), await tree.getattr(`/plus/${name}`), `${name}: as getattr says`)
+  t.equal(entries.get('away')!.mode & S_IFMT, S_IFLNK, 'the link is not followed')
+  await t.rejects(tree.readdirplus('/out'), { code: 'EACCES' }, 'nor is a linked folder that leads out')
+})
+
+t.test(`readdirplus of a folder past ${MAX_DIRPLUS.toLocaleString('en')} names: the rest come without attributes, to be asked one by one`, async (t) => {
+  const dir = join(root, 'huge')
+  mkdirSync(dir)
+  execFileSync('sh', ['-c', `cd "$1" && seq ${MAX_DIRPLUS + 10} | sed s/^/f/ | xargs touch`, 'sh', dir])
+  const entries = await tree.readdirplus('/huge')
+  t.equal(entries.length, MAX_DIRPLUS + 10, 'every name')
+  t.equal(entries.filter(([, stat]) => stat === null).length, 10, 'attributes for the first ones only')
 })
