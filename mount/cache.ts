@@ -10,7 +10,7 @@
 import { HerdsError, toHerdsError } from '../tree/errno.js'
 import { callOp, treeFromCall } from '../tree/peer.js'
 import { O_APPEND, O_RDWR, RENAME_EXCHANGE, wantsWrite, type CallContext, type DirEntry, type Op, type Stat, type Tree } from '../tree/tree.js'
-import { childOf } from '../tree/paths.js'
+import { childOf, folderOf } from '../tree/paths.js'
 import type { Changed } from '../tree/changed.js'
 import { Changes } from './changes.js'
 
@@ -266,7 +266,7 @@ export class CachedTree {
    * keep theirs. Sizes count what this mount wrote there first.
    */
   private async readdirplus (path: string, ctx?: CallContext): Promise<DirEntry[]> {
-    const inFolder = new Set([...this.files.values()].map((file) => file.path).filter((p) => (p.slice(0, p.lastIndexOf('/')) || '/') === path))
+    const inFolder = new Set([...this.files.values()].map((file) => file.path).filter((p) => folderOf(p) === path))
     for (const file of inFolder) await this.sendAll(file)
     const tick = this.changes.now()
     const entries = await this.inner.readdirplus(path, ctx)

@@ -6,6 +6,7 @@
  * attributes; a change of a file's own attributes or content stands for that
  * file alone. A lookup walks a path's folders (a few steps), never the whole cache.
  */
+import { folderOf } from '../tree/paths.js'
 
 /** How long after a change a path counts as changing (its attributes are then not kept). */
 export const SETTLE_MS = 1000
@@ -13,8 +14,6 @@ export const SETTLE_MS = 1000
 const MAX_MARKS = 50_000
 
 interface Mark { tick: number, at: number }
-
-const parentOf = (path: string): string => path.slice(0, path.lastIndexOf('/')) || '/'
 
 export class Changes {
   private tick = 0
@@ -34,7 +33,7 @@ export class Changes {
   mark (path: string): void {
     const mark = { tick: ++this.tick, at: Date.now() }
     this.subtree.set(path, mark)
-    this.listing.set(parentOf(path), mark)
+    this.listing.set(folderOf(path), mark)
     if (this.subtree.size > MAX_MARKS || this.listing.size > MAX_MARKS) this.prune()
   }
 
@@ -81,7 +80,7 @@ export class Changes {
     // reads them to decide whether the folder's time still needs setting.
     const names = listing ? this.listing.get(path) : undefined
     if (names && test(names)) return true
-    for (let p = path; ; p = parentOf(p)) {
+    for (let p = path; ; p = folderOf(p)) {
       const mark = this.subtree.get(p)
       if (mark && test(mark)) return true
       if (p === '/') return false

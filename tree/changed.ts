@@ -43,7 +43,12 @@ export class Gathered {
     for (const path of changes.attrs ?? []) if (!this.paths.has(path) && !this.names.has(path)) this.attrs.add(path)
   }
 
-  /** What was gathered, at most `max` in each list (see foldChanges); empties this. */
+  /** Folds what waits to at most `max` paths in all (see foldChanges), so what is gathered stays bounded. */
+  fold (max: number): void {
+    if (this.size > max) this.add(this.take(max))
+  }
+
+  /** What was gathered, at most `max` paths in all (see foldChanges); empties this. */
   take (max: number): Changed {
     const changes: Changed = { paths: [...this.paths] }
     if (this.attrs.size) changes.attrs = [...this.attrs]

@@ -67,10 +67,7 @@ export class Outbox {
     if (!this.changed && !this.full) return this.write({ t: 'changed', ...changes })
     this.changed ??= new Gathered()
     this.changed.add(changes)
-    if (this.changed.size > MAX_CHANGED) {
-      const folded = this.changed.take(MAX_CHANGED)
-      this.changed.add(folded)
-    }
+    this.changed.fold(MAX_CHANGED)
     this.schedule()
   }
 

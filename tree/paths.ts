@@ -10,6 +10,11 @@ export function joinPath (parts: readonly string[]): string {
   return '/' + parts.join('/')
 }
 
+/** The folder that holds `path` ("/a/b" → "/a", "/a" → "/"). */
+export function folderOf (path: string): string {
+  return path.slice(0, path.lastIndexOf('/')) || '/'
+}
+
 /** The path of `name` in the folder `dir` (both normalised). */
 export function childOf (dir: string, name: string): string {
   return dir === '/' ? `/${name}` : `${dir}/${name}`

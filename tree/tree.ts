@@ -3,6 +3,7 @@
  * Paths are absolute within the tree ("/", "/exec/cmd"), already normalised.
  * Every method rejects with a HerdsError carrying an errno name.
  */
+import { childOf } from './paths.js'
 
 /** File type bits, as in stat(2). */
 export const S_IFMT = 0o170000
@@ -100,7 +101,7 @@ export const MAX_DIRPLUS = 50_000
 
 /** The same entries with each known stat changed by `change` (given the entry's path): for trees that adjust what getattr says. */
 export function mapEntryStats (dir: string, entries: DirEntry[], change: (stat: Stat, path: string) => Stat | null): DirEntry[] {
-  return entries.map(([name, stat]) => [name, stat && change(stat, dir === '/' ? `/${name}` : `${dir}/${name}`)])
+  return entries.map(([name, stat]) => [name, stat && change(stat, childOf(dir, name))])
 }
 
 /**

@@ -22,6 +22,9 @@ t.test('gathered: each path once, "anything below" over a name, a name over attr
   t.equal(gathered.size, 4)
   t.same(gathered.take(MAX_CHANGED), { paths: ['/v/b'], attrs: ['/v/c'], names: [['/v/d', 0], ['/v/a', S_IFREG]] })
   t.equal(gathered.size, 0, 'taking empties it')
+  gathered.add({ paths: [], attrs: Array.from({ length: 1500 }, (_, i) => `/v/d${i % 3}/f${i}`) })
+  gathered.fold(MAX_CHANGED)
+  t.same(gathered.take(MAX_CHANGED), { paths: ['/v/d0', '/v/d1', '/v/d2'] }, 'folded in place past the bound, as what waits in an outbox is')
 })
 
 t.test('past the bound, every kind becomes "anything below" and folds', async (t) => {
