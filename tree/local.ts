@@ -63,6 +63,8 @@ export interface LocalTreeOptions {
 export class LocalTree implements Tree {
   private readonly beneath: Beneath
   private readonly files = new HandleTable<FileHandle>()
+  /** Each open file's writes and syncs, one at a time in the order they came (see `inTurn`). */
+  private readonly turns = new WeakMap<FileHandle, Promise<unknown>>()
   private readonly linksOut: (path: string) => boolean
 
   /** Serves the directory `root`, which must exist. */
@@ -95,6 +97,19 @@ export class LocalTree implements Tree {
 
   private file (fh: number): FileHandle {
     return this.files.must(fh)
+  }
+
+  /**
+   * Runs `work` once the file's earlier writes and syncs are done. A mount sends
+   * writes without waiting for answers; run side by side in the thread pool, two
+   * that overlap could land in the wrong order, and on a full disk a later one
+   * could land past one that failed, leaving a hole.
+   */
+  private inTurn<T> (file: FileHandle, work: (file: FileHandle) => Promise<T>): Promise<T> {
+    const run = (): Promise<T> => work(file)
+    const turn = (this.turns.get(file) ?? Promise.resolve()).then(run, run)
+    this.turns.set(file, turn.catch(() => {}))
+    return turn
   }
 
   /**
@@ -161,7 +176,7 @@ export class LocalTree implements Tree {
   }
 
   write (path: string, fh: number, offset: number, data: Uint8Array): Promise<number> {
-    return guard(path, async () => (await this.file(fh).write(data, 0, data.length, offset)).bytesWritten)
+    return guard(path, () => this.inTurn(this.file(fh), async (file) => (await file.write(data, 0, data.length, offset)).bytesWritten))
   }
 
   async flush (): Promise<void> {
@@ -270,10 +285,7 @@ export class LocalTree implements Tree {
 
   /** Writes the open file's data (and, unless `datasync`, its attributes) to the node's disk. */
   fsync (path: string, fh: number, datasync: boolean): Promise<void> {
-    return guard(path, async () => {
-      const file = this.file(fh)
-      await (datasync ? file.datasync() : file.sync())
-    })
+    return guard(path, () => this.inTurn(this.file(fh), (file) => datasync ? file.datasync() : file.sync()))
   }
 
   getxattr (path: string, name: string): Promise<Uint8Array> {

@@ -1,12 +1,13 @@
 // A local tree on a real temporary directory: it behaves like the disk and keeps to its root.
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { readWhole, writeWhole } from '../../tree/bind.js'
+import type { HerdsError } from '../../tree/errno.js'
 import { LocalTree } from '../../tree/local.js'
 import { MAX_DIRPLUS, O_RDWR, S_IFDIR, S_IFLNK, S_IFMT } from '../../tree/tree.js'
-import { tempDir } from '../e2e/harness.js'
+import { tempDir, tmpfsAt } from '../e2e/harness.js'
 
 const root = tempDir(t)
 const outside = tempDir(t)
@@ -78,6 +79,41 @@ t.test('a whole-file write through open/write/flush/release', async (t) => {
   writeFileSync(join(root, 'w', 'f'), '')
   await writeWhole(tree, '/w/f', Buffer.from('abc'))
   t.equal(readFileSync(join(root, 'w', 'f'), 'utf8'), 'abc')
+})
+
+t.test('writes sent without waiting land in the order sent: the last of those over one byte wins', async (t) => {
+  writeFileSync(join(root, 'order'), '')
+  const fh = await tree.open('/order', O_RDWR)
+  t.teardown(() => tree.release('/order', fh))
+  const wrong: string[] = []
+  for (let round = 0; round < 200; round++) {
+    // Side by side in the thread pool, whichever thread came last would win.
+    await Promise.all([...'abcdefgh'].map((c) => tree.write('/order', fh, 0, Buffer.from(c))))
+    const got = readFileSync(join(root, 'order'), 'utf8')
+    if (got !== 'h') wrong.push(got)
+  }
+  t.same(wrong, [], 'every round ends with the last write')
+})
+
+t.test('on a full disk, writes sent without waiting leave no hole: none lands past one that failed', async (t) => {
+  const small = join(outside, 'small')
+  tmpfsAt(t, small, 'size=4m')
+  const full = new LocalTree(small)
+  writeFileSync(join(small, 'big'), '')
+  const fh = await full.open('/big', O_RDWR)
+  t.teardown(() => full.release('/big', fh))
+  const piece = 128 * 1024
+  let results: Array<PromiseSettledResult<number>> = []
+  let size = 0
+  let written = 0
+  for (let round = 0; round < 10 && size === written; round++) {
+    await full.truncate('/big', 0)
+    results = await Promise.allSettled(Array.from({ length: 48 }, (_, i) => full.write('/big', fh, i * piece, Buffer.alloc(piece, 'x'))))
+    size = statSync(join(small, 'big')).size
+    written = results.reduce((sum, r) => sum + (r.status === 'fulfilled' ? r.value : 0), 0)
+  }
+  t.ok(results.some((r) => r.status === 'rejected' && (r.reason as HerdsError).code === 'ENOSPC'), 'ENOSPC is told')
+  t.equal(size, written, `the file is as long as what was written (${size} bytes), with no hole`)
 })
 
 t.test('a FIFO is refused at once, not waited on; a linked directory is not listed', async (t) => {
