@@ -16,6 +16,7 @@ import { VERSION } from '../tree/version.js'
 import { accessFrom, CA_OPTION, TOKEN_OPTION, type Access, type AccessFlags } from './access.js'
 import { writeHostUrl } from './hostfile.js'
 import { registerClientCommands, registerMachineCommands } from './client.js'
+import { registerMcpCommand } from './mcp.js'
 import { collectExports, DEFAULT_PORT, defaultMountpoint, Dir, herdsHome, HostUrl, JobExpiry, ListenAddress, NodeName, parseFlag, Port, readFlagFile } from './options.js'
 
 const say = (line: string): void => { process.stdout.write(`herds: ${line}\n`) }
@@ -222,6 +223,7 @@ program.command('mount')
   })
 
 registerClientCommands(program)
+registerMcpCommand(program)
 registerMachineCommands(program, say)
 
 program.parseAsync().catch(async (err: unknown) => {

@@ -111,6 +111,13 @@ export class Herds {
     return scored.sort((a, b) => a.score - b.score)[0].node
   }
 
+  /** The host's default node (the one .herds/venoms/run runs on); EHOSTDOWN while none has connected. */
+  async defaultNode (): Promise<HerdsNode> {
+    const name = (await this.health()).defaultNode
+    if (typeof name !== 'string') throw new HerdsError('EHOSTDOWN', 'no node has connected to the host yet (name one)')
+    return this.node(name)
+  }
+
   /** health.json: host version, uptime, nodes online, mounts connected, the default node. */
   health (): Promise<Record<string, unknown>> {
     return readJson(this.files, '/.herds/catalog/health.json')
@@ -147,6 +154,13 @@ export class HerdsNode {
     await job.settle(opts)
     await job.start(cmd)
     return job
+  }
+
+  /** A job of this node's exec/ (or of a sandbox's) by its id, started or not. */
+  job (id: string, opts: Pick<RunOptions, 'sandbox'> = {}): Job {
+    checkName(id, 'job')
+    if (opts.sandbox !== undefined) checkName(opts.sandbox, 'sandbox')
+    return new Job(this.files, opts.sandbox ? `${this.path}/sandboxes/${opts.sandbox}/exec` : `${this.path}/exec`, id)
   }
 
   /** Runs a command to its end and gives its output and exit status. */
@@ -190,8 +204,9 @@ export class HerdsNode {
 /** A running (or finished) job: exec/jobs/<id>/. */
 export class Job {
   readonly id: string
+  /** Its folder in the namespace: <exec>/jobs/<id>. */
+  readonly dir: string
   private readonly files: Transport
-  private readonly dir: string
   private readonly exec: string
 
   constructor (files: Transport, exec: string, id: string) {
@@ -270,6 +285,11 @@ export class Job {
     return { ...status, stdout: stdout.toString('utf8'), stderr: stderr.toString('utf8') }
   }
 
+  /** The job's status file as it is now (state, exitCode, signal...), without waiting for the end. */
+  state (): Promise<Record<string, unknown>> {
+    return readJson(this.files, `${this.dir}/status`)
+  }
+
   /** Waits for the end (exit), then gives how it ended, without the output. */
   async status (): Promise<Omit<RunResult, 'stdout' | 'stderr'>> {
     const exit = Number((await this.files.read(`${this.dir}/exit`)).toString('utf8').trim())
@@ -326,15 +346,16 @@ export class Folder {
   async rm (path: string, opts: { recursive?: boolean } = {}): Promise<void> {
     const full = this.at(path)
     if (full === this.root) throw new HerdsError('EINVAL', 'rm of the folder itself: use remove()')
-    await removeAt(this.files, full, opts.recursive ?? false)
+    await removePath(this.files, full, opts.recursive ?? false)
   }
 }
 
-async function removeAt (files: Transport, path: string, recursive: boolean): Promise<void> {
+/** Removes a file, or a folder and (with `recursive`) everything in it, one name at a time. */
+export async function removePath (files: Transport, path: string, recursive: boolean): Promise<void> {
   const info = await files.stat(path)
   if (!info.directory) return files.unlink(path)
   if (!recursive) throw new HerdsError('EISDIR', `${path} is a folder: pass { recursive: true }`)
-  for (const name of await files.list(path)) await removeAt(files, `${path}/${name}`, true)
+  for (const name of await files.list(path)) await removePath(files, `${path}/${name}`, true)
   await files.rmdir(path)
 }
 

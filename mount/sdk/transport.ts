@@ -5,11 +5,11 @@
  * can do it too.
  */
 import { createReadStream } from 'node:fs'
-import { mkdir, readdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises'
+import { appendFile, mkdir, open, readdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises'
 import { join, posix } from 'node:path'
 import { readWhole, writeWhole } from '../../tree/bind.js'
 import { toHerdsError } from '../../tree/errno.js'
-import { O_RDONLY, S_IFDIR, S_IFMT, type Tree } from '../../tree/tree.js'
+import { O_APPEND, O_RDONLY, O_WRONLY, S_IFDIR, S_IFMT, type Tree } from '../../tree/tree.js'
 
 export interface FileStat {
   directory: boolean
@@ -21,8 +21,16 @@ export interface FileStat {
 /** File operations on namespace paths ("/nodes/studio/exec/cmd"). Errors are HerdsErrors. */
 export interface Transport {
   read (path: string): Promise<Buffer>
+  /**
+   * Reads at most `length` bytes from `offset` (fewer at the end). A live file
+   * such as a running job's stdout waits for more; over the wire, `waitMs`
+   * bounds that wait and gives what came (a mount's read waits as `cat` does).
+   */
+  readAt (path: string, offset: number, length: number, opts?: { waitMs?: number }): Promise<Buffer>
   /** Writes a whole file as `>` does: created if missing, emptied first, acted on at close. */
   write (path: string, data: string | Uint8Array): Promise<void>
+  /** Adds to the end of a file as `>>` does: created if missing. */
+  append (path: string, data: string | Uint8Array): Promise<void>
   /** Reads a file to its end, calling `onChunk` as each piece arrives (live output). */
   stream (path: string, onChunk: (chunk: Buffer) => void, signal?: AbortSignal): Promise<void>
   list (path: string): Promise<string[]>
@@ -43,17 +51,55 @@ async function mapped<T> (work: Promise<T>): Promise<T> {
   }
 }
 
+const bytesOf = (data: string | Uint8Array): Uint8Array => typeof data === 'string' ? Buffer.from(data) : data
+
+/** A file's bytes from `offset`, read in pieces until `length`, its end, or `waitMs` (what came by then). */
+async function readRange (tree: Tree, path: string, offset: number, length: number, waitMs?: number): Promise<Buffer> {
+  const fh = await tree.open(path, O_RDONLY)
+  const chunks: Buffer[] = []
+  const signal = waitMs === undefined ? undefined : AbortSignal.timeout(waitMs)
+  try {
+    for (let got = 0; got < length;) {
+      const chunk = await tree.read(path, fh, offset + got, Math.min(128 * 1024, length - got), { signal }).catch((err: unknown) => {
+        if (signal?.aborted) return new Uint8Array(0)
+        throw err
+      })
+      if (chunk.length === 0) break
+      chunks.push(Buffer.from(chunk))
+      got += chunk.length
+    }
+  } finally {
+    await tree.release(path, fh).catch(() => {})
+  }
+  return Buffer.concat(chunks)
+}
+
+/** Appends through an O_APPEND handle, so the node puts each piece at the end. */
+async function appendTo (tree: Tree, path: string, data: Uint8Array): Promise<void> {
+  const exists = await tree.getattr(path).then(() => true, () => false)
+  if (!exists) await tree.release(path, await tree.create(path, 0o644))
+  const fh = await tree.open(path, O_WRONLY | O_APPEND)
+  try {
+    for (let done = 0; done < data.length;) done += await tree.write(path, fh, 0, data.subarray(done, done + 1024 * 1024))
+    await tree.flush(path, fh)
+  } finally {
+    await tree.release(path, fh).catch(() => {})
+  }
+}
+
 /** The namespace over the wire: a remote tree from connectHost. */
 export function treeTransport (tree: Tree, close: () => void = () => {}): Transport {
   return {
     read: (path) => mapped(readWhole(tree, path)),
+    readAt: (path, offset, length, opts) => mapped(readRange(tree, path, offset, length, opts?.waitMs)),
     write: (path, data) => mapped((async () => {
       // As open(O_CREAT|O_TRUNC) does: create a missing file, empty an existing one.
       const exists = await tree.getattr(path).then(() => true, () => false)
       if (!exists) await tree.release(path, await tree.create(path, 0o644))
       else await tree.truncate(path, 0)
-      await writeWhole(tree, path, typeof data === 'string' ? Buffer.from(data) : data)
+      await writeWhole(tree, path, bytesOf(data))
     })()),
+    append: (path, data) => mapped(appendTo(tree, path, bytesOf(data))),
     stream: (path, onChunk, signal) => mapped((async () => {
       const fh = await tree.open(path, O_RDONLY, { signal })
       try {
@@ -83,7 +129,23 @@ export function fsTransport (mountpoint: string): Transport {
   const at = (path: string): string => join(mountpoint, posix.normalize('/' + path))
   return {
     read: (path) => mapped(readFile(at(path))),
+    readAt: (path, offset, length) => mapped((async () => {
+      const file = await open(at(path), 'r')
+      try {
+        const buf = Buffer.alloc(length)
+        let got = 0
+        while (got < length) {
+          const { bytesRead } = await file.read(buf, got, length - got, offset + got)
+          if (bytesRead === 0) break
+          got += bytesRead
+        }
+        return buf.subarray(0, got)
+      } finally {
+        await file.close()
+      }
+    })()),
     write: (path, data) => mapped(writeFile(at(path), data)),
+    append: (path, data) => mapped(appendFile(at(path), data)),
     stream: (path, onChunk, signal) => mapped(new Promise<void>((resolve, reject) => {
       const stream = createReadStream(at(path), { highWaterMark: 128 * 1024, signal })
       stream.on('data', (chunk) => onChunk(chunk as Buffer)).on('end', resolve).on('error', reject)
