@@ -41,6 +41,13 @@ nodes/<node>/exec/jobs/$id/{cmd,stdout,exit}. The whole contract: venoms/run.md.
 Volumes (nodes/<node>/volumes/<name>/) are persistent folders; a sandbox's
 config.json mounts them at workspace/<mount> ("volumes": {"<mount>": "<volume>"}).
 
+## Without a mount
+
+An agent that reaches tools through MCP gets the same namespace from
+herds mcp (stdio; or herds mcp --http PORT): tools nodes, list, read, write,
+mkdir, remove, run, start, job, kill, sandbox_create, sandbox_remove, and these
+files as resources. herds mcp --print-config prints how to start it.
+
 ## Files here
 
 - nodes.json       every node the host knows, online or not

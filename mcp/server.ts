@@ -9,7 +9,7 @@ import type { Herds } from '../mount/sdk/herds.js'
 import { toHerdsError } from '../tree/errno.js'
 import { checkName } from '../tree/names.js'
 import { VERSION } from '../tree/version.js'
-import { TOOLS, type Call, type Needs, type Tool } from './tools.js'
+import { namedAt, TOOLS, type Call, type Needs, type Tool } from './tools.js'
 
 const CATALOG = '/.herds/catalog'
 
@@ -33,7 +33,7 @@ export async function createMcpServer (herds: Herds, scope: Needs): Promise<McpS
       try {
         return await spec.call(args as never, call)
       } catch (err) {
-        return toolError(err)
+        return toolError(typeof args.path === 'string' ? namedAt(err, args.path) : err)
       }
     })
   }

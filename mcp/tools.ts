@@ -46,6 +46,29 @@ function clean (path: string): string {
   return posix.normalize('/' + path).replace(/(.)\/$/, '$1')
 }
 
+/**
+ * An error told with the path as the agent gave it: a node names the path
+ * inside its own tree (a volume's "/a.txt"), which the agent never saw.
+ */
+export function namedAt (err: unknown, given: string): HerdsError {
+  const error = toHerdsError(err)
+  const path = clean(given)
+  if (error.message.includes(path)) return error
+  let reason = error.message.startsWith(`${error.code}: `) ? error.message.slice(error.code.length + 2) : error.message
+  if (/^\/\S*$/.test(reason)) reason = '' // nothing but the node's own name for it
+  return new HerdsError(error.code, reason ? `${path}: ${reason}` : path)
+}
+
+/** A job that is not there, said as the agent named it. */
+async function ofJob<T> (where: Record<string, string>, work: Promise<T>): Promise<T> {
+  try {
+    return await work
+  } catch (err) {
+    if (toHerdsError(err).code !== 'ENOENT') throw err
+    throw new HerdsError('ENOENT', `no job ${where.id} on ${where.node}${where.sandbox ? ` in sandbox ${where.sandbox}` : ''} (it never was, or was pruned)`)
+  }
+}
+
 const json = (value: unknown): CallToolResult => ({ content: [{ type: 'text', text: JSON.stringify(value, null, 2) }] })
 
 async function nodeOf (herds: Herds, name: string | undefined): Promise<HerdsNode> {
@@ -265,7 +288,7 @@ export const TOOLS = {
     async call (args, { herds, signal }) {
       const node = await nodeOf(herds, args.node)
       const job = node.job(args.id, { sandbox: args.sandbox })
-      let state = await job.state()
+      let state = await ofJob(whereOf(node, args.sandbox, job.id), job.state())
       for (const until = Date.now() + (args.wait ?? 0) * 1000; isRunning(state) && Date.now() < until && !signal.aborted;) {
         await new Promise((resolve) => setTimeout(resolve, Math.min(250, until - Date.now())))
         state = await job.state()
@@ -292,7 +315,7 @@ export const TOOLS = {
       const node = await nodeOf(herds, args.node)
       const job = node.job(args.id, { sandbox: args.sandbox })
       const signal = (args.signal ?? 'TERM').replace(/^SIG/, '')
-      await job.kill(signal)
+      await ofJob(whereOf(node, args.sandbox, job.id), job.kill(signal))
       return json({ ...whereOf(node, args.sandbox, job.id), sent: signal })
     },
   }),

@@ -63,11 +63,12 @@ t.test('nodes, and files: mkdir, write, append, list, read (text, offset, binary
 t.test('a bad path is a tool error with the errno name, never a stack', async (t) => {
   const missing = await admins.callTool({ name: 'read', arguments: { path: '/nodes/studio/volumes/nothing/here' } }) as CallToolResult
   t.equal(missing.isError, true)
-  t.match(text(missing), /^ENOENT: /)
+  t.equal(text(missing), 'ENOENT: /nodes/studio/volumes/nothing/here', 'the path as the agent gave it')
   t.notMatch(text(missing), /\n\s+at /, 'no stack')
   const nowhere = await admins.callTool({ name: 'run', arguments: { command: 'true', node: 'no such node!' } }) as CallToolResult
   t.equal(nowhere.isError, true)
   t.match(text(nowhere), /^EINVAL: .*not a node name/)
+  t.equal(text(await admins.callTool({ name: 'job', arguments: { id: '999999' } })), 'ENOENT: no job 999999 on studio (it never was, or was pruned)')
 })
 
 t.test('run: exit code, stdout, stderr, env, stdin, a sandbox; long output cut with the job id to read on', async (t) => {
