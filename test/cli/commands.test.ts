@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process'
 import { readFileSync, statSync, existsSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import t from 'tap'
-import { HERDS_BIN, herdsUp, tempDir } from '../e2e/harness.js'
+import { againPastFenceRace, HERDS_BIN, herdsUp, tempDir } from '../e2e/harness.js'
 
 const up = await herdsUp(t, 'clinode')
 const env = { ...process.env, HERDS_URL: up.url, HERDS_TOKEN: up.adminToken, HERDS_HOME: up.home }
@@ -29,7 +29,8 @@ t.test('herds run: exit codes, pipes both ways, timeouts, env, sandboxes', async
   t.match(timed.stderr, /herds: the job timed out after 1 s/)
   t.equal(herds(['run', '--env', 'GREETING=hello there', '--', 'sh', '-c', 'echo $GREETING']).stdout, 'hello there\n')
   t.equal(herds(['sandbox', 'create', 'clibox']).status, 0)
-  t.match(herds(['run', '--sandbox', 'clibox', '--', 'pwd']).stdout, /sandboxes\/clibox\/workspace\n$/)
+  const pwd = await againPastFenceRace(() => herds(['run', '--sandbox', 'clibox', '--', 'pwd']), (r) => ({ stderr: r.stderr, exit: r.status }))
+  t.match(pwd.stdout, /sandboxes\/clibox\/workspace\n$/, pwd.stderr)
   const nowhere = herds(['run', '--node', 'nowhere', '--', 'true'])
   t.equal(nowhere.status, 255, 'herds\' own failure is 255, as with ssh')
   t.match(nowhere.stderr, /^herds: /)

@@ -157,7 +157,20 @@ export async function startHostAndNode (t: Teardown, name = 'studio'): Promise<H
 }
 
 /** The fence's refusal when a FUSE mount appeared as a job started (docs/isolation.md). */
-const FENCE_RACE = /^herds: a FUSE mount appeared at \S+ as the job started; run it again\n$/
+export const FENCE_RACE = /^herds: a FUSE mount appeared at \S+ as the job started; run it again\n$/
+
+/**
+ * Runs a sandbox job by `start` again while the fence refuses it because
+ * another test file's mount appeared as it started (see runJob); `stderr` and
+ * `exit` say what the job said.
+ */
+export async function againPastFenceRace<T> (start: () => Promise<T> | T, said: (result: T) => { stderr: string, exit: number | null }): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    const result = await start()
+    const { stderr, exit } = said(result)
+    if (exit !== 125 || !FENCE_RACE.test(stderr) || tries === 5) return result
+  }
+}
 
 /**
  * Runs `cmd` through the exec folder `exec` and reads its exit and output.

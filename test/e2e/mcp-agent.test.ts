@@ -6,7 +6,7 @@ import t, { type Test } from 'tap'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
-import { HERDS_BIN, herdsUp } from './harness.js'
+import { againPastFenceRace, HERDS_BIN, herdsUp } from './harness.js'
 
 const up = await herdsUp(t, 'agentnode')
 const client = new Client({ name: 'agent', version: '1' })
@@ -29,7 +29,7 @@ t.test('discover, sandbox, write, run, read, remove', async (t) => {
   const script = `${box.workspace}/count.sh`
   await use(t, 'write', { path: script, content: 'for w in "$@"; do echo "$w" | wc -c; done > lengths.txt\necho done\n' })
   t.equal(readFileSync(join(up.mountpoint, script), 'utf8').split('\n')[0], 'for w in "$@"; do echo "$w" | wc -c; done > lengths.txt', 'the mount shows the file the agent wrote')
-  const ran = await use(t, 'run', { node, sandbox: 'task', command: 'sh count.sh a bb ccc' })
+  const ran = await againPastFenceRace(() => use(t, 'run', { node, sandbox: 'task', command: 'sh count.sh a bb ccc' }), (r) => ({ stderr: r.stderr, exit: r.exitCode }))
   t.match(ran, { exitCode: 0, stdout: 'done\n', stderr: '' })
   const listed = await use(t, 'list', { path: box.workspace })
   t.same(listed.entries.map((e: { name: string }) => e.name), ['count.sh', 'lengths.txt'])

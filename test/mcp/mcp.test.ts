@@ -9,7 +9,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
-import { HERDS_BIN, spawnHerds, startHostAndNode, tempDir, type Teardown } from '../e2e/harness.js'
+import { againPastFenceRace, HERDS_BIN, spawnHerds, startHostAndNode, tempDir, type Teardown } from '../e2e/harness.js'
 
 const { url, admin, hostHome } = await startHostAndNode(t, 'studio')
 const env = { ...process.env, HERDS_URL: url, HERDS_TOKEN: admin, HERDS_HOME: hostHome } as Record<string, string>
@@ -81,7 +81,8 @@ t.test('run: exit code, stdout, stderr, env, stdin, a sandbox; long output cut w
   t.equal(rest.stdout, '100000\n', 'the end, read on from an offset')
   t.equal(rest.stdoutOffset, 588895)
   t.match(answer(await admins.callTool({ name: 'sandbox_create', arguments: { name: 'mcpbox' } })), { sandbox: 'mcpbox', workspace: '/nodes/studio/sandboxes/mcpbox/workspace' })
-  t.match(answer(await admins.callTool({ name: 'run', arguments: { command: 'pwd', sandbox: 'mcpbox' } })), { sandbox: 'mcpbox', stdout: /sandboxes\/mcpbox\/workspace\n$/ })
+  const pwd = await againPastFenceRace(async () => answer(await admins.callTool({ name: 'run', arguments: { command: 'pwd', sandbox: 'mcpbox' } })), (r) => ({ stderr: r.stderr, exit: r.exitCode }))
+  t.match(pwd, { sandbox: 'mcpbox', stdout: /sandboxes\/mcpbox\/workspace\n$/ })
   t.match(answer(await admins.callTool({ name: 'sandbox_remove', arguments: { name: 'mcpbox' } })), { removed: true })
   const gone = await admins.callTool({ name: 'sandbox_remove', arguments: { name: 'mcpbox' } }) as CallToolResult
   t.match(text(gone), /^ENOENT: /, 'removing it again says it is not there, and makes nothing')
