@@ -31,8 +31,17 @@ export interface Transport {
   write (path: string, data: string | Uint8Array): Promise<void>
   /** Adds to the end of a file as `>>` does: created if missing. */
   append (path: string, data: string | Uint8Array): Promise<void>
-  /** Reads a file to its end, calling `onChunk` as each piece arrives (live output). */
-  stream (path: string, onChunk: (chunk: Buffer) => void, signal?: AbortSignal): Promise<void>
+  /**
+   * Reads a file to its end from `from` (0), calling `onChunk` as each piece
+   * arrives (live output); a promise it returns is waited for before the next read.
+   */
+  stream (path: string, onChunk: (chunk: Buffer) => unknown, signal?: AbortSignal, from?: number): Promise<void>
+  /**
+   * Opens a file to write to its end, one request a write, for many small
+   * writes (keystrokes to a terminal job's stdin). Each write is acted on as
+   * it arrives; close when done.
+   */
+  openAppend (path: string): Promise<Appender>
   list (path: string): Promise<string[]>
   stat (path: string): Promise<FileStat>
   mkdir (path: string): Promise<void>
@@ -40,6 +49,13 @@ export interface Transport {
   unlink (path: string): Promise<void>
   rename (from: string, to: string): Promise<void>
   close (): void
+}
+
+/** A file held open for writing at its end (Transport.openAppend). */
+export interface Appender {
+  /** Writes all of `data`, in the order of the calls. */
+  write (data: Uint8Array): Promise<void>
+  close (): Promise<void>
 }
 
 /** Turns whatever a call threw into a HerdsError (fs errors carry their errno name already). */
@@ -100,17 +116,26 @@ export function treeTransport (tree: Tree, close: () => void = () => {}): Transp
       await writeWhole(tree, path, bytesOf(data))
     })()),
     append: (path, data) => mapped(appendTo(tree, path, bytesOf(data))),
-    stream: (path, onChunk, signal) => mapped((async () => {
+    stream: (path, onChunk, signal, from = 0) => mapped((async () => {
       const fh = await tree.open(path, O_RDONLY, { signal })
       try {
-        for (let offset = 0; ;) {
+        for (let offset = from; ;) {
           const chunk = await tree.read(path, fh, offset, 128 * 1024, { signal })
           if (chunk.length === 0) return
-          onChunk(Buffer.from(chunk))
+          await onChunk(Buffer.from(chunk))
           offset += chunk.length
         }
       } finally {
         await tree.release(path, fh).catch(() => {})
+      }
+    })()),
+    openAppend: (path) => mapped((async () => {
+      const fh = await tree.open(path, O_WRONLY | O_APPEND)
+      return {
+        write: (data) => mapped((async () => {
+          for (let done = 0; done < data.length;) done += await tree.write(path, fh, 0, data.subarray(done))
+        })()),
+        close: () => mapped(tree.release(path, fh)),
       }
     })()),
     list: (path) => mapped(tree.readdir(path)),
@@ -146,10 +171,22 @@ export function fsTransport (mountpoint: string): Transport {
     })()),
     write: (path, data) => mapped(writeFile(at(path), data)),
     append: (path, data) => mapped(appendFile(at(path), data)),
-    stream: (path, onChunk, signal) => mapped(new Promise<void>((resolve, reject) => {
-      const stream = createReadStream(at(path), { highWaterMark: 128 * 1024, signal })
-      stream.on('data', (chunk) => onChunk(chunk as Buffer)).on('end', resolve).on('error', reject)
+    stream: (path, onChunk, signal, from = 0) => mapped(new Promise<void>((resolve, reject) => {
+      const stream = createReadStream(at(path), { highWaterMark: 128 * 1024, signal, start: from })
+      stream.on('data', (chunk) => {
+        const taken = onChunk(chunk as Buffer)
+        if (taken instanceof Promise) { stream.pause(); taken.then(() => stream.resume(), (err: unknown) => { stream.destroy(); reject(err) }) }
+      }).on('end', resolve).on('error', reject)
     })),
+    openAppend: (path) => mapped((async () => {
+      const file = await open(at(path), 'a')
+      return {
+        write: (data) => mapped((async () => {
+          for (let done = 0; done < data.length;) done += (await file.write(data, done)).bytesWritten
+        })()),
+        close: () => mapped(file.close()),
+      }
+    })()),
     list: (path) => mapped(readdir(at(path))),
     stat: (path) => mapped(stat(at(path)).then((s) => ({ directory: s.isDirectory(), size: s.size, mode: s.mode & 0o7777, mtimeMs: s.mtimeMs }))),
     mkdir: (path) => mapped(mkdir(at(path))),

@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Test } from 'tap'
-import { errnoOf, type Files } from './files.js'
+import { errnoOf, readUntil, type Files } from './files.js'
 
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex')
 
@@ -44,7 +44,7 @@ export function execContract (t: Test, files: Files, node: string, scratch: stri
     t.equal(status.signal, null)
     t.type(status.pid, 'number')
     t.ok(status.durationMs >= 0 && Date.parse(status.endedAt) >= Date.parse(status.startedAt))
-    t.same((await files.list(`${exec}/jobs/${status.id}`)).sort(), ['cmd', 'ctl', 'env', 'exit', 'output', 'status', 'stderr', 'stdin', 'stdout', 'timeout'])
+    t.same((await files.list(`${exec}/jobs/${status.id}`)).sort(), ['cmd', 'ctl', 'env', 'exit', 'output', 'status', 'stderr', 'stdin', 'stdout', 'timeout', 'tty'])
     t.equal((await files.read(`${exec}/jobs/${status.id}/stderr`)).toString(), 'oops\n')
   })
 
@@ -116,5 +116,40 @@ export function execContract (t: Test, files: Files, node: string, scratch: stri
     t.same(await files.list(dir), ['renamed'], 'rename within a volume')
     await files.remove(`${dir}/renamed`)
     t.same(await files.list(dir), [])
+  })
+
+  t.test('a terminal job: keystrokes in, the terminal\'s bytes out, resize, Ctrl-C, eof', async (t) => {
+    const id = (await files.read(`${exec}/new`)).toString().trim()
+    const job = `${exec}/jobs/${id}`
+    t.equal(await errnoOf(files.write(`${job}/tty`, '{"rows":0}')), 'EINVAL', 'a size of 0 rows is refused')
+    t.equal(await errnoOf(files.write(`${job}/tty`, '{"rows":30,"colour":true}')), 'EINVAL', 'so is a key it does not know')
+    await files.write(`${job}/tty`, '{"rows":30,"cols":100}\n')
+    t.same(JSON.parse((await files.read(`${job}/tty`)).toString()), { rows: 30, cols: 100, term: 'xterm-256color' })
+    await files.write(`${job}/cmd`, 'PS1="ready> " sh -i\n')
+    t.equal(await errnoOf(files.write(`${job}/tty`, '{}')), 'EBUSY', 'tty is set before the cmd')
+    const status = JSON.parse((await files.read(`${job}/status`)).toString())
+    t.match(status, { state: 'running', tty: { rows: 30, cols: 100, term: 'xterm-256color' } }, 'status says it is a terminal, and its size')
+    await readUntil(files, `${job}/stdout`, /ready> $/)
+    await files.write(`${job}/stdin`, 'stty size; echo "$TERM"; printf "\\033[31mred\\n"; echo oops >&2\n')
+    const first = await readUntil(files, `${job}/stdout`, /oops\r\n/)
+    t.match(first, /\r\n30 100\r\nxterm-256color\r\n\x1b\[31mred\r\noops\r\n/, 'the size, TERM, a colour escape intact, stderr joined, the terminal\'s CR LF')
+    await files.write(`${job}/ctl`, 'resize 40 120\n')
+    t.match(JSON.parse((await files.read(`${job}/status`)).toString()).tty, { rows: 40, cols: 120 })
+    await files.write(`${job}/stdin`, 'stty size\n')
+    await readUntil(files, `${job}/stdout`, /\r\n40 120\r\n/)
+    await files.write(`${job}/stdin`, 'sleep 100\n')
+    await readUntil(files, `${job}/stdout`, /sleep 100\r\n/)
+    await files.write(`${job}/stdin`, '\x03')
+    await files.write(`${job}/stdin`, 'echo "still $((6*7))"\n')
+    await readUntil(files, `${job}/stdout`, /still 42\r\n/)
+    t.pass('Ctrl-C ended sleep, not the shell')
+    await files.write(`${job}/ctl`, 'eof\n')
+    t.equal((await files.read(`${job}/exit`)).toString(), '0\n', 'eof typed Ctrl-D: the shell ended')
+    t.equal((await files.read(`${job}/stderr`)).toString(), '', 'stderr stays empty: it went to the terminal')
+    t.equal((await files.read(`${job}/output`)).toString(), (await files.read(`${job}/stdout`)).toString(), 'output is the terminal\'s bytes')
+    t.equal(await errnoOf(files.write(`${exec}/ctl`, 'resize 0 10\n')), 'EINVAL', 'a bad size is refused')
+    await run(files, exec, 'true')
+    t.equal(await errnoOf(files.write(`${exec}/ctl`, 'resize 24 80\n')), 'EINVAL', 'a job on pipes has no terminal to resize')
+    t.match((await files.read(`${exec}/error`)).toString(), /has no terminal/)
   })
 }

@@ -14,8 +14,8 @@ export interface Files {
   mkdir (path: string): Promise<void>
   remove (path: string): Promise<void>
   rename (from: string, to: string): Promise<void>
-  /** Reads a file to its end, calling `onChunk` as each piece arrives. */
-  stream (path: string, onChunk: (chunk: Buffer) => void): Promise<void>
+  /** Reads a file to its end, calling `onChunk` as each piece arrives; a rejection it returns ends the read. */
+  stream (path: string, onChunk: (chunk: Buffer) => unknown): Promise<void>
 }
 
 /** The SDK's transports are the same operations; the tests name them their way. */
@@ -40,6 +40,25 @@ export function fuseFiles (mountpoint: string): Files {
 /** The remote tree over WebSocket, no FUSE. */
 export function treeFiles (tree: Tree): Files {
   return filesOf('tree', treeTransport(tree))
+}
+
+/**
+ * Reads a live file (a running job's stdout) until what came matches
+ * `pattern`, and gives all of it; rejects when the file ends first.
+ */
+export async function readUntil (files: Files, path: string, pattern: RegExp): Promise<string> {
+  let text = ''
+  const found = new Error('found')
+  try {
+    await files.stream(path, (chunk) => {
+      text += chunk.toString('utf8')
+      if (pattern.test(text)) return Promise.reject(found)
+    })
+  } catch (err) {
+    if (err === found || (err as Error).message === 'found') return text
+    throw err
+  }
+  throw new Error(`${path} ended without ${String(pattern)}; it said ${JSON.stringify(text.slice(-300))}`)
 }
 
 /** The errno name a failed promise carried, or 'none'. */

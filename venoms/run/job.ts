@@ -12,8 +12,9 @@ import { constants } from 'node:os'
 import { join } from 'node:path'
 import type { Writable } from 'node:stream'
 import { HerdsError, toHerdsError } from '../../tree/errno.js'
-import { fencedCommand, planLaunch } from './launch.js'
-import { ENDED_STATES, STREAMS, type JobRecord, type JobStore, type StreamName } from './record.js'
+import { closeFdsHelper, fencedCommand, planLaunch } from './launch.js'
+import { spawnTerminal, type Terminal, type TerminalSize } from './pty.js'
+import { ENDED_STATES, STREAMS, type JobRecord, type JobStore, type StreamName, type Tty } from './record.js'
 
 export interface RunOptions {
   cmd: string
@@ -39,14 +40,16 @@ const EMPTY = new Uint8Array(0)
 
 export class Job extends EventEmitter {
   record: JobRecord
-  /** What jobs/<id>/env and timeout set for this job alone, before it starts (kept in memory). */
-  preset: { env: Record<string, string>, timeout?: number } = { env: {} }
+  /** What jobs/<id>/env, timeout and tty set for this job alone, before it starts (kept in memory). */
+  preset: { env: Record<string, string>, timeout?: number, tty?: Tty } = { env: {} }
   private readonly dir: string
   private readonly store: JobStore
   private readonly limits: JobLimits
   private readonly lengths: Record<StreamName, number> = { stdout: 0, stderr: 0, output: 0 }
   private readonly fds = new Map<StreamName, number>()
   private stdin: Writable | undefined
+  /** The pseudo-terminal of a terminal job, while it runs. */
+  private terminal: Terminal | undefined
   private pipes: Array<{ destroy (): void }> = []
   private timedOut = false
   /** Its output was cut short: the node died while it ran (lost in an earlier life). */
@@ -79,6 +82,11 @@ export class Job extends EventEmitter {
     return job
   }
 
+  /** Bytes of each output stream so far. */
+  bytes (): Record<StreamName, number> {
+    return { ...this.lengths }
+  }
+
   /** Refuses with EBUSY, and why, unless the job is still waiting for its cmd. */
   checkIdle (): void {
     if (this.record.state === 'expired') throw new HerdsError('EBUSY', `${this.record.error ?? `job ${this.id} expired`}; take a new job (cat new)`)
@@ -104,6 +112,7 @@ export class Job extends EventEmitter {
   async run (opts: RunOptions): Promise<void> {
     this.checkIdle()
     this.record = { ...this.record, cmd: opts.cmd, cwd: opts.cwd, timeout: opts.timeout }
+    if (this.preset.tty) return this.runOnTerminal(opts, this.preset.tty)
     let child: ChildProcess
     try {
       this.openOutput()
@@ -147,11 +156,51 @@ export class Job extends EventEmitter {
       throw new HerdsError(toHerdsError(spawnError).code, `job ${this.id} failed to start: ${this.record.error ?? 'unknown reason'}`)
     }
     this.record.pid = child.pid
+    await this.started(opts.timeout)
+  }
+
+  /** Records the start, tells the runner, and starts the clock of the job's timeout. */
+  private async started (timeout: number): Promise<void> {
     await this.store.put(this.record)
     this.emit('start')
-    if (opts.timeout > 0) {
-      this.timers.push(setTimeout(() => { this.timedOut = true; this.kill('SIGTERM') }, opts.timeout * 1000))
+    if (timeout > 0) {
+      this.timers.push(setTimeout(() => { this.timedOut = true; this.kill('SIGTERM') }, timeout * 1000))
     }
+  }
+
+  /**
+   * Starts the command on a pseudo-terminal of its own: its bytes go to
+   * stdout (and output), stderr stays empty, as on a terminal. It starts
+   * through close-fds like every job; without that helper it is refused,
+   * since a terminal cannot cover the node's descriptors with /dev/null.
+   */
+  private async runOnTerminal (opts: RunOptions, tty: Tty): Promise<void> {
+    let terminal: Terminal
+    try {
+      this.openOutput()
+      const helper = closeFdsHelper()
+      if (!helper) throw new HerdsError('ENOSYS', 'terminals need venoms/run/build/close-fds (npm run setup builds it): without it a terminal job would inherit the node\'s open files')
+      const jobEnv: Record<string, string> = { ...opts.env, TERM: tty.term }
+      const { argv, env } = opts.wrap?.length
+        ? fencedCommand(opts.wrap, opts.shell, opts.cmd, jobEnv, process.env.PATH)
+        : { argv: [opts.shell, '-c', opts.cmd], env: jobEnv }
+      const launch = planLaunch(argv, env.PATH, helper)
+      terminal = spawnTerminal({ file: launch.file, args: launch.args, cwd: opts.cwd, env, term: tty.term, rows: tty.rows, cols: tty.cols })
+    } catch (err) {
+      throw await this.failStart(err)
+    }
+    this.terminal = terminal
+    this.record = { ...this.record, state: 'running', startedAt: new Date().toISOString(), pid: terminal.pid, tty }
+    terminal.onData((chunk) => this.append('stdout', chunk))
+    terminal.onExit(({ exitCode, signal }) => {
+      this.terminal = undefined
+      const name = signal ? Object.entries(constants.signals).find(([, n]) => n === signal)?.[0] ?? `SIG${signal}` : null
+      this.finish({ exitCode: name ? null : exitCode, signal: name, error: null }).catch((err: unknown) => {
+        this.record = { ...this.record, state: 'lost', error: `could not record the end: ${(err as Error).message}` }
+        this.emit('end')
+      })
+    })
+    await this.started(opts.timeout)
   }
 
   /** Opens the three output files; on failure none stays open. */
@@ -284,6 +333,13 @@ export class Job extends EventEmitter {
 
   /** Appends bytes to the job's stdin. */
   async writeStdin (data: Uint8Array): Promise<number> {
+    if (this.running && this.terminal) {
+      if (this.terminal.pending() + data.length > this.limits.maxPendingStdin) {
+        throw new HerdsError('EAGAIN', `job ${this.id} has not read the ${this.terminal.pending()} bytes already typed at its terminal`)
+      }
+      this.terminal.write(Buffer.from(data))
+      return data.length
+    }
     if (!this.running || !this.stdin) throw new HerdsError('EPIPE', `job ${this.id} is not running; stdin takes bytes only while it runs`)
     if (this.stdin.writableEnded || this.stdin.destroyed) throw new HerdsError('EPIPE', `the stdin of job ${this.id} is closed`)
     if (this.stdin.writableLength + data.length > this.limits.maxPendingStdin) {
@@ -293,10 +349,27 @@ export class Job extends EventEmitter {
     return data.length
   }
 
-  /** Closes the job's stdin (ctl "eof"). */
+  /** Closes the job's stdin (ctl "eof"); on a terminal, types its end-of-file character (Ctrl-D), as a keyboard would. */
   closeStdin (): void {
+    if (this.running && this.terminal) return this.terminal.write(Buffer.from([0x04]))
     if (!this.running || !this.stdin) throw new HerdsError('EPIPE', `job ${this.id} is not running`)
     this.stdin.end()
+  }
+
+  /**
+   * Sets a terminal job's size (ctl "resize ROWS COLS"). Its programs hear of
+   * it by SIGWINCH and redraw; the kernel sends none for the size it has, so
+   * the same size is set by way of another, and a client that attaches again
+   * gets the screen redrawn that way.
+   */
+  resize (size: TerminalSize): void {
+    if (!this.record.tty) throw new HerdsError('EINVAL', `job ${this.id} has no terminal (write its tty before its cmd)`)
+    if (!this.terminal) return // it has ended: nothing to redraw
+    const { rows, cols } = this.record.tty
+    if (rows === size.rows && cols === size.cols) this.terminal.resize({ rows, cols: cols > 1 ? cols - 1 : cols + 1 })
+    this.terminal.resize(size)
+    this.record = { ...this.record, tty: { ...this.record.tty, ...size } }
+    this.store.put(this.record).catch(() => { /* the disk is full: the record in memory says it */ })
   }
 
   /**
@@ -313,7 +386,9 @@ export class Job extends EventEmitter {
     const forceEnd = (): void => {
       // Killed, yet still "running": a process outside the group (setsid) holds
       // its output open. Stop waiting for it, so the job (and a stopping node) can end.
-      if (this.running) for (const pipe of this.pipes) pipe.destroy()
+      if (!this.running) return
+      for (const pipe of this.pipes) pipe.destroy()
+      this.terminal?.close()
     }
     if (signal === 'SIGKILL') {
       this.timers.push(setTimeout(forceEnd, 1000))

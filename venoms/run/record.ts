@@ -7,6 +7,17 @@ export type JobState = typeof JOB_STATES[number]
 /** States after which nothing changes any more. */
 export const ENDED_STATES: readonly JobState[] = ['exited', 'killed', 'timed_out', 'failed_to_start', 'lost', 'expired']
 
+/**
+ * What `jobs/<id>/tty` takes before the cmd: the terminal's size and TERM.
+ * Strict, so a misspelt key is refused rather than ignored.
+ */
+export const TtySchema = z.object({
+  rows: z.number().int().min(1).max(1000).default(24),
+  cols: z.number().int().min(1).max(1000).default(80),
+  term: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/, 'a terminal type such as xterm-256color').default('xterm-256color'),
+}).strict()
+export type Tty = z.infer<typeof TtySchema>
+
 export const JobRecordSchema = z.object({
   id: z.string(),
   state: z.enum(JOB_STATES),
@@ -24,6 +35,8 @@ export const JobRecordSchema = z.object({
   /** Output past the per-job cap was dropped (a line in the output says where). */
   truncated: z.boolean().default(false),
   error: z.string().nullable(),
+  /** The job's pseudo-terminal and its size now, or null for a job on pipes. */
+  tty: TtySchema.nullable().default(null),
 })
 export type JobRecord = z.infer<typeof JobRecordSchema>
 

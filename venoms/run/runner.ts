@@ -126,7 +126,7 @@ export class Runner {
     const now = new Date().toISOString()
     const job = new Job({
       id, state: 'idle', cmd: '', cwd: this.opts.cwd, pid: null, exitCode: null, signal: null, createdAt: now,
-      startedAt: null, endedAt: null, durationMs: null, timeout: 0, truncated: false, error: null,
+      startedAt: null, endedAt: null, durationMs: null, timeout: 0, truncated: false, error: null, tty: null,
     }, dir, this.opts.store, this.limits)
     await this.opts.store.put(job.record)
     this.track(job)

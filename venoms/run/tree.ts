@@ -6,9 +6,11 @@
 import { constants } from 'node:os'
 import { HerdsError } from '../../tree/errno.js'
 import { actionFile, jsonFile, textFile, type SynthDir, type SynthFile } from '../../tree/synthetic.js'
+import { parseJsonAs } from '../../tree/json.js'
 import { checkName } from '../../tree/names.js'
 import type { Job } from './job.js'
-import { STREAMS, type StreamName } from './record.js'
+import { terminalsOff } from './pty.js'
+import { STREAMS, TtySchema, type StreamName } from './record.js'
 import { RUN_README } from './readme.js'
 import type { Runner } from './runner.js'
 
@@ -88,15 +90,39 @@ function jobDir (runner: Runner, job: Job): SynthDir {
       // This job's own additions to the directory's env and timeout, written before its cmd.
       env: envFile(() => job.preset.env, (env) => { notStarted(job); job.preset.env = env }, noted('env')),
       timeout: timeoutFile(() => job.preset.timeout ?? runner.settings.timeout, (timeout) => { notStarted(job); job.preset.timeout = timeout }, noted('timeout')),
+      tty: ttyFile(job, noted('tty')),
       ...jobFiles(() => job),
     },
   }
 }
 
+/**
+ * `tty`: a JSON object ({"rows":40,"cols":120,"term":"xterm-256color"}, each
+ * optional) written before the cmd makes the job a terminal job; read, its
+ * terminal now (its size follows ctl "resize"), or nothing for a job on pipes.
+ */
+function ttyFile (job: Job, onRefuse: (err: HerdsError) => void): SynthFile {
+  return actionFile({
+    maxBytes: 1024,
+    read: () => {
+      const tty = job.record.tty ?? job.preset.tty
+      return tty ? JSON.stringify(tty) + '\n' : ''
+    },
+    check: () => notStarted(job),
+    commit: (data) => {
+      notStarted(job)
+      const why = terminalsOff()
+      if (why) throw new HerdsError('ENOSYS', why)
+      job.preset.tty = parseJsonAs(TtySchema, data.toString('utf8'), 'tty')
+    },
+    onRefuse,
+  })
+}
+
 /** Settings of a job can change only before it starts. */
 function notStarted (job: Job): void {
   if (job.record.state === 'expired') job.checkIdle()
-  if (job.record.state !== 'idle') throw new HerdsError('EBUSY', `job ${job.id} has started; its env and timeout are set before its cmd`)
+  if (job.record.state !== 'idle') throw new HerdsError('EBUSY', `job ${job.id} has started; its env, timeout and tty are set before its cmd`)
 }
 
 /** `env`: KEY=VALUE lines; `>` replaces them (truncate empties), `>>` adds. */
@@ -125,7 +151,11 @@ function timeoutFile (get: () => number, set: (timeout: number) => Promise<void>
 /** The files that show one job: its output streams, `status` and `exit`. */
 function jobFiles (getJob: () => Job | undefined): Record<string, SynthFile> {
   const files: Record<string, SynthFile> = {
-    status: jsonFile(() => getJob()?.record ?? IDLE),
+    // With the bytes of output so far, so a client attaching again knows where the recent output starts.
+    status: jsonFile(() => {
+      const job = getJob()
+      return job ? { ...job.record, bytes: job.bytes() } : IDLE
+    }),
     exit: {
       kind: 'file',
       mode: 0o444,
@@ -178,7 +208,7 @@ function stdinFile (getJob: () => Job | undefined, onRefuse: (err: HerdsError) =
   }
 }
 
-/** `ctl`: "kill [SIGNAL]" and "eof", one a line, acted on when the writer closes the file. */
+/** `ctl`: "kill [SIGNAL]", "eof" and "resize ROWS COLS", one a line, acted on when the writer closes the file. */
 function ctlFile (getJob: () => Job | undefined, onRefuse: (err: HerdsError) => void): SynthFile {
   return actionFile({
     maxBytes: MAX_SETTING_BYTES,
@@ -188,6 +218,7 @@ function ctlFile (getJob: () => Job | undefined, onRefuse: (err: HerdsError) => 
       if (!job) throw new HerdsError('EINVAL', 'no job has run here yet')
       for (const command of parseCtl(data.toString('utf8'))) {
         if (job.record.state === 'idle') throw new HerdsError('EINVAL', `job ${job.id} has not started`)
+        if (command.verb === 'resize') { job.resize(command.size); continue } // EINVAL for a job with no terminal, ended or not
         if (!job.running) continue // it ended already: nothing left to kill or close
         if (command.verb === 'kill') job.kill(command.signal)
         else job.closeStdin()
@@ -199,7 +230,8 @@ function ctlFile (getJob: () => Job | undefined, onRefuse: (err: HerdsError) => 
 
 const IDLE = {
   id: null, state: 'idle', cmd: null, cwd: null, pid: null, exitCode: null, signal: null,
-  createdAt: null, startedAt: null, endedAt: null, durationMs: null, timeout: null, truncated: false, error: null,
+  createdAt: null, startedAt: null, endedAt: null, durationMs: null, timeout: null, truncated: false, error: null, tty: null,
+  bytes: { stdout: 0, stderr: 0, output: 0 },
 }
 
 /** The lines of what was written so far that are finished (end in a newline). */
@@ -260,9 +292,9 @@ export function parseTimeout (data: Buffer): number {
   return Number(text)
 }
 
-type CtlCommand = { verb: 'kill', signal: NodeJS.Signals } | { verb: 'eof' }
+type CtlCommand = { verb: 'kill', signal: NodeJS.Signals } | { verb: 'eof' } | { verb: 'resize', size: { rows: number, cols: number } }
 
-/** Parses ctl lines: "kill [SIGNAL]" (name, SIG-name or number; default TERM) and "eof". */
+/** Parses ctl lines: "kill [SIGNAL]" (name, SIG-name or number; default TERM), "eof" and "resize ROWS COLS". */
 export function parseCtl (text: string): CtlCommand[] {
   const commands: CtlCommand[] = []
   for (const line of text.split('\n')) {
@@ -270,10 +302,18 @@ export function parseCtl (text: string): CtlCommand[] {
     if (words.length === 0) continue
     if (words[0] === 'eof' && words.length === 1) { commands.push({ verb: 'eof' }); continue }
     if (words[0] === 'kill' && words.length <= 2) { commands.push({ verb: 'kill', signal: parseSignal(words[1] ?? 'TERM') }); continue }
+    if (words[0] === 'resize' && words.length === 3) { commands.push({ verb: 'resize', size: parseSize(words[1], words[2]) }); continue }
     // Not quoted: `error` is for read tokens too, and a stray paste may be a secret.
-    throw new HerdsError('EINVAL', 'ctl takes "kill [SIGNAL]" or "eof", one a line; a line was neither')
+    throw new HerdsError('EINVAL', 'ctl takes "kill [SIGNAL]", "eof" or "resize ROWS COLS", one a line; a line was none of them')
   }
   return commands
+}
+
+/** ROWS and COLS of "resize": whole numbers from 1 to 1000, as tty takes them. */
+function parseSize (rows: string, cols: string): { rows: number, cols: number } {
+  const size = TtySchema.pick({ rows: true, cols: true }).safeParse({ rows: Number(rows), cols: Number(cols) })
+  if (!size.success || !/^\d+$/.test(rows) || !/^\d+$/.test(cols)) throw new HerdsError('EINVAL', 'resize takes ROWS COLS, whole numbers from 1 to 1000, e.g. resize 40 120')
+  return { rows: size.data.rows, cols: size.data.cols }
 }
 
 function parseSignal (word: string): NodeJS.Signals {
