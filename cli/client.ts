@@ -13,6 +13,7 @@ import { accessFrom, CA_OPTION, HOST_OPTION, hostFrom, TOKEN_OPTION, type Access
 import { runChecks, printChecks } from './doctor.js'
 import { install, uninstall } from './install.js'
 import { defaultMountpoint, herdsHome, readAdminToken, parseFlag } from './options.js'
+import { attachTerminal, localTty } from './shell.js'
 import { printTable } from './table.js'
 
 interface ClientFlags extends AccessFlags { host?: string, json?: boolean }
@@ -46,6 +47,18 @@ export function commandLine (words: string[]): string {
   return words.map((w) => /^[A-Za-z0-9_@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`).join(' ')
 }
 
+/** --env, repeatable. */
+const ENV_OPTION = ['--env <KEY=VALUE>', 'add to the job\'s environment; repeatable', (v: string, all: string[]) => [...all, v], [] as string[]] as const
+
+/** The --env flags as an environment. */
+function envFlags (pairs: string[]): Record<string, string> {
+  return Object.fromEntries(pairs.map((pair) => {
+    parseFlag(EnvPair, pair, '--env')
+    const at = pair.indexOf('=')
+    return [pair.slice(0, at), pair.slice(at + 1)]
+  }))
+}
+
 const Seconds = z.string().regex(/^\d+(\.\d+)?$/, 'seconds, a number').transform(Number)
 const EnvPair = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*=/, 'KEY=VALUE')
 
@@ -56,24 +69,54 @@ export function registerClientCommands (program: Command): void {
     .option('--node <name>', 'the node to run on')
     .option('--sandbox <name>', 'run in this sandbox of the node')
     .option('--timeout <seconds>', 'end the job after this long')
-    .option('--env <KEY=VALUE>', 'add to the job\'s environment; repeatable', (v: string, all: string[]) => [...all, v], [] as string[]))
+    .option('-t, --tty', 'on a terminal, as herds shell gives one (for vim, top, a REPL)')
+    .option(...ENV_OPTION))
     .passThroughOptions()
-    .action(async (words: string[], opts: ClientFlags & { node?: string, sandbox?: string, timeout?: string, env: string[] }) => {
+    .action(async (words: string[], opts: ClientFlags & { node?: string, sandbox?: string, timeout?: string, env: string[], tty?: boolean }) => {
       try {
         const timeout = opts.timeout === undefined ? undefined : parseFlag(Seconds, opts.timeout, '--timeout')
-        const env = Object.fromEntries(opts.env.map((pair) => {
-          parseFlag(EnvPair, pair, '--env')
-          const at = pair.indexOf('=')
-          return [pair.slice(0, at), pair.slice(at + 1)]
-        }))
+        const env = envFlags(opts.env)
         const sandbox = opts.sandbox === undefined ? undefined : parseFlag(SafeName, opts.sandbox, '--sandbox')
         process.exitCode = await withHerds(opts, async (herds) => {
           const node = await nodeOf(herds, opts.node)
+          if (opts.tty) return attachTerminal(node, await node.shell({ cmd: commandLine(words), env, timeout, sandbox, tty: localTty() }))
           const job = await node.spawn(commandLine(words), { env, timeout, sandbox })
           return runAttached(job, timeout)
         })
       } catch (err) {
         // As ssh does: 255 is herds' own failure, so a job's exit 1 stays the job's.
+        process.stderr.write(`herds: ${toHerdsError(err).message}\n`)
+        process.exitCode = 255
+      }
+    })
+
+  client(program.command('shell')
+    .description('an interactive login shell (or CMD) on a node, on this terminal, like ssh host; it runs on if this ends')
+    .argument('[cmd...]', 'a command to run on the terminal instead of the login shell (after --)')
+    .option('--node <name>', 'the node (default: the host\'s default node)')
+    .option('--sandbox <name>', 'in this sandbox of the node')
+    .option('--attach <id>', 'take up a terminal job again (its id, as the line at the end of a dropped session says)')
+    .option(...ENV_OPTION))
+    .passThroughOptions()
+    .action(async (words: string[], opts: ClientFlags & { node?: string, sandbox?: string, attach?: string, env: string[] }) => {
+      try {
+        const env = envFlags(opts.env)
+        const sandbox = opts.sandbox === undefined ? undefined : parseFlag(SafeName, opts.sandbox, '--sandbox')
+        const attach = opts.attach === undefined ? undefined : parseFlag(SafeName, opts.attach, '--attach')
+        if (attach !== undefined && (words.length > 0 || opts.env.length > 0)) throw new HerdsError('EINVAL', '--attach takes up a job as it is: no command or --env with it')
+        process.exitCode = await withHerds(opts, async (herds) => {
+          const node = await nodeOf(herds, opts.node)
+          if (attach === undefined) {
+            const cmd = words.length > 0 ? commandLine(words) : undefined
+            return attachTerminal(node, await node.shell({ cmd, env, sandbox, tty: localTty() }))
+          }
+          const job = node.job(attach, { sandbox })
+          const status = await job.state()
+          if (!status.tty) throw new HerdsError('EINVAL', `job ${attach} has no terminal: follow it with herds cat ${job.dir}/output`)
+          if (status.state !== 'running') throw new HerdsError('EINVAL', `job ${attach} is not running (${String(status.state)}): its screen's bytes are in ${job.dir}/stdout`)
+          return attachTerminal(node, job, { replay: true })
+        })
+      } catch (err) {
         process.stderr.write(`herds: ${toHerdsError(err).message}\n`)
         process.exitCode = 255
       }

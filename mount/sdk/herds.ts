@@ -8,7 +8,7 @@ import { posix } from 'node:path'
 import { connectHost } from '../client.js'
 import { HerdsError, toHerdsError } from '../../tree/errno.js'
 import { checkName } from '../../tree/names.js'
-import { fsTransport, treeTransport, type FileStat, type Transport } from './transport.js'
+import { fsTransport, treeTransport, type Appender, type FileStat, type Transport } from './transport.js'
 
 export interface ConnectOptions {
   /** The host, e.g. ws://127.0.0.1:7077 or wss://herds.example:7077. */
@@ -28,7 +28,28 @@ export interface RunOptions {
   stdin?: string | Uint8Array
   /** Run in this sandbox of the node instead of the node's own workspace. */
   sandbox?: string
+  /**
+   * Run on a pseudo-terminal (jobs/<id>/tty): true for 24×80 xterm-256color,
+   * or its size and TERM. Its stdout is then the terminal's bytes, stderr
+   * joins it, and stdin takes keystrokes.
+   */
+  tty?: boolean | TtyOptions
 }
+
+/** A terminal job's terminal: what jobs/<id>/tty takes. */
+export interface TtyOptions {
+  rows?: number
+  cols?: number
+  /** TERM (xterm-256color). */
+  term?: string
+}
+
+/**
+ * What `shell()` runs when given no command: the node's login shell. SHELL
+ * where the job's environment has it, else bash, else sh (a sandbox's
+ * environment is rebuilt from an allowlist, and sh has no line editing).
+ */
+export const LOGIN_SHELL = 'shell=${SHELL:-$(command -v bash || echo /bin/sh)}; exec "$shell" -l'
 
 export interface RunResult {
   /** The job's id in its exec/jobs/ folder. */
@@ -156,6 +177,16 @@ export class HerdsNode {
     return job
   }
 
+  /**
+   * An interactive shell (or `cmd`) on a terminal: a job with a tty, its
+   * keystrokes through `openStdin()`, its screen from `stdout`, its size by
+   * `resize()`. It runs on when this client goes away; `job(id)` finds it again.
+   */
+  shell (opts: Omit<RunOptions, 'stdin'> & { cmd?: string } = {}): Promise<Job> {
+    const { cmd, ...rest } = opts
+    return this.spawn(cmd ?? LOGIN_SHELL, { ...rest, tty: rest.tty || true })
+  }
+
   /** A job of this node's exec/ (or of a sandbox's) by its id, started or not. */
   job (id: string, opts: Pick<RunOptions, 'sandbox'> = {}): Job {
     checkName(id, 'job')
@@ -216,10 +247,11 @@ export class Job {
     this.dir = `${exec}/jobs/${id}`
   }
 
-  /** Writes the job's own env and timeout (before start). */
-  async settle (opts: Pick<RunOptions, 'env' | 'timeout'>): Promise<void> {
+  /** Writes the job's own env, timeout and tty (before start). */
+  async settle (opts: Pick<RunOptions, 'env' | 'timeout' | 'tty'>): Promise<void> {
     if (opts.env && Object.keys(opts.env).length > 0) await this.act('env', envLines(opts.env))
     if (opts.timeout !== undefined) await this.act('timeout', `${opts.timeout}\n`)
+    if (opts.tty) await this.act('tty', JSON.stringify(opts.tty === true ? {} : opts.tty) + '\n')
   }
 
   /** Starts the job with `cmd` (spawn calls it). */
@@ -236,16 +268,30 @@ export class Job {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data
     for (let offset = 0; offset < bytes.length; offset += STDIN_PIECE) {
       const piece = bytes.subarray(offset, offset + STDIN_PIECE)
-      for (let wait = 10; ; wait = Math.min(wait * 2, 500)) {
-        try {
-          await this.act('stdin', piece)
-          break
-        } catch (err) {
-          if (toHerdsError(err).code !== 'EAGAIN') throw err
-          await new Promise((resolve) => setTimeout(resolve, wait))
-        }
-      }
+      await whileBusy(() => this.act('stdin', piece))
     }
+  }
+
+  /**
+   * Holds the job's stdin open for many small writes, one request each
+   * (keystrokes); a write the job has not taken yet (EAGAIN) is sent again.
+   */
+  async openStdin (): Promise<Appender> {
+    const stdin = await this.files.openAppend(`${this.dir}/stdin`)
+    return {
+      write: async (data) => {
+        for (let offset = 0; offset < data.length; offset += STDIN_PIECE) {
+          const piece = data.subarray(offset, offset + STDIN_PIECE)
+          await whileBusy(() => stdin.write(piece))
+        }
+      },
+      close: () => stdin.close(),
+    }
+  }
+
+  /** Sets a terminal job's size (ctl "resize"); its programs are told (SIGWINCH) and redraw. */
+  resize (rows: number, cols: number): Promise<void> {
+    return this.act('ctl', `resize ${rows} ${cols}\n`)
   }
 
   /** Closes the job's standard input. */
@@ -256,6 +302,14 @@ export class Job {
   /** Sends a signal to the job's whole process group (TERM by default; KILL follows after 3 s). */
   kill (signal = 'TERM'): Promise<void> {
     return this.act('ctl', `kill ${signal}\n`)
+  }
+
+  /**
+   * Follows one output stream from byte `from` (0) until the job ends; a
+   * promise `onChunk` returns is waited for before the next read.
+   */
+  follow (stream: 'stdout' | 'stderr' | 'output', onChunk: (chunk: Buffer) => unknown, opts: { from?: number, signal?: AbortSignal } = {}): Promise<void> {
+    return this.files.stream(`${this.dir}/${stream}`, onChunk, opts.signal, opts.from)
   }
 
   /** The job's output as it comes, stdout and stderr apart; ends when the job does. */
@@ -384,6 +438,7 @@ export class Sandbox extends Folder {
   run (cmd: string, opts: Omit<RunOptions, 'sandbox'> = {}): Promise<RunResult> { return this.node.run(cmd, { ...opts, sandbox: this.name }) }
   stream (cmd: string, opts: Omit<RunOptions, 'sandbox'> = {}): AsyncGenerator<OutputChunk, RunResult> { return this.node.stream(cmd, { ...opts, sandbox: this.name }) }
   spawn (cmd: string, opts: Omit<RunOptions, 'sandbox' | 'stdin'> = {}): Promise<Job> { return this.node.spawn(cmd, { ...opts, sandbox: this.name }) }
+  shell (opts: Omit<RunOptions, 'sandbox' | 'stdin'> & { cmd?: string } = {}): Promise<Job> { return this.node.shell({ ...opts, sandbox: this.name }) }
 
   status (): Promise<Record<string, unknown>> { return readJson(this.files, `${this.dir}/status.json`) }
   config (): Promise<Record<string, unknown>> { return readJson(this.files, `${this.dir}/config.json`) }
@@ -413,6 +468,18 @@ function envLines (env: Record<string, string>): string {
     if (/[\n\0]/.test(value)) throw new HerdsError('EINVAL', `env: the value of ${name} has a newline or NUL byte`)
     return `${name}=${value}\n`
   }).join('')
+}
+
+/** Runs `write` until the job takes it: EAGAIN means it has not read what it was given yet, as a full pipe would block. */
+async function whileBusy (write: () => Promise<void>): Promise<void> {
+  for (let wait = 10; ; wait = Math.min(wait * 2, 500)) {
+    try {
+      return await write()
+    } catch (err) {
+      if (toHerdsError(err).code !== 'EAGAIN') throw err
+      await new Promise((resolve) => setTimeout(resolve, wait))
+    }
+  }
 }
 
 const ignoreExisting = (err: unknown): void => { if (toHerdsError(err).code !== 'EEXIST') throw err }

@@ -3,8 +3,8 @@
  * Herds.connect (WebSocket) and Herds.open (a mount), made only of file
  * operations on the contract (docs/sdk.md).
  */
-export { Herds, HerdsNode, Job, Folder, Sandbox, Volume } from './herds.js'
-export type { ConnectOptions, NodeSummary, OutputChunk, RunOptions, RunResult } from './herds.js'
-export type { FileStat, Transport } from './transport.js'
+export { Herds, HerdsNode, Job, Folder, Sandbox, Volume, LOGIN_SHELL } from './herds.js'
+export type { ConnectOptions, NodeSummary, OutputChunk, RunOptions, RunResult, TtyOptions } from './herds.js'
+export type { Appender, FileStat, Transport } from './transport.js'
 export { HerdsError } from '../../tree/errno.js'
 export type { Errno } from '../../tree/errno.js'

@@ -49,14 +49,19 @@ export function treeFiles (tree: Tree): Files {
 export async function readUntil (files: Files, path: string, pattern: RegExp): Promise<string> {
   let text = ''
   const found = new Error('found')
+  let timer: NodeJS.Timeout | undefined
+  // Fails here, saying what came, rather than at the suite's timeout.
+  const late = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`no ${String(pattern)} in ${path} within 15 s; it said ${JSON.stringify(text.slice(-300))}`)), 15_000) })
   try {
-    await files.stream(path, (chunk) => {
+    await Promise.race([late, files.stream(path, (chunk) => {
       text += chunk.toString('utf8')
       if (pattern.test(text)) return Promise.reject(found)
-    })
+    })])
   } catch (err) {
     if (err === found || (err as Error).message === 'found') return text
     throw err
+  } finally {
+    clearTimeout(timer)
   }
   throw new Error(`${path} ended without ${String(pattern)}; it said ${JSON.stringify(text.slice(-300))}`)
 }

@@ -65,6 +65,39 @@ for (const [kind, make] of transports) {
       t.match(await sleeper.wait(), { state: 'killed', signal: 'SIGTERM', exitCode: null, exitStatus: 143 })
     })
 
+    t.test('a terminal: shell(), openStdin, follow from an offset, resize', async (t) => {
+      const job = await node.shell({ cmd: 'PS1="sdk> " sh -i', tty: { rows: 20, cols: 70 } })
+      t.teardown(() => job.kill('KILL').catch(() => {}))
+      /** Follows stdout from `from` until `pattern` shows, then stops reading. */
+      const until = async (pattern: RegExp, from = 0): Promise<string> => {
+        let text = ''
+        const stop = new AbortController()
+        const timer = setTimeout(() => stop.abort(), 15_000) // fail here, not at the suite's timeout
+        await job.follow('stdout', (chunk) => {
+          text += chunk.toString()
+          if (pattern.test(text)) stop.abort()
+        }, { from, signal: stop.signal }).catch((err) => { if (!stop.signal.aborted) throw err })
+        clearTimeout(timer)
+        if (!pattern.test(text)) throw new Error(`no ${String(pattern)} in 15 s; the terminal said ${JSON.stringify(text.slice(-200))}`)
+        return text
+      }
+      await until(/sdk> $/)
+      const keys = await job.openStdin()
+      for (const key of 'stty size\n') await keys.write(Buffer.from(key)) // one write a keystroke, as a person types
+      t.match(await until(/\r\n20 70\r\n/), /stty size\r\n20 70\r\n/, 'echoed as typed, and the size given')
+      await job.resize(33, 101)
+      const state = await job.state()
+      t.match(state, { state: 'running', tty: { rows: 33, cols: 101, term: 'xterm-256color' } })
+      const seen = (state.bytes as { stdout: number }).stdout
+      t.ok(seen > 0, `status counts the bytes so far (${seen})`)
+      await keys.write(Buffer.from('stty size\n'))
+      const after = await until(/33 101\r\n/, seen)
+      t.notMatch(after, /20 70/, 'followed from where status said, not from the start')
+      await keys.write(Buffer.from('exit 6\n'))
+      await keys.close()
+      t.match(await job.status(), { exitStatus: 6, state: 'exited' })
+    })
+
     t.test('a sandbox: files in its workspace, jobs in it, config, removal', async (t) => {
       const box = await node.sandbox(`sdk-${kind}`, { network: false })
       t.equal((await box.config()).network, false)
