@@ -18,6 +18,7 @@ interface Addon {
   lock (fd: number, cmd: number, type: number, start: number, length: number): number[] | undefined
   flock (fd: number, op: number): undefined
   beneath (root: string, rel: string): number
+  nonblock (fd: number): undefined
 }
 
 /** Where setup builds it: tree/native/build, reached from dist/tree/ or from tree/. */
@@ -114,6 +115,11 @@ export function flockFd (fd: number, op: number): void {
 export async function utimensAt (path: string, atime: { sec: number, nsec: number } | null, mtime: { sec: number, nsec: number } | null): Promise<void> {
   const times = Float64Array.of(atime?.sec ?? 0, atime?.nsec ?? -1, mtime?.sec ?? 0, mtime?.nsec ?? -1)
   await call(CALL.UTIMENS, path, '', 0, times)
+}
+
+/** Sets O_NONBLOCK on `fd` (a terminal's master side), so a write never waits; ENOTSUP without the addon. */
+export function setNonBlocking (fd: number): void {
+  try { addon().nonblock(fd) } catch (err) { throw named(err) }
 }
 
 /** Set once openat2 is found missing (ENOSYS: an old kernel, a seccomp filter): callers walk instead. */

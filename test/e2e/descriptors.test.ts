@@ -78,6 +78,18 @@ t.test('a fenced sandbox job, and bwrap around it, hold nothing of the node', { 
   t.equal(await readFile(join(box, 'exec', 'exit'), 'utf8'), '0\n')
 })
 
+t.test('a terminal job starts with its terminal as 0, 1 and 2, and nothing else', async (t) => {
+  const id = (await readFile(join(exec, 'new'), 'utf8')).trim()
+  const job = join(exec, 'jobs', id)
+  await writeFile(join(job, 'tty'), '{}')
+  await writeFile(join(job, 'cmd'), 'ls -l /proc/$$/fd\n')
+  t.equal(await readFile(join(job, 'exit'), 'utf8'), '0\n')
+  const fds = parseListing((await readFile(join(job, 'stdout'), 'utf8')).replace(/\r/g, ''))
+  t.same(Object.keys(fds).sort(), ['0', '1', '2'], `the shell holds ${JSON.stringify(fds)}`)
+  t.ok(Object.values(fds).every((target) => /^\/dev\/pts\/\d+$/.test(target)), 'each is the job\'s own terminal')
+  t.same(dangerous(fds), [])
+})
+
 t.test('after herds up stops, a process a job left behind holds no /dev/fuse', async (t) => {
   await writeFile(join(exec, 'cmd'), 'setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!\n')
   const pid = Number((await readFile(join(exec, 'stdout'), 'utf8')).trim())

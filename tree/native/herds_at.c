@@ -2,7 +2,8 @@
  * The file calls Node lacks, for the node's local trees (tree/local.ts):
  * mknod (fifos and sockets), extended attributes without following a link,
  * rename with flags (RENAME_NOREPLACE, RENAME_EXCHANGE), and record locks of
- * an open file description (lock, flock: below). Each path call takes the
+ * an open file description (lock, flock: below), and O_NONBLOCK for a
+ * terminal job's master side (nonblock). Each path call takes the
  * path local.ts built inside a folder it opened beneath the root
  * (/proc/self/fd/N/name), so what was checked is what is used. Each runs on
  * Node's thread pool and settles a promise: with the result, or with the
@@ -373,8 +374,25 @@ static napi_value js_beneath (napi_env env, napi_callback_info info) {
 #endif
 }
 
+/*
+ * nonblock(fd): sets O_NONBLOCK on a descriptor. A terminal job's master
+ * side comes from node-pty in blocking mode, so a write to a terminal whose
+ * program reads nothing would stop the node's one thread; non-blocking, the
+ * write says EAGAIN and JavaScript keeps the rest (bounded) for later.
+ */
+static napi_value js_nonblock (napi_env env, napi_callback_info info) {
+  double a[1];
+  if (!get_numbers(env, info, 1, a, 0)) return NULL;
+  if (a[0] > 0x7fffffff) { napi_throw_range_error(env, NULL, "herds_at: nonblock(fd)"); return NULL; }
+  int flags = fcntl((int)a[0], F_GETFL);
+  if (flags < 0 || fcntl((int)a[0], F_SETFL, flags | O_NONBLOCK) < 0) return throw_errno(env, errno);
+  napi_value value;
+  napi_get_undefined(env, &value);
+  return value;
+}
+
 static napi_value init (napi_env env, napi_value exports) {
-  static const struct { const char *name; napi_callback fn; } fns[] = { { "call", js_call }, { "lock", js_lock }, { "flock", js_flock }, { "beneath", js_beneath } };
+  static const struct { const char *name; napi_callback fn; } fns[] = { { "call", js_call }, { "lock", js_lock }, { "flock", js_flock }, { "beneath", js_beneath }, { "nonblock", js_nonblock } };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn) != napi_ok) return NULL;

@@ -5,8 +5,10 @@
  * job, so a node whose platform has no binary still runs plain jobs and says
  * why terminals are off.
  */
+import { writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { HerdsError } from '../../tree/errno.js'
+import { hasFileCalls, setNonBlocking } from '../../tree/native.js'
 
 /** What a terminal job asks of its pseudo-terminal. */
 export interface TerminalSize { rows: number, cols: number }
@@ -42,7 +44,9 @@ interface NodePty {
     write (data: Buffer | string): void
     resize (cols: number, rows: number): void
     destroy? (): void
-    _socket?: { writableLength?: number, destroy (): void }
+    _socket?: { destroy (): void }
+    /** The master side's descriptor (node-pty's own name for it). */
+    _fd?: number
   }
 }
 
@@ -53,9 +57,11 @@ function nodePty (): NodePty {
   if (loaded === undefined) {
     try {
       loaded = createRequire(import.meta.url)('@lydell/node-pty') as NodePty
+      // Writes to a terminal must never wait (spawnTerminal): that takes the addon's nonblock.
+      if (!hasFileCalls()) throw new Error('tree/native is not built (npm run setup; it needs a C compiler)')
     } catch (err) {
       const why = (err as Error).message.split('\n')[0]
-      loaded = new HerdsError('ENOSYS', `terminals are off on this node: @lydell/node-pty did not load (${why}); plain jobs still run`)
+      loaded = new HerdsError('ENOSYS', `terminals are off on this node: ${why}; plain jobs still run`)
     }
   }
   if (loaded instanceof HerdsError) throw loaded
@@ -72,7 +78,16 @@ export function terminalsOff (): string | null {
   }
 }
 
-/** Starts `file` on a new pseudo-terminal, as the leader of its own session (so its pid is its process group). */
+/** How often keystrokes the terminal had no room for are offered again. */
+const RETRY_MS = 20
+
+/**
+ * Starts `file` on a new pseudo-terminal, as the leader of its own session
+ * (so its pid is its process group). Keystrokes are written here, not by
+ * node-pty: its master side is in blocking mode, and a write to a program that
+ * reads nothing would stop the node. Non-blocking, what the terminal has no
+ * room for waits in a queue, which the caller bounds by `pending()`.
+ */
 export function spawnTerminal (opts: SpawnTerminal): Terminal {
   const pty = nodePty().spawn(opts.file, opts.args, {
     name: opts.term,
@@ -82,13 +97,42 @@ export function spawnTerminal (opts: SpawnTerminal): Terminal {
     env: opts.env,
     encoding: null, // bytes as they come: a character split across two reads stays whole on disk
   })
+  const fd = pty._fd
+  try {
+    if (fd === undefined) throw new HerdsError('ENOSYS', 'this node-pty does not say which descriptor is its terminal')
+    setNonBlocking(fd)
+  } catch (err) {
+    pty._socket?.destroy()
+    try { process.kill(-pty.pid, 'SIGKILL') } catch { /* gone */ }
+    throw err
+  }
+  let queue: Buffer[] = []
+  let queued = 0
+  let retry: NodeJS.Timeout | undefined
+  const flush = (): void => {
+    while (queue.length > 0) {
+      let wrote: number
+      try {
+        wrote = writeSync(fd, queue[0])
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') break
+        queue = [] // EIO: the terminal has hung up; no one is left to read them
+        queued = 0
+        return
+      }
+      queued -= wrote
+      if (wrote < queue[0].length) { queue[0] = queue[0].subarray(wrote); break }
+      queue.shift()
+    }
+    if (queue.length > 0) retry ??= setTimeout(() => { retry = undefined; flush() }, RETRY_MS)
+  }
+  pty.onExit(() => { clearTimeout(retry); queue = []; queued = 0 })
   return {
     pid: pty.pid,
     onData: (listener) => { pty.onData((data) => listener(typeof data === 'string' ? Buffer.from(data) : data)) },
     onExit: (listener) => { pty.onExit((end) => listener({ exitCode: end.exitCode, signal: end.signal ?? 0 })) },
-    write: (data) => pty.write(data),
-    // node-pty queues writes in its socket and says nothing of how much: read it there, for the stdin bound.
-    pending: () => pty._socket?.writableLength ?? 0,
+    write: (data) => { queue.push(data); queued += data.length; flush() },
+    pending: () => queued,
     resize: (size) => pty.resize(size.cols, size.rows),
     close: () => { if (pty.destroy) pty.destroy(); else pty._socket?.destroy() },
   }

@@ -1,0 +1,117 @@
+// Terminal jobs on a runner with a real lmdb store and real pseudo-terminals: the limits and ends
+// every job has hold for them too, with small limits so the edges show.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { lmdbJobStore, openNodeDb } from '../../../nodes/store.js'
+import type { Job } from '../../../venoms/run/job.js'
+import { Runner } from '../../../venoms/run/runner.js'
+import { tempDir } from '../../e2e/harness.js'
+
+type Limits = ConstructorParameters<typeof Runner>[0]['limits']
+
+function makeRunner (t: Test, dir: string, limits: Limits = {}): { runner: Runner, close: () => Promise<void> } {
+  const db = openNodeDb(join(dir, 'db'))
+  const runner = new Runner({ cwd: dir, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, shell: '/bin/sh', outputDir: join(dir, 'jobs'), store: lmdbJobStore(db), limits })
+  let closed = false
+  const close = async (): Promise<void> => { if (!closed) { closed = true; await db.close() } }
+  t.teardown(async () => { await runner.stopAll(); await close() })
+  return { runner, close }
+}
+
+/** Starts `cmd` in a job of its own on a terminal of 24×80. */
+async function onTerminal (runner: Runner, cmd: string): Promise<Job> {
+  const job = await runner.allocate()
+  job.preset.tty = { rows: 24, cols: 80, term: 'xterm-256color' }
+  await runner.run(job, cmd)
+  return job
+}
+
+async function output (job: Job): Promise<string> {
+  let out = ''
+  for (let offset = 0; ;) {
+    const chunk = await job.read('stdout', offset, 65536)
+    if (chunk.length === 0) return out
+    out += Buffer.from(chunk).toString()
+    offset += chunk.length
+  }
+}
+
+t.test('keystrokes a job does not read are bounded: EAGAIN, not memory without end', async (t) => {
+  const { runner } = makeRunner(t, tempDir(t), { maxPendingStdin: 64 * 1024 })
+  const job = await onTerminal(runner, 'stty -icanon -echo; sleep 30') // reads nothing
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const piece = Buffer.alloc(16 * 1024, 0x61)
+  let taken = 0
+  let refusal: Error | undefined
+  while (taken < 16 * 1024 * 1024) {
+    try {
+      taken += await job.writeStdin(piece)
+    } catch (err) {
+      refusal = err as Error
+      break
+    }
+  }
+  t.match(refusal, { code: 'EAGAIN', message: /has not read the \d+ bytes already typed at its terminal/ })
+  t.ok(taken < 1024 * 1024, `refused after ${taken} bytes (the kernel's terminal buffer and the 64 KiB bound)`)
+  job.kill('SIGKILL')
+  await job.waitEnd()
+})
+
+t.test('the output cap, the timeout and kill end terminal jobs as they end others', async (t) => {
+  const { runner } = makeRunner(t, tempDir(t), { maxOutputBytes: 1000, killGraceMs: 500 })
+  const loud = await onTerminal(runner, 'head -c 5000 /dev/zero | tr "\\0" x; echo')
+  await loud.waitEnd()
+  t.match(await output(loud), /^x{1000}\n\[herds: output truncated: this job wrote more than 1000 bytes\]\n$/)
+  t.match(loud.record, { state: 'exited', truncated: true })
+
+  const slow = await runner.allocate()
+  slow.preset.tty = { rows: 24, cols: 80, term: 'xterm-256color' }
+  slow.preset.timeout = 0.5
+  await runner.run(slow, 'sleep 30')
+  await slow.waitEnd()
+  t.match(slow.record, { state: 'timed_out', signal: 'SIGTERM' })
+
+  const stubborn = await onTerminal(runner, "trap '' TERM; sleep 30")
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  stubborn.kill('SIGTERM')
+  await stubborn.waitEnd()
+  t.match(stubborn.record, { state: 'killed', signal: 'SIGKILL' }, 'SIGKILL after the grace')
+  t.equal(stubborn.exitStatus(), 137)
+})
+
+t.test('a terminal job whose shell leaves a process behind still ends, and so does the process', async (t) => {
+  const { runner } = makeRunner(t, tempDir(t))
+  const job = await onTerminal(runner, 'sleep 60 & echo "left $!"')
+  const started = Date.now()
+  await job.waitEnd()
+  t.ok(Date.now() - started < 5000, `ended in ${Date.now() - started} ms`)
+  const pid = Number((await output(job)).match(/left (\d+)/)![1])
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  // Gone, or a zombie waiting for a parent that reaps (this machine's init may not).
+  const state = (): string => { try { return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1][0] } catch { return 'gone' } }
+  t.match(state(), /^(gone|Z)$/, 'the terminal hung up: SIGHUP ended the process left behind')
+})
+
+t.test('the terminal is kept in the record: a node that restarts shows it on the lost job', async (t) => {
+  const dir = tempDir(t)
+  const first = makeRunner(t, dir)
+  await first.runner.load()
+  const job = await onTerminal(first.runner, 'echo before; sleep 30')
+  job.resize({ rows: 50, cols: 132 })
+  t.match(await output({ read: (s, o, l) => o === 0 ? job.read(s, o, l) : Promise.resolve(new Uint8Array()) } as Job), /before/)
+  await first.close() // the node "crashes" with the job recorded as running
+  const second = makeRunner(t, dir)
+  t.teardown(async () => { job.kill('SIGKILL'); await job.waitEnd() })
+  await second.runner.load()
+  t.match(second.runner.get(job.id)!.record, { state: 'lost', tty: { rows: 50, cols: 132, term: 'xterm-256color' } })
+})
+
+t.test('resize: a job on pipes has no terminal; an ended terminal job takes it and does nothing', async (t) => {
+  const { runner } = makeRunner(t, tempDir(t))
+  const plain = await runner.runInSlot('true')
+  t.throws(() => plain.resize({ rows: 10, cols: 10 }), { code: 'EINVAL', message: /has no terminal/ })
+  const ended = await onTerminal(runner, 'true')
+  await ended.waitEnd()
+  t.doesNotThrow(() => ended.resize({ rows: 10, cols: 10 }))
+})
