@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
-import { closeSync, constants as fsConstants, openSync, writeSync } from 'node:fs'
+import { closeSync, constants as fsConstants, openSync, readdirSync, readFileSync, writeSync } from 'node:fs'
 import { open, stat } from 'node:fs/promises'
 import { constants } from 'node:os'
 import { join } from 'node:path'
@@ -379,8 +379,11 @@ export class Job extends EventEmitter {
   kill (signal: NodeJS.Signals = 'SIGTERM'): void {
     if (!this.running || !this.record.pid) return
     const pgid = this.record.pid
+    const onTerminal = this.terminal !== undefined
     const send = (sig: NodeJS.Signals): void => {
       try { process.kill(-pgid, sig) } catch { /* already gone */ }
+      // An interactive shell puts each command in a process group of its own: reach its whole session.
+      if (onTerminal) for (const pid of sessionOf(pgid)) { try { process.kill(pid, sig) } catch { /* gone */ } }
     }
     send(signal)
     const forceEnd = (): void => {
@@ -415,6 +418,25 @@ export class Job extends EventEmitter {
       signal?.addEventListener('abort', abort, { once: true })
     })
   }
+}
+
+/**
+ * The processes of the session `sid` (a terminal job's shell leads one), from
+ * /proc on Linux; none elsewhere, where a kill reaches the shell's own
+ * process group and the hang-up that follows its end.
+ */
+function sessionOf (sid: number): number[] {
+  if (process.platform !== 'linux') return []
+  const found: number[] = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+      // Fields after the command's name: state, ppid, pgrp, session.
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3]) === sid) found.push(Number(name))
+    } catch { /* ended meanwhile */ }
+  }
+  return found
 }
 
 /** Reads `length` bytes at `offset` of a file. */

@@ -5,7 +5,8 @@ export const RUN_README = `# exec/ — run a command on this machine by writing 
     cat stdout                 # live output; ends when the job ends
     cat exit                   # waits for the end, prints the exit code (128+N after signal N)
     cat status                 # JSON: id, state, cmd, cwd, pid, exitCode, signal, createdAt,
-                               #       startedAt, endedAt, durationMs, timeout, truncated, error
+                               #       startedAt, endedAt, durationMs, timeout, truncated, error,
+                               #       tty (a terminal job's size), bytes (of output so far)
 
 The top-level files are this directory's one shared slot. Working in parallel with
 others? Take a job of your own:
@@ -30,7 +31,8 @@ cmd at once in a directory: new and mkdir fail with EAGAIN past that.
 - stdin    write: bytes appended to the running job's standard input, write after write.
            EPIPE when the job is not running; EAGAIN when it has not read the last 1 MiB.
 - ctl      write one command a line: "kill [SIGNAL]" (default TERM; the whole process group;
-           SIGKILL follows after 3 s if it still runs) or "eof" (closes stdin).
+           SIGKILL follows after 3 s if it still runs), "eof" (closes stdin; on a terminal,
+           types Ctrl-D) or "resize ROWS COLS" (a terminal job's size).
 - stdout   the job's standard output. A read past the output so far waits for more; at the
            job's end it returns end-of-file. Reading again returns everything from the start.
 - stderr   the same for standard error.
@@ -44,9 +46,20 @@ cmd at once in a directory: new and mkdir fail with EAGAIN past that.
 - timeout  seconds a job started here may run (0: no limit); then it is ended as timed_out.
 - error    the last write this directory refused, with the reason in words.
 - new      read: makes a new idle job and prints its id (EAGAIN while 100 wait for a cmd).
-- jobs/<id>/  one job: cmd, stdin, ctl, stdout, stderr, output, status, exit; and env and
-             timeout for this job alone (added to the directory's), written before its cmd
-             (EBUSY after it started).
+- jobs/<id>/  one job: cmd, stdin, ctl, stdout, stderr, output, status, exit; and env,
+             timeout and tty for this job alone (added to the directory's), written before
+             its cmd (EBUSY after it started).
+
+## A terminal job (vim, top, a REPL, a login shell)
+
+    id=$(cat new)
+    echo '{"rows":40,"cols":120}' > jobs/$id/tty     # before cmd; term: xterm-256color
+    echo 'bash -l' > jobs/$id/cmd
+    printf 'ls\\n' > jobs/$id/stdin                  # keystrokes (printf '\\003': Ctrl-C)
+    cat jobs/$id/stdout                             # the terminal's bytes; stderr stays empty
+    echo 'resize 50 160' > jobs/$id/ctl
+
+It runs on when nobody reads it; \`herds shell --attach $id\` takes it up again.
 
 Output is written to the machine's disk as it arrives: a job keeps running if the
 mount or the host goes away, and its output is complete when they come back. A job

@@ -37,6 +37,12 @@ async function output (job: Job): Promise<string> {
   }
 }
 
+/** The output so far, without waiting for more. */
+async function soFar (job: Job): Promise<string> {
+  const bytes = job.bytes().stdout
+  return bytes === 0 ? '' : Buffer.from(await job.read('stdout', 0, bytes)).toString()
+}
+
 t.test('keystrokes a job does not read are bounded: EAGAIN, not memory without end', async (t) => {
   const { runner } = makeRunner(t, tempDir(t), { maxPendingStdin: 64 * 1024 })
   const job = await onTerminal(runner, 'stty -icanon -echo; sleep 30') // reads nothing
@@ -99,7 +105,8 @@ t.test('the terminal is kept in the record: a node that restarts shows it on the
   await first.runner.load()
   const job = await onTerminal(first.runner, 'echo before; sleep 30')
   job.resize({ rows: 50, cols: 132 })
-  t.match(await output({ read: (s, o, l) => o === 0 ? job.read(s, o, l) : Promise.resolve(new Uint8Array()) } as Job), /before/)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.match(await soFar(job), /before/)
   await first.close() // the node "crashes" with the job recorded as running
   const second = makeRunner(t, dir)
   t.teardown(async () => { job.kill('SIGKILL'); await job.waitEnd() })
@@ -114,4 +121,21 @@ t.test('resize: a job on pipes has no terminal; an ended terminal job takes it a
   const ended = await onTerminal(runner, 'true')
   await ended.waitEnd()
   t.doesNotThrow(() => ended.resize({ rows: 10, cols: 10 }))
+})
+
+t.test('kill reaches what an interactive shell started in process groups of its own', async (t) => {
+  const { runner } = makeRunner(t, tempDir(t), { killGraceMs: 1000 })
+  const job = await onTerminal(runner, 'bash --norc --noprofile -i')
+  await job.writeStdin(Buffer.from('sleep 1234 & echo "bg=$!"; sleep 1235\r'))
+  let pid = 0
+  for (let tries = 0; tries < 50 && !pid; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    pid = Number((await soFar(job)).match(/bg=(\d+)/)?.[1] ?? 0)
+  }
+  t.ok(pid > 0, 'the background job started')
+  job.kill('SIGTERM')
+  await job.waitEnd()
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const state = (): string => { try { return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1][0] } catch { return 'gone' } }
+  t.match(state(), /^(gone|Z)$/, 'the background job, in a group of its own, ended with the shell')
 })
