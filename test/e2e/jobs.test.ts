@@ -85,7 +85,7 @@ t.test('env applies to the jobs started here; > replaces, >> adds', async (t) =>
 
 t.test('bad input: EINVAL where the shell sees it, the reason in error; oversized writes refused', async (t) => {
   const cases: Array<[string, string, RegExp]> = [
-    ['ctl', 'explode\n', /ctl: EINVAL: ctl takes "kill \[SIGNAL\]" or "eof"/],
+    ['ctl', 'explode\n', /ctl: EINVAL: ctl takes "kill \[SIGNAL\]", "eof" or "resize ROWS COLS"/],
     ['ctl', 'kill NOPE\n', /unknown signal after "kill"/],
     ['env', 'NOT A PAIR\n', /env: EINVAL: env line 1 is not KEY=VALUE/],
     ['timeout', '-1\n', /timeout: EINVAL: timeout is seconds/],
