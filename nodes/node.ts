@@ -18,6 +18,7 @@ import type { Tree } from '../tree/tree.js'
 import { MAX_CHANGED, PROTOCOL_VERSION, type JobSummary } from '../tree/wire.js'
 import type { JobRecord } from '../venoms/run/record.js'
 import { closeFdsHelper } from '../venoms/run/launch.js'
+import { terminalsOff } from '../venoms/run/pty.js'
 import { Runner } from '../venoms/run/runner.js'
 import { execDir } from '../venoms/run/tree.js'
 import { nodeInfo, nodeMetrics } from './info.js'
@@ -139,6 +140,8 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
   })
   await runner.load()
   if (!closeFdsHelper()) opts.log?.('venoms/run/close-fds is not built (npm run setup, with a C compiler): jobs get /dev/null in place of the node\'s open files instead of having them closed')
+  const noTerminals = terminalsOff()
+  if (noTerminals) opts.log?.(noTerminals)
   const volumes = join(opts.home, 'volumes')
   await mkdir(volumes, { recursive: true })
   const sandboxes = new Sandboxes({
