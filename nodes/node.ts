@@ -21,6 +21,7 @@ import { closeFdsHelper } from '../venoms/run/launch.js'
 import { terminalsOff } from '../venoms/run/pty.js'
 import { Runner } from '../venoms/run/runner.js'
 import { execDir } from '../venoms/run/tree.js'
+import { portsDir } from '../venoms/ports/tree.js'
 import { nodeInfo, nodeMetrics } from './info.js'
 import { detectFence } from './fence.js'
 import { Sandboxes } from './sandboxes.js'
@@ -114,6 +115,7 @@ export function nodeTree (runner: Runner, volumesDir: string, exports: Export[] 
     entries: {
       'status.json': jsonFile(() => nodeMetrics(runner.ids().filter((id) => runner.get(id)?.running).length)),
       exec: execDir(runner),
+      ports: portsDir(),
       // A volume a sandbox mounts is written by its jobs: links out of it are not shown there either.
       volumes: { kind: 'tree', tree: safeTopNames(new LocalTree(volumesDir, { linksOut: (path) => !sandboxes?.mountsOf(splitPath(path)[0] ?? '').length }), 'volume') },
       fs,

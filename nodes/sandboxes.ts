@@ -21,6 +21,7 @@ import { SafeName } from '../tree/wire.js'
 import { ENDED_STATES, type JobRecord, type JobStore } from '../venoms/run/record.js'
 import { Runner, type RunnerOptions } from '../venoms/run/runner.js'
 import { execDir } from '../venoms/run/tree.js'
+import { portsDir } from '../venoms/ports/tree.js'
 import { detectCgroups, removeSetup, type CgroupSetup } from './cgroups.js'
 import { detectMountNamespace, fenceArgs, type Fence, type FenceSpec } from './fence.js'
 import { ImageSchema, planImage } from './images.js'
@@ -82,6 +83,8 @@ interface Sandbox {
   state: 'started' | 'stopped'
   createdAt: string
   lastActivity: number
+  /** Its ports/ folder, made once: it holds the connections open through it. */
+  ports?: SynthDir
 }
 
 export interface SandboxOptions {
@@ -371,6 +374,8 @@ export class Sandboxes {
           ? { kind: 'tree', tree: box.workspace }
           : { kind: 'dir', mode: 0o755, union: () => box.workspace, entries: Object.fromEntries([...box.mounts].map(([mount, tree]) => [mount, { kind: 'tree' as const, tree }])) },
         exec: execDir(box.runner),
+        // Its jobs share the node's network unless the fence takes it away; then there is no way in.
+        ports: box.ports ??= portsDir({ refuse: () => box.config.network || this.opts.fence === 'none' ? null : `sandbox ${box.name} has "network": false: nothing can connect to its ports` }),
         'status.json': jsonFile(() => ({
           name: box.name,
           ...activity(box),
