@@ -16,6 +16,7 @@ import { VERSION } from '../tree/version.js'
 import { accessFrom, CA_OPTION, TOKEN_OPTION, type Access, type AccessFlags } from './access.js'
 import { writeHostUrl } from './hostfile.js'
 import { registerClientCommands, registerMachineCommands } from './client.js'
+import { registerForwardCommand } from './forward.js'
 import { registerMcpCommand } from './mcp.js'
 import { collectExports, DEFAULT_PORT, defaultMountpoint, Dir, herdsHome, HostUrl, JobExpiry, ListenAddress, NodeName, parseFlag, Port, readFlagFile } from './options.js'
 
@@ -224,6 +225,7 @@ program.command('mount')
 
 registerClientCommands(program)
 registerMcpCommand(program)
+registerForwardCommand(program)
 registerMachineCommands(program, say)
 
 program.parseAsync().catch(async (err: unknown) => {

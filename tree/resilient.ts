@@ -1,7 +1,7 @@
 /**
  * A remote tree over a connection that comes and goes: the mount's link to the
  * host, the host's link to a node. While the link is down, new calls fail at
- * once (nothing hangs); a read of a file opened before the drop waits for the
+ * once (nothing hangs); a read of a file opened for reading before the drop waits for the
  * link to come back (up to a grace), opens the file again by its path and goes
  * on at the same offset, so `cat stdout` survives a restart of the host.
  */
@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events'
 import { HerdsError } from './errno.js'
 import { HandleTable } from './handles.js'
 import { treeFromCall, type Peer } from './peer.js'
-import { O_RDWR, type CallContext, type Op, type Tree } from './tree.js'
+import { O_RDWR, wantsWrite, type CallContext, type Op, type Tree } from './tree.js'
 
 /** How long a read on an open file waits for a lost link to come back. */
 export const RESUME_GRACE_MS = 60_000
@@ -112,6 +112,8 @@ export class ResilientRemote {
     const [, own, offset, length] = args as [string, number, number, number]
     for (;;) {
       const handle = this.handle(own)
+      // A file open for writing too (a port's data) is not taken up again: what was on its way through the lost link is lost.
+      if (handle.peer.closed && wantsWrite(handle.flags)) throw new HerdsError('EIO', `the connection was lost while ${handle.path} was open for writing; open it again`)
       if (handle.peer.closed) await this.reopen(handle, ctx)
       try {
         return await handle.peer.call('read', [handle.path, handle.fh, offset, length], ctx)

@@ -5,9 +5,11 @@
  * or Herds.open (a mounted directory).
  */
 import { posix } from 'node:path'
+import type { Duplex } from 'node:stream'
 import { connectHost } from '../client.js'
 import { HerdsError, toHerdsError } from '../../tree/errno.js'
 import { checkName } from '../../tree/names.js'
+import { forwardPort, type ForwardOptions, type Forwarding } from './forward.js'
 import { fsTransport, treeTransport, type Appender, type FileStat, type Transport } from './transport.js'
 
 export interface ConnectOptions {
@@ -164,6 +166,30 @@ export class HerdsNode {
 
   info (): Promise<Record<string, unknown>> { return readJson(this.files, `${this.path}/info.json`) }
   status (): Promise<Record<string, unknown>> { return readJson(this.files, `${this.path}/status.json`) }
+
+  /**
+   * A TCP connection to `port` on the node (127.0.0.1 there; in a sandbox's
+   * network view with `sandbox`), as a stream: ports/<port>/new, then data.
+   */
+  connect (port: number, opts: { sandbox?: string } = {}): Promise<Duplex> {
+    return this.files.connect(this.portDir(port, opts.sandbox))
+  }
+
+  /**
+   * Listens on a local port (a free one unless `localPort`) and carries each
+   * connection to it to `port` on the node, as ssh -L does.
+   */
+  forward (port: number, opts: ForwardOptions & { sandbox?: string } = {}): Promise<Forwarding> {
+    const dir = this.portDir(port, opts.sandbox)
+    return forwardPort(() => this.files.connect(dir), opts)
+  }
+
+  /** ports/<port> of the node or of one of its sandboxes; EINVAL for a port no server can have. */
+  private portDir (port: number, sandbox?: string): string {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new HerdsError('EINVAL', `a port is a whole number from 1 to 65535 (got ${String(port)})`)
+    if (sandbox !== undefined) checkName(sandbox, 'sandbox')
+    return sandbox === undefined ? `${this.path}/ports/${port}` : `${this.path}/sandboxes/${sandbox}/ports/${port}`
+  }
 
   /** Starts a command in a job of its own (exec/new) and returns its handle. */
   async spawn (cmd: string, opts: Omit<RunOptions, 'stdin'> = {}): Promise<Job> {
@@ -439,6 +465,8 @@ export class Sandbox extends Folder {
   stream (cmd: string, opts: Omit<RunOptions, 'sandbox'> = {}): AsyncGenerator<OutputChunk, RunResult> { return this.node.stream(cmd, { ...opts, sandbox: this.name }) }
   spawn (cmd: string, opts: Omit<RunOptions, 'sandbox' | 'stdin'> = {}): Promise<Job> { return this.node.spawn(cmd, { ...opts, sandbox: this.name }) }
   shell (opts: Omit<RunOptions, 'sandbox' | 'stdin'> & { cmd?: string } = {}): Promise<Job> { return this.node.shell({ ...opts, sandbox: this.name }) }
+  connect (port: number): Promise<Duplex> { return this.node.connect(port, { sandbox: this.name }) }
+  forward (port: number, opts: ForwardOptions = {}): Promise<Forwarding> { return this.node.forward(port, { ...opts, sandbox: this.name }) }
 
   status (): Promise<Record<string, unknown>> { return readJson(this.files, `${this.dir}/status.json`) }
   config (): Promise<Record<string, unknown>> { return readJson(this.files, `${this.dir}/config.json`) }

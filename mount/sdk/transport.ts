@@ -7,9 +7,11 @@
 import { createReadStream } from 'node:fs'
 import { appendFile, mkdir, open, readdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises'
 import { join, posix } from 'node:path'
+import type { Duplex } from 'node:stream'
 import { readWhole, writeWhole } from '../../tree/bind.js'
 import { toHerdsError } from '../../tree/errno.js'
 import { O_APPEND, O_RDONLY, O_WRONLY, S_IFDIR, S_IFMT, type Tree } from '../../tree/tree.js'
+import { openTunnel, treeTunnelFiles, type TunnelFiles } from '../../tree/tunnel.js'
 
 export interface FileStat {
   directory: boolean
@@ -42,6 +44,11 @@ export interface Transport {
    * it arrives; close when done.
    */
   openAppend (path: string): Promise<Appender>
+  /**
+   * Connects to the server behind a ports/<port> folder
+   * (/nodes/studio/ports/8080) and gives the connection as a stream.
+   */
+  connect (portDir: string): Promise<Duplex>
   list (path: string): Promise<string[]>
   stat (path: string): Promise<FileStat>
   mkdir (path: string): Promise<void>
@@ -138,6 +145,7 @@ export function treeTransport (tree: Tree, close: () => void = () => {}): Transp
         close: () => mapped(tree.release(path, fh)),
       }
     })()),
+    connect: (portDir) => mapped(openTunnel(treeTunnelFiles(tree), portDir)),
     list: (path) => mapped(tree.readdir(path)),
     stat: (path) => mapped(tree.getattr(path).then((s) => ({ directory: (s.mode & S_IFMT) === S_IFDIR, size: s.size, mode: s.mode & 0o7777, mtimeMs: s.mtimeMs }))),
     mkdir: (path) => mapped(tree.mkdir(path, 0o755)),
@@ -187,6 +195,7 @@ export function fsTransport (mountpoint: string): Transport {
         close: () => mapped(file.close()),
       }
     })()),
+    connect: (portDir) => mapped(openTunnel(fsTunnelFiles(at), portDir)),
     list: (path) => mapped(readdir(at(path))),
     stat: (path) => mapped(stat(at(path)).then((s) => ({ directory: s.isDirectory(), size: s.size, mode: s.mode & 0o7777, mtimeMs: s.mtimeMs }))),
     mkdir: (path) => mapped(mkdir(at(path))),
@@ -197,3 +206,29 @@ export function fsTransport (mountpoint: string): Transport {
   }
 }
 
+
+/**
+ * TunnelFiles through a mount. Each waiting read of `data` holds one of
+ * libuv's threads (4 unless UV_THREADPOOL_SIZE says more), so a program with
+ * many connections at once is better served by Herds.connect.
+ */
+function fsTunnelFiles (at: (path: string) => string): TunnelFiles {
+  return {
+    readText: async (path) => (await readFile(at(path))).toString('utf8'),
+    openData: async (path) => {
+      const file = await open(at(path), 'r+')
+      return {
+        read: async (length) => {
+          const buf = Buffer.alloc(length)
+          const { bytesRead } = await file.read(buf, 0, length, null)
+          return buf.subarray(0, bytesRead)
+        },
+        write: async (data) => {
+          for (let done = 0; done < data.length;) done += (await file.write(data, done, data.length - done, null)).bytesWritten
+        },
+        close: () => file.close(),
+      }
+    },
+    writeText: (path, text) => writeFile(at(path), text),
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * Servers for the ports tests, run as jobs in a sandbox on a real node: a
+ * Python http.server, and a small Node server with an HTTP echo of the
+ * request, a WebSocket echo, an SSE stream, bytes on demand, and a raw TCP
+ * echo on a second port.
+ */
+import { createHash } from 'node:crypto'
+import { request } from 'node:http'
+import { createRequire } from 'node:module'
+import { connect } from 'node:net'
+import type { Test } from 'tap'
+import type { Job, Sandbox } from '../../mount/sdk/index.js'
+import { FENCE_RACE } from './harness.js'
+
+const SERVER = String.raw`
+const http = require('node:http')
+const net = require('node:net')
+const { WebSocketServer } = require(process.env.WS_MODULE)
+const server = http.createServer((req, res) => {
+  if (req.url === '/sse') {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
+    let n = 0
+    const timer = setInterval(() => { res.write('data: tick ' + (++n) + '\n\n'); if (n === 3) { clearInterval(timer); res.end() } }, 100)
+    return
+  }
+  const bytes = req.url.match(/^\/bytes\/(\d+)$/)
+  if (bytes) {
+    let left = Number(bytes[1])
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': left })
+    const piece = Buffer.alloc(64 * 1024, 0x78)
+    const pump = () => { while (left > 0) { const n = Math.min(left, piece.length); left -= n; if (!res.write(piece.subarray(0, n))) return res.once('drain', pump) } res.end() }
+    return pump()
+  }
+  let body = 0
+  req.on('data', (d) => { body += d.length })
+  req.on('end', () => res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, body })))
+})
+new WebSocketServer({ server }).on('connection', (ws) => ws.on('message', (m, binary) => ws.send(m, { binary })))
+server.listen(0, '127.0.0.1', () => {
+  const echo = net.createServer((s) => s.pipe(s)).listen(0, '127.0.0.1', () => {
+    console.log('ports ' + server.address().port + ' ' + echo.address().port)
+  })
+})
+`
+
+/** Where the ws package is, for the server job (the fence leaves the checkout readable). */
+export const WS_MODULE = createRequire(import.meta.url).resolve('ws')
+
+/** Starts `cmd` in the sandbox and waits for its stdout to match `ready`; run again past the fence's race; killed at the end. */
+export async function startServer (t: Test, box: Sandbox, cmd: string, ready: RegExp, env: Record<string, string> = {}): Promise<{ job: Job, match: RegExpMatchArray }> {
+  for (let tries = 1; ; tries++) {
+    const job = await box.spawn(cmd, { env })
+    t.teardown(() => job.kill('KILL').catch(() => {}))
+    let out = ''
+    let match: RegExpMatchArray | null = null
+    const seen = new AbortController()
+    await job.follow('output', (chunk) => {
+      out += chunk.toString()
+      match = out.match(ready)
+      if (match) seen.abort()
+    }, { signal: seen.signal }).catch((err: { code?: string }) => { if (err.code !== 'ECANCELED') throw err })
+    if (match) return { job, match }
+    if (!FENCE_RACE.test(out) || tries === 5) throw new Error(`the server did not start: ${out}`)
+  }
+}
+
+/** The Node server above, written into the sandbox's workspace and started; its HTTP and TCP echo ports. */
+export async function startNodeServer (t: Test, box: Sandbox): Promise<{ http: number, echo: number }> {
+  await box.writeFile('server.cjs', SERVER)
+  const { match } = await startServer(t, box, `exec ${process.execPath} server.cjs`, /ports (\d+) (\d+)\n/, { WS_MODULE })
+  return { http: Number(match[1]), echo: Number(match[2]) }
+}
+
+export interface Fetched { status: number, headers: Record<string, string | string[] | undefined>, body: Buffer }
+
+/** One HTTP request on a connection of its own. */
+export function fetchRaw (url: string, opts: { headers?: Record<string, string>, method?: string, body?: Buffer } = {}): Promise<Fetched> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers, agent: false }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c)).on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) })).on('error', reject)
+    })
+    req.on('error', reject)
+    req.end(opts.body)
+  })
+}
+
+/** The SHA-256 of a download, streamed (a 100 MB body is never held whole). */
+export function sha256Of (url: string, headers: Record<string, string> = {}): Promise<{ status: number, sha: string, bytes: number }> {
+  return new Promise((resolve, reject) => {
+    request(url, { headers, agent: false }, (res) => {
+      const hash = createHash('sha256')
+      let bytes = 0
+      res.on('data', (c: Buffer) => { hash.update(c); bytes += c.length }).on('end', () => resolve({ status: res.statusCode!, sha: hash.digest('hex'), bytes })).on('error', reject)
+    }).on('error', reject).end()
+  })
+}
+
+/** Sends `data` to a TCP echo at 127.0.0.1:port, ends, and gives back all it answered. */
+export function echoThrough (port: number, data: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => socket.end(data))
+    const chunks: Buffer[] = []
+    socket.on('data', (c) => chunks.push(c)).on('end', () => resolve(Buffer.concat(chunks))).on('error', reject)
+  })
+}
