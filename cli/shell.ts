@@ -32,6 +32,23 @@ export function localTty (): Tty {
 const clamp = (n: number | undefined): number => Math.min(1000, Math.max(1, n || 24))
 
 /**
+ * Output drawn again on --attach, without what would make this terminal act
+ * rather than draw: OSC strings (titles, the clipboard, colours asked for) and
+ * queries whose answers would arrive as keystrokes (cursor position, device
+ * attributes, modes, window reports).
+ */
+export function replayable (bytes: Buffer): Buffer {
+  const text = bytes.toString('latin1')
+    .replace(/\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?/g, '')
+    .replace(/\x1b\[[?>=]?[0-9;]*(?:\$p|[nct])/g, '')
+  return Buffer.from(text, 'latin1')
+}
+
+/** What a program on the remote terminal may have turned on that would outlive the session here: mouse reports, bracketed paste, a hidden cursor, application keys. */
+const MODES_OFF = '\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[?1l\x1b>\x1b[?25h\x1b[0m'
+const ALT_SCREEN = /\x1b\[\?(?:1049|1047|47)([hl])/g
+
+/**
  * Attaches this terminal to a running terminal job until it ends; resolves
  * with its exit status, or 255 (as ssh) when the host or the node went away,
  * after a line saying so and how to attach again.
@@ -41,9 +58,16 @@ export async function attachTerminal (node: HerdsNode, job: Job, opts: { replay?
   const raw = stdin.isTTY
   // Restored however this ends: an error, a signal, process.exit anywhere.
   const restore = (): void => { if (raw && stdin.isTTY) stdin.setRawMode(false) }
+  // Whether the remote program is on the alternate screen, so a session cut short can leave it.
+  let altScreen = false
+  const resetModes = (): void => {
+    if (!process.stdout.isTTY) return
+    process.stdout.write(MODES_OFF + (altScreen ? '\x1b[?1049l' : ''))
+  }
   process.once('exit', restore)
   const detach = (signal: NodeJS.Signals): void => {
     restore()
+    resetModes()
     process.stderr.write(`\r\nherds: detached (${signal}); job ${job.id} runs on: herds shell --attach ${job.id}${node.name ? ` --node ${node.name}` : ''}\r\n`)
     process.exit(128 + (signal === 'SIGHUP' ? 1 : 15))
   }
@@ -78,10 +102,11 @@ export async function attachTerminal (node: HerdsNode, job: Job, opts: { replay?
   const onResize = (): void => { const { rows, cols } = localTty(); job.resize(rows, cols).catch(() => { /* it ended: the stream says so */ }) }
   try {
     let from = 0
+    let replayEnd = 0
     if (opts.replay) {
       const status = await job.state()
-      const bytes = (status.bytes as { stdout?: number } | undefined)?.stdout ?? 0
-      from = Math.max(0, bytes - REPLAY_BYTES)
+      replayEnd = (status.bytes as { stdout?: number } | undefined)?.stdout ?? 0
+      from = Math.max(0, replayEnd - REPLAY_BYTES)
       process.stdout.write('\x1b[H\x1b[2J') // a clean screen to draw the recent output on, as tmux attach does
     }
     if (raw) stdin.setRawMode(true)
@@ -91,19 +116,32 @@ export async function attachTerminal (node: HerdsNode, job: Job, opts: { replay?
     // The size now: the job may have been started by another terminal, or this one changed meanwhile.
     // The same size as before makes the node signal a redraw all the same.
     if (opts.replay) onResize()
-    let first = from > 0
-    await job.follow('stdout', (chunk) => {
-      if (first) { // from a line's start, not inside an escape sequence
-        first = false
-        const nl = chunk.indexOf(0x0a)
-        chunk = nl >= 0 ? chunk.subarray(nl + 1) : chunk
-      }
+    // The recent output (up to replayEnd) is gathered and drawn once, made safe; then what comes, as it comes.
+    let offset = from
+    const replay: Buffer[] = []
+    const draw = (chunk: Buffer): Promise<void> | undefined => {
+      for (const [, on] of chunk.toString('latin1').matchAll(ALT_SCREEN)) altScreen = on === 'h'
       return write(chunk)
+    }
+    await job.follow('stdout', (chunk) => {
+      if (offset >= replayEnd) { offset += chunk.length; return draw(chunk) }
+      const take = Math.min(chunk.length, replayEnd - offset)
+      replay.push(chunk.subarray(0, take))
+      offset += chunk.length
+      if (offset < replayEnd) return undefined
+      let recent = Buffer.concat(replay)
+      if (from > 0) { // from a line's start, not inside an escape sequence
+        const nl = recent.indexOf(0x0a)
+        recent = nl >= 0 ? recent.subarray(nl + 1) : recent
+      }
+      const rest = chunk.subarray(take)
+      return Promise.all([draw(replayable(recent)), rest.length > 0 ? draw(rest) : undefined]).then(() => {})
     }, { from, signal: gone.signal })
     const result = await job.status()
     return result.exitStatus
   } catch (err) {
     restore()
+    resetModes()
     const why = gone.signal.aborted ? (gone.signal.reason as HerdsError).message : await whyGone(node, toHerdsError(err))
     process.stderr.write(`\r\nherds: ${why}; if job ${job.id} still runs there: herds shell --attach ${job.id} --node ${node.name}\r\n`)
     return 255

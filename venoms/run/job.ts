@@ -34,7 +34,12 @@ export interface JobLimits {
   maxPendingStdin: number
   /** Milliseconds between SIGTERM and SIGKILL. */
   killGraceMs: number
+  /** Terminal jobs running on the node at once, at most. */
+  maxTerminals?: number
 }
+
+/** A kill's search of the session is not done again within this long: a flood of kill lines costs one search, not thousands. */
+const SESSION_SCAN_MS = 250
 
 const EMPTY = new Uint8Array(0)
 
@@ -55,6 +60,9 @@ export class Job extends EventEmitter {
   /** Its output was cut short: the node died while it ran (lost in an earlier life). */
   private cut = false
   private timers: NodeJS.Timeout[] = []
+  /** The SIGKILL after a grace is due: later kills do not queue another. */
+  private escalating = false
+  private scannedAt = 0
 
   constructor (record: JobRecord, dir: string, store: JobStore, limits: JobLimits) {
     super()
@@ -185,7 +193,7 @@ export class Job extends EventEmitter {
         ? fencedCommand(opts.wrap, opts.shell, opts.cmd, jobEnv, process.env.PATH)
         : { argv: [opts.shell, '-c', opts.cmd], env: jobEnv }
       const launch = planLaunch(argv, env.PATH, helper)
-      terminal = spawnTerminal({ file: launch.file, args: launch.args, cwd: opts.cwd, env, term: tty.term, rows: tty.rows, cols: tty.cols })
+      terminal = spawnTerminal({ file: launch.file, args: launch.args, cwd: opts.cwd, env, term: tty.term, rows: tty.rows, cols: tty.cols }, this.limits.maxTerminals)
     } catch (err) {
       throw await this.failStart(err)
     }
@@ -194,6 +202,7 @@ export class Job extends EventEmitter {
     terminal.onData((chunk) => this.append('stdout', chunk))
     terminal.onExit(({ exitCode, signal }) => {
       this.terminal = undefined
+      hangUpSession(terminal.pid, this.limits.killGraceMs)
       const name = signal ? Object.entries(constants.signals).find(([, n]) => n === signal)?.[0] ?? `SIG${signal}` : null
       this.finish({ exitCode: name ? null : exitCode, signal: name, error: null }).catch((err: unknown) => {
         this.record = { ...this.record, state: 'lost', error: `could not record the end: ${(err as Error).message}` }
@@ -334,10 +343,7 @@ export class Job extends EventEmitter {
   /** Appends bytes to the job's stdin. */
   async writeStdin (data: Uint8Array): Promise<number> {
     if (this.running && this.terminal) {
-      if (this.terminal.pending() + data.length > this.limits.maxPendingStdin) {
-        throw new HerdsError('EAGAIN', `job ${this.id} has not read the ${this.terminal.pending()} bytes already typed at its terminal`)
-      }
-      this.terminal.write(Buffer.from(data))
+      this.typeAtTerminal(this.terminal, Buffer.from(data))
       return data.length
     }
     if (!this.running || !this.stdin) throw new HerdsError('EPIPE', `job ${this.id} is not running; stdin takes bytes only while it runs`)
@@ -349,9 +355,17 @@ export class Job extends EventEmitter {
     return data.length
   }
 
+  /** Keystrokes within the bound on what the terminal has not taken (EAGAIN past it). */
+  private typeAtTerminal (terminal: Terminal, data: Buffer): void {
+    if (terminal.pending() + data.length > this.limits.maxPendingStdin) {
+      throw new HerdsError('EAGAIN', `job ${this.id} has not read the ${terminal.pending()} bytes already typed at its terminal`)
+    }
+    terminal.write(data)
+  }
+
   /** Closes the job's stdin (ctl "eof"); on a terminal, types its end-of-file character (Ctrl-D), as a keyboard would. */
   closeStdin (): void {
-    if (this.running && this.terminal) return this.terminal.write(Buffer.from([0x04]))
+    if (this.running && this.terminal) return this.typeAtTerminal(this.terminal, Buffer.from([0x04]))
     if (!this.running || !this.stdin) throw new HerdsError('EPIPE', `job ${this.id} is not running`)
     this.stdin.end()
   }
@@ -380,12 +394,15 @@ export class Job extends EventEmitter {
     if (!this.running || !this.record.pid) return
     const pgid = this.record.pid
     const onTerminal = this.terminal !== undefined
-    const send = (sig: NodeJS.Signals): void => {
+    const send = (sig: NodeJS.Signals, scan: boolean): void => {
       try { process.kill(-pgid, sig) } catch { /* already gone */ }
       // An interactive shell puts each command in a process group of its own: reach its whole session.
-      if (onTerminal) for (const pid of sessionOf(pgid)) { try { process.kill(pid, sig) } catch { /* gone */ } }
+      if (onTerminal && scan) signalSession(pgid, sig)
     }
-    send(signal)
+    const now = Date.now()
+    send(signal, now - this.scannedAt >= SESSION_SCAN_MS)
+    if (now - this.scannedAt >= SESSION_SCAN_MS) this.scannedAt = now
+    if (this.escalating) return
     const forceEnd = (): void => {
       // Killed, yet still "running": a process outside the group (setsid) holds
       // its output open. Stop waiting for it, so the job (and a stopping node) can end.
@@ -393,12 +410,13 @@ export class Job extends EventEmitter {
       for (const pipe of this.pipes) pipe.destroy()
       this.terminal?.close()
     }
+    this.escalating = true
     if (signal === 'SIGKILL') {
       this.timers.push(setTimeout(forceEnd, 1000))
     } else {
       this.timers.push(setTimeout(() => {
         if (!this.running) return
-        send('SIGKILL')
+        send('SIGKILL', true)
         this.timers.push(setTimeout(forceEnd, 1000))
       }, this.limits.killGraceMs))
     }
@@ -418,6 +436,23 @@ export class Job extends EventEmitter {
       signal?.addEventListener('abort', abort, { once: true })
     })
   }
+}
+
+/** Sends `signal` to every process of the session `sid`. */
+function signalSession (sid: number, signal: NodeJS.Signals): void {
+  for (const pid of sessionOf(sid)) { try { process.kill(pid, signal) } catch { /* gone */ } }
+}
+
+/**
+ * A terminal job's shell has exited: what it left in its session (an
+ * interactive shell's background jobs, which the kernel's hang-up does not
+ * reach) gets SIGHUP, and SIGKILL after the grace, so nothing outlives the job
+ * where kill can no longer reach it. setsid leaves the session, on purpose.
+ */
+function hangUpSession (sid: number, graceMs: number): void {
+  if (sessionOf(sid).length === 0) return
+  signalSession(sid, 'SIGHUP')
+  setTimeout(() => signalSession(sid, 'SIGKILL'), graceMs).unref()
 }
 
 /**

@@ -44,7 +44,7 @@ interface NodePty {
     write (data: Buffer | string): void
     resize (cols: number, rows: number): void
     destroy? (): void
-    _socket?: { destroy (): void }
+    _socket?: { destroy (): void, once (event: 'close', listener: () => void): unknown }
     /** The master side's descriptor (node-pty's own name for it). */
     _fd?: number
   }
@@ -80,6 +80,12 @@ export function terminalsOff (): string | null {
 
 /** How often keystrokes the terminal had no room for are offered again. */
 const RETRY_MS = 20
+/** Keystrokes smaller than this are joined to the one queued before them, so a flood of 1-byte writes is not a flood of buffers. */
+const JOIN_BELOW = 4096
+/** Terminals open on this node at once, at most: each is one of the machine's ptys (kernel.pty.max, often 4096, for every user). */
+export const MAX_TERMINALS = 256
+
+let terminalsOpen = 0
 
 /**
  * Starts `file` on a new pseudo-terminal, as the leader of its own session
@@ -88,7 +94,8 @@ const RETRY_MS = 20
  * reads nothing would stop the node. Non-blocking, what the terminal has no
  * room for waits in a queue, which the caller bounds by `pending()`.
  */
-export function spawnTerminal (opts: SpawnTerminal): Terminal {
+export function spawnTerminal (opts: SpawnTerminal, max = MAX_TERMINALS): Terminal {
+  if (terminalsOpen >= max) throw new HerdsError('EAGAIN', `${max} terminal jobs run on this node already: end one first`)
   const pty = nodePty().spawn(opts.file, opts.args, {
     name: opts.term,
     rows: opts.rows,
@@ -99,17 +106,22 @@ export function spawnTerminal (opts: SpawnTerminal): Terminal {
   })
   const fd = pty._fd
   try {
-    if (fd === undefined) throw new HerdsError('ENOSYS', 'this node-pty does not say which descriptor is its terminal')
+    if (fd === undefined || !pty._socket) throw new HerdsError('ENOSYS', 'this node-pty does not say which descriptor is its terminal')
     setNonBlocking(fd)
   } catch (err) {
     pty._socket?.destroy()
     try { process.kill(-pty.pid, 'SIGKILL') } catch { /* gone */ }
     throw err
   }
+  terminalsOpen++
+  // Once node-pty has closed the descriptor (the terminal hung up), its number may be another file's: never used again.
+  let hungUp = false
+  pty._socket.once('close', () => { if (!hungUp) { hungUp = true; terminalsOpen-- } })
   let queue: Buffer[] = []
   let queued = 0
   let retry: NodeJS.Timeout | undefined
   const flush = (): void => {
+    if (hungUp) { queue = []; queued = 0; return }
     while (queue.length > 0) {
       let wrote: number
       try {
@@ -131,9 +143,17 @@ export function spawnTerminal (opts: SpawnTerminal): Terminal {
     pid: pty.pid,
     onData: (listener) => { pty.onData((data) => listener(typeof data === 'string' ? Buffer.from(data) : data)) },
     onExit: (listener) => { pty.onExit((end) => listener({ exitCode: end.exitCode, signal: end.signal ?? 0 })) },
-    write: (data) => { queue.push(data); queued += data.length; flush() },
+    write: (data) => {
+      if (hungUp) throw new HerdsError('EPIPE', 'the terminal has hung up: nothing reads what is typed at it')
+      const last = queue.at(-1)
+      if (last && queue.length > 1 && last.length + data.length < JOIN_BELOW) queue[queue.length - 1] = Buffer.concat([last, data])
+      else queue.push(data)
+      queued += data.length
+      // While a retry is due the terminal is full: it will be offered then, not tried (and refused) at every keystroke.
+      if (!retry) flush()
+    },
     pending: () => queued,
-    resize: (size) => pty.resize(size.cols, size.rows),
+    resize: (size) => { if (!hungUp) pty.resize(size.cols, size.rows) },
     close: () => { if (pty.destroy) pty.destroy(); else pty._socket?.destroy() },
   }
 }

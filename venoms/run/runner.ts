@@ -7,6 +7,7 @@
 import { mkdirSync } from 'node:fs'
 import { readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
+import { MAX_TERMINALS } from './pty.js'
 import { HerdsError } from '../../tree/errno.js'
 import { Job } from './job.js'
 import type { JobRecord, JobStore, Settings } from './record.js'
@@ -24,6 +25,8 @@ export const RUN_DEFAULTS = {
   maxOutputBytes: 256 * 1024 * 1024,
   maxPendingStdin: 1024 * 1024,
   killGraceMs: 3_000,
+  /** Terminal jobs running at once on the whole node, at most (EAGAIN past it): each holds one of the machine's ptys. */
+  maxTerminals: MAX_TERMINALS,
 }
 
 export interface RunnerOptions {

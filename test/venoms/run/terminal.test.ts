@@ -6,6 +6,9 @@ import t, { type Test } from 'tap'
 import { lmdbJobStore, openNodeDb } from '../../../nodes/store.js'
 import type { Job } from '../../../venoms/run/job.js'
 import { Runner } from '../../../venoms/run/runner.js'
+import { execDir } from '../../../venoms/run/tree.js'
+import { writeWhole } from '../../../tree/bind.js'
+import { SyntheticTree } from '../../../tree/synthetic.js'
 import { tempDir } from '../../e2e/harness.js'
 
 type Limits = ConstructorParameters<typeof Runner>[0]['limits']
@@ -138,4 +141,90 @@ t.test('kill reaches what an interactive shell started in process groups of its 
   await new Promise((resolve) => setTimeout(resolve, 300))
   const state = (): string => { try { return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1][0] } catch { return 'gone' } }
   t.match(state(), /^(gone|Z)$/, 'the background job, in a group of its own, ended with the shell')
+})
+
+/** Gone, or a zombie waiting for a parent that reaps (this machine's init may not). */
+function endedState (pid: number): string {
+  try { return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1][0] } catch { return 'gone' }
+}
+
+/** Waits for `pattern` in a job's output so far (5 s at most). */
+async function seen (job: Job, pattern: RegExp): Promise<RegExpMatchArray | null> {
+  for (let tries = 0; tries < 50; tries++) {
+    const match = (await soFar(job)).match(pattern)
+    if (match) return match
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return null
+}
+
+t.test('what an interactive shell leaves running when it exits is ended with the job, not left where kill cannot reach', async (t) => {
+  const { runner } = makeRunner(t, tempDir(t), { killGraceMs: 500 })
+  const job = await onTerminal(runner, 'bash --norc --noprofile -i')
+  await job.writeStdin(Buffer.from('trap "" HUP; sleep 4321 & echo "bg=$!"\r'))
+  const pid = Number((await seen(job, /bg=(\d+)/))?.[1] ?? 0)
+  t.ok(pid > 0, 'the background job started')
+  await job.writeStdin(Buffer.from('exit\r'))
+  await job.waitEnd()
+  t.match(job.record, { state: 'exited' })
+  await new Promise((resolve) => setTimeout(resolve, 1200))
+  t.match(endedState(pid), /^(gone|Z)$/, 'SIGHUP, then SIGKILL after the grace, to the rest of its session')
+})
+
+t.test('a terminal the job hung up on is written to no more: its descriptor number may be another file\'s', async (t) => {
+  const { runner } = makeRunner(t, tempDir(t))
+  const job = await onTerminal(runner, "trap '' HUP; exec </dev/null >/dev/null 2>&1; sleep 30")
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  t.equal(job.record.state, 'running', 'the shell lives on, without its terminal')
+  // Another job opens files now; one of them may take the number node-pty let go of.
+  const other = await runner.runInSlot('sleep 1; echo victim-output')
+  await t.rejects(job.writeStdin(Buffer.from('INJECTED\n')), { code: 'EPIPE', message: /hung up/ })
+  t.doesNotThrow(() => job.resize({ rows: 30, cols: 90 }), 'a resize does nothing')
+  await other.waitEnd()
+  t.equal(Buffer.from(await other.read('stdout', 0, 1000)).toString(), 'victim-output\n', 'nothing reached the other job')
+  job.kill('SIGKILL')
+  await job.waitEnd()
+})
+
+t.test('floods through ctl: thousands of kill lines cost one search of the session; eof is bounded as keystrokes are', async (t) => {
+  const { runner } = makeRunner(t, tempDir(t), { maxPendingStdin: 64 * 1024, killGraceMs: 500 })
+  const tree = new SyntheticTree(execDir(runner))
+  const job = await onTerminal(runner, "trap '' TERM CONT; stty -icanon -echo; for i in 1 2 3 4 5 6 7 8; do sleep 60 & done; sleep 60")
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const ctl = `/jobs/${job.id}/ctl`
+  let lag = 0
+  let last = Date.now()
+  const probe = setInterval(() => { const now = Date.now(); lag = Math.max(lag, now - last); last = now }, 10)
+  try {
+    await writeWhole(tree, ctl, Buffer.from('kill CONT\n'.repeat(6000)))
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  } finally {
+    clearInterval(probe)
+  }
+  t.ok(lag < 2000, `the node's loop was held at most ${lag} ms by 6,000 kill lines (before: about 15 s)`)
+  let refused: { code?: string } | undefined
+  for (let i = 0; i < 40 && !refused; i++) await writeWhole(tree, ctl, Buffer.from('eof\n'.repeat(16 * 1024))).catch((err: { code?: string }) => { refused = err })
+  t.match(refused, { code: 'EAGAIN' }, 'eof is refused past the bound on untaken keystrokes')
+  job.kill('SIGKILL')
+  await job.waitEnd()
+})
+
+t.test('terminal jobs on a node are bounded: past the most, EAGAIN, and plain jobs still run', async (t) => {
+  const { runner } = makeRunner(t, tempDir(t), { maxTerminals: 2 })
+  const a = await onTerminal(runner, 'sleep 30')
+  const b = await onTerminal(runner, 'sleep 30')
+  const c = await runner.allocate()
+  c.preset.tty = { rows: 24, cols: 80, term: 'xterm-256color' }
+  await t.rejects(runner.run(c, 'sleep 30'), { code: 'EAGAIN', message: /2 terminal jobs run on this node already/ })
+  const plain = await runner.runInSlot('echo plain')
+  await plain.waitEnd()
+  t.equal(plain.record.exitCode, 0)
+  a.kill('SIGKILL')
+  await a.waitEnd()
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  const d = await onTerminal(runner, 'echo again')
+  await d.waitEnd()
+  t.match(await output(d), /again/, 'one ended: another may start')
+  b.kill('SIGKILL')
+  await b.waitEnd()
 })
