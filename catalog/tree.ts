@@ -5,6 +5,7 @@ import { jsonSchema, SCHEMAS } from '../control/schemas.js'
 import { jsonFile, textFile, type SynthDir } from '../tree/synthetic.js'
 import { RUN_README } from '../venoms/run/readme.js'
 import { CATALOG_README } from './readme.js'
+import { exposurePath, type Exposures } from '../host/ports.js'
 
 /** How many jobs jobs.json lists. */
 const RECENT_JOBS = 500
@@ -12,11 +13,15 @@ const RECENT_JOBS = 500
 export interface CatalogDeps {
   registry: Registry
   jobs: JobIndex
+  exposures: Exposures
+  /** The host's URL for browsers, for the exposed ports' URLs. */
+  baseUrl (): string
   /** health.json: the host's version, uptime, nodes online, mounts connected. */
   health (): unknown
 }
 
-export function catalogDir ({ registry, jobs, health }: CatalogDeps): SynthDir {
+export function catalogDir (deps: CatalogDeps): SynthDir {
+  const { registry, jobs, health } = deps
   return {
     kind: 'dir',
     entries: {
@@ -33,6 +38,7 @@ export function catalogDir ({ registry, jobs, health }: CatalogDeps): SynthDir {
       }))),
       'health.json': jsonFile(health),
       'jobs.json': jsonFile(() => jobs.recent(RECENT_JOBS)),
+      'ports.json': jsonFile(() => deps.exposures.all().map((e) => ({ ...e, url: `${deps.baseUrl()}${exposurePath(e)}/` }))),
       venoms: { kind: 'dir', entries: { 'run.md': textFile(RUN_README) } },
       schemas: {
         kind: 'dir',

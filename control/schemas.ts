@@ -2,6 +2,7 @@
  * The JSON each control file takes: the zod schemas that validate the writes,
  * and from which the catalog's JSON Schemas are made (one source of truth).
  */
+import { PortRequestSchema } from '../host/ports.js'
 import { z } from 'zod'
 import { TokenRequestSchema } from '../host/tokens.js'
 import { SandboxConfigSchema } from '../nodes/sandboxes.js'
@@ -30,6 +31,7 @@ export const SCHEMAS: Record<string, { file: string, schema: z.ZodType }> = {
   'volumes-create': { file: '/.herds/control/volumes/create', schema: VolumeCreateSchema },
   'volumes-remove': { file: '/.herds/control/volumes/remove', schema: RemoveSchema },
   'sandbox-config': { file: '/nodes/<node>/sandboxes/<name>/config.json', schema: SandboxConfigSchema },
+  'ports-create': { file: '/.herds/control/ports/create', schema: PortRequestSchema },
 }
 
 /** The JSON Schema of one entry, for what a writer may send (defaults optional). */

@@ -11,11 +11,15 @@ import { writeWhole } from '../tree/bind.js'
 import { HerdsError, toHerdsError, type Errno } from '../tree/errno.js'
 import { jsonActionFile } from '../tree/json.js'
 import { actionFile, jsonFile, textFile, type SynthDir, type SynthFile } from '../tree/synthetic.js'
+import { PortRequestSchema, type Exposures } from '../host/ports.js'
+import { checkExposable } from '../host/portsdir.js'
+import { noSuchNode } from '../host/registry.js'
 import { CONTROL_README } from './readme.js'
 import { RemoveSchema, SandboxCreateSchema, VolumeCreateSchema } from './schemas.js'
 
 export interface ControlDeps {
   tokens: TokenStore
+  exposures: Exposures
   registry: Registry
   journal: Journal
   /** Closes the connections that use a token that was just revoked. */
@@ -139,6 +143,23 @@ export function controlDir (deps: ControlDeps): SynthDir {
           entries: {
             forget: actionFile({ maxBytes: 64, commit: () => deps.registry.forget(name) }),
           },
+        },
+      },
+      ports: {
+        kind: 'dir',
+        entries: {
+          // The one way to a public port: only an admin writes here, and every write is in audit.jsonl.
+          create: jsonActionFile({
+            schema: PortRequestSchema,
+            what: 'ports/create',
+            maxBytes: 4096,
+            commit: async (request) => {
+              const entry = deps.registry.get(request.node)
+              if (!entry) throw new HerdsError('ENOENT', noSuchNode(deps.registry, request.node))
+              await checkExposable(entry, entry.link.tree, request.sandbox ?? null)
+              await deps.exposures.add(request, null)
+            },
+          }),
         },
       },
       'errors.log': textFile(() => deps.journal.errorsLog()),

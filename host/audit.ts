@@ -11,6 +11,8 @@ import { wantsWrite, type Op, type Tree } from '../tree/tree.js'
 import { FIELD_MAX_BYTES, type Journal } from './journal.js'
 
 const CONTROL = /^\/\.herds\/control\//
+/** An exposed port: made and removed by mkdir and rmdir, and audited as control changes are. */
+const EXPOSED = /^\/nodes\/[^/]+\/(sandboxes\/[^/]+\/)?ports\/[^/]+$/
 /** A cmd file: writing it and closing starts a job. */
 const CMD = /^\/nodes\/[^/]+\/(sandboxes\/[^/]+\/)?exec\/(jobs\/[^/]+\/)?cmd$|^\/\.herds\/venoms\/run\/(jobs\/[^/]+\/)?cmd$/
 /** The most of a command kept for its audit line (the journal cuts it further, once escaped). */
@@ -42,7 +44,7 @@ export function audited (inner: Tree, token: string, journal: Journal): Tree {
   }
   return treeFromCall(async (op, args, ctx) => {
     const path = args[0] as string
-    if (CONTROL_OPS.has(op) && CONTROL.test(path)) {
+    if ((CONTROL_OPS.has(op) && CONTROL.test(path)) || ((op === 'mkdir' || op === 'rmdir') && EXPOSED.test(path))) {
       try {
         const result = await callOp(inner, op, args, ctx)
         journal.audit({ token, event: 'control', op, path, ok: true })

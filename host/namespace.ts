@@ -12,8 +12,9 @@ import type { Tree } from '../tree/tree.js'
 import { nodeStatus } from './status.js'
 import { noSuchNode, offline, type NodeEntry } from './registry.js'
 import { ROOT_README } from './readme.js'
+import { withExposures, type PortsDeps } from './portsdir.js'
 
-export interface NamespaceDeps extends ControlDeps, CatalogDeps {
+export interface NamespaceDeps extends ControlDeps, CatalogDeps, PortsDeps {
   /** The node /.herds/venoms/run runs on (--default-node); else the first to have connected. */
   defaultNode?: string
 }
@@ -30,7 +31,7 @@ export function namespaceTree (deps: NamespaceDeps): Tree {
         list: () => registry.names(),
         lookup: (name) => {
           const entry = registry.get(name)
-          return entry && nodeDir(entry)
+          return entry && nodeDir(entry, deps)
         },
         missing: (name) => noSuchNode(registry, name),
       },
@@ -58,14 +59,19 @@ export function namespaceTree (deps: NamespaceDeps): Tree {
   })
 }
 
-/** /nodes/<name>: info.json and status.json from the host, merged over the node's own tree. */
-function nodeDir (entry: NodeEntry): SynthDir {
+/** Each node's tree with the host's ports/ over it, made once: it holds the handles opened there. */
+const overlaid = new WeakMap<NodeEntry, Tree>()
+
+/** /nodes/<name>: info.json and status.json from the host, merged over the node's own tree (and its ports/ over that). */
+function nodeDir (entry: NodeEntry, deps: PortsDeps): SynthDir {
+  let tree = overlaid.get(entry)
+  if (!tree) overlaid.set(entry, tree = withExposures(entry, entry.link.tree, deps))
   return {
     kind: 'dir',
     entries: {
       'info.json': jsonFile(() => entry.info),
       'status.json': jsonFile(() => nodeStatus(entry)),
     },
-    union: () => entry.link.connected ? entry.link.tree : offline(entry),
+    union: () => entry.link.connected ? tree : offline(entry),
   }
 }

@@ -29,6 +29,10 @@ const RULES: Rule[] = [
   { pattern: /^\/nodes\/[^/]+\/(sandboxes\/[^/]+\/)?exec\/new$|^\/\.herds\/venoms\/run\/new$/, read: 'run', write: 'run' },
   // Jobs' environments are where people put credentials: only those who may run jobs read them.
   { pattern: /^\/nodes\/[^/]+\/(sandboxes\/[^/]+\/)?exec\/(jobs\/[^/]+\/)?env$|^\/\.herds\/venoms\/run\/(jobs\/[^/]+\/)?env$|^\/nodes\/[^/]+\/sandboxes\/[^/]+\/config\.json$/, read: 'run', write: 'run' },
+  // A connection to a server on a node (ports/<port>/new, its data): a write in disguise, as new is.
+  { pattern: /^\/nodes\/[^/]+\/(sandboxes\/[^/]+\/)?ports\/tcp\/\d+\/(new$|\d+(\/|$))/, read: 'run', write: 'run' },
+  // Exposing a port (mkdir ports/<port>) is for those who may run things there.
+  { pattern: /^\/nodes\/[^/]+\/ports\//, read: 'read', write: 'run' },
   // Running things, and the node's working space (a run token runs commands there anyway).
   { pattern: /^\/nodes\/[^/]+\/(exec|sandboxes|volumes|fs)\/|^\/\.herds\/venoms\/run\//, read: 'read', write: 'run' },
   { pattern: /^/, read: 'read', write: 'admin' },

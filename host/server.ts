@@ -7,6 +7,7 @@ import { chmod, mkdir } from 'node:fs/promises'
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { isIP, type AddressInfo, type Socket } from 'node:net'
+import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { moveChanges, type Changed } from '../tree/changed.js'
@@ -27,6 +28,7 @@ import { scoped } from './scope.js'
 import { openHostStore } from './store.js'
 import { bearer, type TokenRecord, type TokenStore } from './tokens.js'
 import { limitUpgrades } from './upgrades.js'
+import { portProxy } from './proxy.js'
 
 export interface HostOptions {
   /** Port to listen on; 0 picks a free one. */
@@ -90,10 +92,14 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
       if (token.name === name) peer.bye(new HerdsError('EACCES', `the token "${name}" was revoked`), 4001)
     }
   }
+  // Where browsers reach this host: known once it listens.
+  let baseUrl = ''
   const namespace = namespaceTree({
     registry,
     jobs: store.jobs,
     tokens: store.tokens,
+    exposures: store.ports,
+    baseUrl: () => baseUrl,
     journal,
     revoked,
     defaultNode: opts.defaultNode,
@@ -107,11 +113,14 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
       defaultNode: opts.defaultNode ?? registry.first()?.name ?? null,
     }),
   })
-  const http: Server = (opts.tls ? createHttpsServer(opts.tls) : createHttpServer()).on('request', (_req, res) => {
+  const http: Server = (opts.tls ? createHttpsServer(opts.tls) : createHttpServer()).on('request', (req, res) => {
+    if (ports.request(req, res)) return
     res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' }).end('Herds host: connect with a WebSocket (herds node, herds mount)\n')
   })
   // A connection that has shown no token yet is on a short leash (a slowloris must not fill the host).
   const upgrades = limitUpgrades(http)
+  // Exposed ports: HTTP to servers on nodes, through the namespace.
+  const ports = portProxy({ exposures: store.ports, namespace, tokens: store.tokens, journal, accepted: (socket) => upgrades.accepted(socket) })
   // Mounts' tokens (read, run) may send smaller messages than nodes' (node, admin).
   const wssFor = (maxPayload: number): WebSocketServer => new WebSocketServer({ noServer: true, clientTracking: false, perMessageDeflate: false, maxPayload })
   const mountWss = wssFor(MAX_MOUNT_MESSAGE)
@@ -120,6 +129,7 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
   // The token is checked before the upgrade: a wrong one gets HTTP 401 and never a WebSocket.
   http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     socket.on('error', () => {})
+    if (ports.upgrade(req, socket, head)) return
     const token = store.tokens.verify(bearer(req.headers.authorization) ?? '')
     if (!token) {
       const why = req.headers.authorization ? 'the token is not known, revoked or expired' : 'no token (Authorization: Bearer <token>)'
@@ -247,6 +257,9 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
   })
   const { port, address: bound } = http.address() as AddressInfo
   const hostPart = bound.includes(':') ? `[${bound}]` : bound
+  // A wildcard address is no place to browse to: this machine's name is.
+  const reachable = bound === '0.0.0.0' || bound === '::' ? hostname() : hostPart
+  baseUrl = `${opts.tls ? 'https' : 'http'}://${reachable}:${port}`
   return {
     url: `${opts.tls ? 'wss' : 'ws'}://${hostPart}:${port}`,
     port,

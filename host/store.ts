@@ -3,6 +3,7 @@ import { open, type RootDatabase } from 'lmdb'
 import { z } from 'zod'
 import { JobSummarySchema, type JobSummary } from '../tree/wire.js'
 import { TokenStore } from './tokens.js'
+import { Exposures } from './ports.js'
 
 /** Jobs the index keeps at most; the oldest go first. */
 export const INDEX_LIMIT = 10_000
@@ -20,13 +21,14 @@ export interface JobIndex {
 export interface HostStore {
   jobs: JobIndex
   tokens: TokenStore
+  ports: Exposures
   close (): Promise<void>
 }
 
 /** Opens (or creates) the host's database in `path`. */
 export function openHostStore (path: string): HostStore {
   const db: RootDatabase = open({ path, encoding: 'msgpack', compression: false })
-  return { jobs: jobIndex(db), tokens: new TokenStore(db), close: () => db.close() }
+  return { jobs: jobIndex(db), tokens: new TokenStore(db), ports: new Exposures(db), close: () => db.close() }
 }
 
 function jobIndex (db: RootDatabase): JobIndex {

@@ -83,11 +83,10 @@ export class SyntheticTree implements Tree {
       if (node.kind === 'tree') return { kind: 'tree', tree: node.tree, rest: joinPath(parts.slice(i)) }
       if (node.kind !== 'dir') throw new HerdsError('ENOTDIR', `not a directory: ${joinPath(parts.slice(0, i))}`)
       const name = parts[i]
-      if (!Object.hasOwn(node.entries ?? {}, name) && node.union) {
-        return { kind: 'tree', tree: unionTree(node), rest: joinPath(parts.slice(i)) }
-      }
       const child: SynthNode | undefined = (Object.hasOwn(node.entries ?? {}, name) ? node.entries![name] : undefined) ??
         (node.lookup ? await node.lookup(name) : undefined)
+      // A name neither fixed nor looked up is the union's.
+      if (!child && node.union) return { kind: 'tree', tree: unionTree(node), rest: joinPath(parts.slice(i)) }
       if (!child) throw new HerdsError('ENOENT', node.missing?.(name) ?? `no such file or directory: ${path}`)
       parent = node
       node = child
@@ -192,7 +191,7 @@ export class SyntheticTree implements Tree {
   }
 
   async mkdir (path: string, mode: number, ctx?: CallContext): Promise<void> {
-    const { target, name, rest } = await this.parentOf(path)
+    const { target, name, rest } = await this.parentOf(path, 'mkdir')
     if ('tree' in target) return target.tree.mkdir(rest, mode, ctx)
     if (target.entries?.[name] || await target.lookup?.(name)) throw new HerdsError('EEXIST', `already exists: ${path}`)
     if (!target.mkdir) throw new HerdsError('EACCES', `directories cannot be made here: ${path}`)
@@ -200,7 +199,7 @@ export class SyntheticTree implements Tree {
   }
 
   async rmdir (path: string, ctx?: CallContext): Promise<void> {
-    const { target, name, rest } = await this.parentOf(path)
+    const { target, name, rest } = await this.parentOf(path, 'rmdir')
     if ('tree' in target) return target.tree.rmdir(rest, ctx)
     if (!target.rmdir) throw new HerdsError('EACCES', `cannot be removed: ${path}`)
     await target.rmdir(name)
@@ -319,14 +318,16 @@ export class SyntheticTree implements Tree {
    * Resolves the directory holding `path`: either a synthetic directory and
    * the last name, or a mounted tree and the path within it.
    */
-  private async parentOf (path: string): Promise<{ target: SynthDir | { tree: Tree }, name: string, rest: string }> {
+  private async parentOf (path: string, own?: 'mkdir' | 'rmdir'): Promise<{ target: SynthDir | { tree: Tree }, name: string, rest: string }> {
     const parts = splitPath(path)
     if (parts.length === 0) throw new HerdsError('EBUSY', 'the root cannot be changed')
     const name = parts.at(-1)!
     const r = await this.resolve(joinPath(parts.slice(0, -1)))
     if (r.kind === 'tree') return { target: { tree: r.tree }, name, rest: joinPath([...splitPath(r.rest), name]) }
     if (r.node.kind !== 'dir') throw new HerdsError('ENOTDIR', `not a directory: ${joinPath(parts.slice(0, -1))}`)
-    if (r.node.union && !Object.hasOwn(r.node.entries ?? {}, name)) return { target: { tree: unionTree(r.node) }, name, rest: '/' + name }
+    // A union directory with a mkdir (rmdir) of its own makes (removes) its names itself (the host's ports/).
+    const ownOp = own !== undefined && r.node[own] !== undefined
+    if (r.node.union && !ownOp && !Object.hasOwn(r.node.entries ?? {}, name) && !(r.node.lookup && await r.node.lookup(name))) return { target: { tree: unionTree(r.node) }, name, rest: '/' + name }
     return { target: r.node, name, rest: '' }
   }
 }

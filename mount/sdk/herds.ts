@@ -184,11 +184,11 @@ export class HerdsNode {
     return forwardPort(() => this.files.connect(dir), opts)
   }
 
-  /** ports/<port> of the node or of one of its sandboxes; EINVAL for a port no server can have. */
+  /** ports/tcp/<port> of the node or of one of its sandboxes; EINVAL for a port no server can have. */
   private portDir (port: number, sandbox?: string): string {
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new HerdsError('EINVAL', `a port is a whole number from 1 to 65535 (got ${String(port)})`)
     if (sandbox !== undefined) checkName(sandbox, 'sandbox')
-    return sandbox === undefined ? `${this.path}/ports/${port}` : `${this.path}/sandboxes/${sandbox}/ports/${port}`
+    return sandbox === undefined ? `${this.path}/ports/tcp/${port}` : `${this.path}/sandboxes/${sandbox}/ports/tcp/${port}`
   }
 
   /** Starts a command in a job of its own (exec/new) and returns its handle. */

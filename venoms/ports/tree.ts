@@ -1,7 +1,7 @@
 /**
- * ports/: TCP connections to servers on the node, as files (Plan 9's /net,
- * DESIGN §11). Reading ports/<port>/new connects to 127.0.0.1:<port> and
- * gives the connection's id; ports/<port>/<id>/data then carries its bytes
+ * ports/tcp/: TCP connections to servers on the node, as files (Plan 9's
+ * /net, DESIGN §11). Reading ports/tcp/<port>/new connects to 127.0.0.1:<port>
+ * and gives the connection's id; ports/tcp/<port>/<id>/data then carries its bytes
  * both ways. Nodes never listen: this is how herds forward and the host's
  * exposed ports reach a server, over the connection the node already holds.
  *
@@ -93,18 +93,23 @@ export function portsDir (opts: PortsOptions = {}): SynthDir {
       const held = open.get(name)
       return held && held.conn.port === port ? connectionDir(port, held) : undefined
     },
-    missing: (name) => `no connection ${name} to port ${port} here (read ports/${port}/new to make one)`,
+    missing: (name) => `no connection ${name} to port ${port} here (read ports/tcp/${port}/new to make one)`,
   })
 
   return {
     kind: 'dir',
-    entries: { 'README.md': textFile(PORTS_README) },
-    list: () => [...new Set([...open.values()].map((h) => String(h.conn.port)))],
-    lookup: (name) => {
-      const port = parsePort(name)
-      return port === undefined ? undefined : portDir(port)
+    entries: {
+      'README.md': textFile(PORTS_README),
+      tcp: {
+        kind: 'dir',
+        list: () => [...new Set([...open.values()].map((h) => String(h.conn.port)))],
+        lookup: (name) => {
+          const port = parsePort(name)
+          return port === undefined ? undefined : portDir(port)
+        },
+        missing: (name) => `ports/tcp/ holds port numbers, 1 to 65535, not ${JSON.stringify(name.slice(0, 80))}`,
+      },
     },
-    missing: (name) => `ports/ holds port numbers, 1 to 65535, not ${JSON.stringify(name.slice(0, 80))}`,
   }
 }
 
@@ -143,18 +148,21 @@ Nodes never listen on the network: a server here (a dev server, a notebook, a
 database) is reached through these files, over the node's own connection to
 the host. herds forward and the host's exposed ports use them.
 
-    id=$(cat ports/8080/new)          # connects to 127.0.0.1:8080 on the node
-    exec 3<>ports/8080/$id/data       # the connection lives while data is open
+    id=$(cat ports/tcp/8080/new)      # connects to 127.0.0.1:8080 on the node
+    exec 3<>ports/tcp/8080/$id/data   # the connection lives while data is open
     printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3
     cat <&3                           # the server's answer, to its end
     exec 3<&-                         # closes the connection
 
-- ports/<port>/new: read: connects, gives the connection's id (ECONNREFUSED
-  when nothing listens on that port).
-- ports/<port>/<id>/data: read: the server's bytes, waiting for them, the end
-  when the server closed its side; write: bytes to the server.
-- ports/<port>/<id>/ctl: "eof" (the end of what you send), "close".
-- ports/<port>/<id>/status: JSON: state, openedAt, bytesIn, bytesOut.
+- ports/tcp/<port>/new: read: connects, gives the connection's id
+  (ECONNREFUSED when nothing listens on that port).
+- ports/tcp/<port>/<id>/data: read: the server's bytes, waiting for them, the
+  end when the server closed its side; write: bytes to the server.
+- ports/tcp/<port>/<id>/ctl: "eof" (the end of what you send), "close".
+- ports/tcp/<port>/<id>/status: JSON: state, openedAt, bytesIn, bytesOut.
+
+Through the host, mkdir ports/<port> exposes that port over HTTP at the URL
+its url file then gives; rmdir ports/<port> stops it.
 
 A connection whose data is not opened within ${UNCLAIMED_MS / 1000} s is closed; at most
 ${MAX_CONNECTIONS} are open at once here.

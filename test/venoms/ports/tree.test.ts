@@ -34,8 +34,8 @@ async function readAll (tree: Tree, path: string): Promise<string> {
 
 /** Reads `new` and opens the connection's data; gives its path and handle. */
 async function connect (tree: Tree, port: number): Promise<{ data: string, fh: number, id: string }> {
-  const id = (await readAll(tree, `/ports/${port}/new`)).trim()
-  const data = `/ports/${port}/${id}/data`
+  const id = (await readAll(tree, `/ports/tcp/${port}/new`)).trim()
+  const data = `/ports/tcp/${port}/${id}/data`
   return { data, fh: await tree.open(data, O_RDWR), id }
 }
 
@@ -45,12 +45,12 @@ t.test('bytes go both ways; the server\'s end is the reader\'s end; the last clo
   const { data, fh, id } = await connect(tree, port)
   t.equal(await tree.write(data, fh, 0, Buffer.from('hello\n')), 6)
   t.equal(Buffer.from(await tree.read(data, fh, 0, 100)).toString(), 'HELLO\n')
-  t.same(await tree.readdir(`/ports/${port}`), ['new', id], 'the open connection is listed')
-  t.same(await tree.readdir('/ports'), ['README.md', String(port)])
-  await writeCtl(tree, `/ports/${port}/${id}/ctl`, 'eof\n')
+  t.same(await tree.readdir(`/ports/tcp/${port}`), ['new', id], 'the open connection is listed')
+  t.same(await tree.readdir('/ports/tcp'), [String(port)])
+  await writeCtl(tree, `/ports/tcp/${port}/${id}/ctl`, 'eof\n')
   t.equal(Buffer.from(await tree.read(data, fh, 0, 100)).toString(), 'bye\n', 'the server answered the end of input')
   t.equal((await tree.read(data, fh, 0, 100)).length, 0, 'then the end')
-  const status = JSON.parse(await readAll(tree, `/ports/${port}/${id}/status`))
+  const status = JSON.parse(await readAll(tree, `/ports/tcp/${port}/${id}/status`))
   t.match(status, { id, port, bytesIn: 10, bytesOut: 6 })
   await tree.release(data, fh)
   await t.rejects(tree.getattr(data), { code: 'ENOENT' }, 'closed with its last handle')
@@ -63,32 +63,32 @@ t.test('refusals: nothing listening, a bad port, a sandbox without network, too 
   const deadPort = closed.port
   await new Promise<void>((resolve) => closed.server.close(() => resolve()))
   const tree = portsTree()
-  await t.rejects(readAll(tree, `/ports/${deadPort}/new`), { code: 'ECONNREFUSED', message: new RegExp(`nothing listens on port ${deadPort}`) })
-  await t.rejects(tree.getattr('/ports/70000/new'), { code: 'ENOENT', message: /port numbers, 1 to 65535/ })
-  await t.rejects(tree.getattr('/ports/080/new'), { code: 'ENOENT' })
-  await t.rejects(tree.getattr('/ports/http/new'), { code: 'ENOENT' })
+  await t.rejects(readAll(tree, `/ports/tcp/${deadPort}/new`), { code: 'ECONNREFUSED', message: new RegExp(`nothing listens on port ${deadPort}`) })
+  await t.rejects(tree.getattr('/ports/tcp/70000/new'), { code: 'ENOENT', message: /ports\/tcp\/ holds port numbers, 1 to 65535/ })
+  await t.rejects(tree.getattr('/ports/tcp/080/new'), { code: 'ENOENT' })
+  await t.rejects(tree.getattr('/ports/tcp/http/new'), { code: 'ENOENT' })
   const { port } = await serve(t, () => {})
   const fenced = portsTree({ refuse: () => 'sandbox web has "network": false: nothing can connect to its ports' })
-  await t.rejects(readAll(fenced, `/ports/${port}/new`), { code: 'EACCES', message: /network": false/ })
+  await t.rejects(readAll(fenced, `/ports/tcp/${port}/new`), { code: 'EACCES', message: /network": false/ })
   const few = portsTree({ maxConnections: 2 })
   await connect(few, port)
   await connect(few, port)
-  await t.rejects(readAll(few, `/ports/${port}/new`), { code: 'EAGAIN', message: /2 connections are open here already/ })
-  await t.rejects(writeCtl(few, `/ports/${port}/1/ctl`, 'explode\n'), { code: 'EINVAL', message: /takes "eof"/ })
+  await t.rejects(readAll(few, `/ports/tcp/${port}/new`), { code: 'EAGAIN', message: /2 connections are open here already/ })
+  await t.rejects(writeCtl(few, `/ports/tcp/${port}/1/ctl`, 'explode\n'), { code: 'EINVAL', message: /takes "eof"/ })
 })
 
 t.test('a connection nobody opens is closed; ctl close ends a waiting read', async (t) => {
   let seen = 0
   const { port, sockets } = await serve(t, () => { seen++ })
   const tree = portsTree({ unclaimedMs: 100 })
-  const id = (await readAll(tree, `/ports/${port}/new`)).trim()
+  const id = (await readAll(tree, `/ports/tcp/${port}/new`)).trim()
   await new Promise((resolve) => setTimeout(resolve, 300))
-  await t.rejects(tree.getattr(`/ports/${port}/${id}/data`), { code: 'ENOENT' }, 'gone after the unclaimed time')
+  await t.rejects(tree.getattr(`/ports/tcp/${port}/${id}/data`), { code: 'ENOENT' }, 'gone after the unclaimed time')
   t.equal(seen, 1)
   t.ok(sockets[0].destroyed || sockets[0].readableEnded)
   const { data, fh, id: second } = await connect(tree, port)
   const waiting = tree.read(data, fh, 0, 100)
-  await writeCtl(tree, `/ports/${port}/${second}/ctl`, 'close\n')
+  await writeCtl(tree, `/ports/tcp/${port}/${second}/ctl`, 'close\n')
   t.equal((await waiting).length, 0, 'the waiting read got the end')
   await tree.release(data, fh)
   const again = await connect(tree, port)
@@ -109,7 +109,7 @@ t.test('a reader that is behind holds at most MAX_BUFFERED: the server is slowed
   const tree = portsTree()
   const { data, fh, id } = await connect(tree, port)
   await new Promise((resolve) => setTimeout(resolve, 500))
-  const status = JSON.parse(await readAll(tree, `/ports/${port}/${id}/status`))
+  const status = JSON.parse(await readAll(tree, `/ports/tcp/${port}/${id}/status`))
   t.ok(status.bytesIn <= MAX_BUFFERED + 256 * 1024, `held ${status.bytesIn} bytes for a reader that read nothing`)
   t.ok(written < 16 * 1024 * 1024, `the server wrote ${written} bytes of 64 MiB and waits`)
   let got = 0

@@ -1,0 +1,196 @@
+// Ports exposed through the host, against real servers in a sandbox on a real node, through a real mount:
+// mkdir makes one, url says where, tokens decide who, bodies stream, WebSocket and SSE pass, rmdir and a
+// killed node close what is open, nothing listening is a 502 and a line in errors.log.
+import { randomBytes } from 'node:crypto'
+import { mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises'
+import { connect } from 'node:net'
+import { join } from 'node:path'
+import t from 'tap'
+import WebSocket from 'ws'
+import { Herds, type Sandbox } from '../../mount/sdk/index.js'
+import { errnoOf } from './files.js'
+import { herdsUp, startHostAndNode } from './harness.js'
+import { fetchRaw, sha256Of, startNodeServer, startServer } from './ports.js'
+
+const up = await herdsUp(t, 'studio')
+const herds = await Herds.connect({ url: up.url, token: up.adminToken })
+t.teardown(() => herds.close())
+const box: Sandbox = await herds.node('studio').sandbox('web')
+const ports = await startNodeServer(t, box)
+const boxPorts = join(up.nodeDir, 'sandboxes', 'web', 'ports')
+const httpBase = up.url.replace(/^ws/, 'http')
+
+/** Makes a token of `scope` through the mount and gives its secret. */
+async function tokenOf (name: string, scope: string): Promise<string> {
+  await writeFile(join(up.mountpoint, '.herds/control/tokens/create'), JSON.stringify({ name, scope }))
+  return (await readFile(join(up.mountpoint, `.herds/control/tokens/${name}/secret`), 'utf8')).trim()
+}
+const run = await tokenOf('runner', 'run')
+const read = await tokenOf('reader', 'read')
+const auth = { authorization: `Bearer ${run}` }
+
+await mkdir(join(boxPorts, String(ports.http)))
+const url = (await readFile(join(boxPorts, String(ports.http), 'url'), 'utf8')).trim()
+
+t.test('mkdir exposes a port: url says where, ls lists it, the catalog too', async (t) => {
+  t.equal(url, `${httpBase}/nodes/studio/sandboxes/web/ports/${ports.http}/`)
+  t.ok((await readdir(boxPorts)).includes(String(ports.http)))
+  t.same((await readdir(join(boxPorts, String(ports.http)))).sort(), ['status.json', 'url'])
+  t.same((await readdir(boxPorts)).sort(), [String(ports.http), 'README.md', 'tcp'].sort(), 'the node\'s own README.md and tcp/ beside it')
+  const listed = JSON.parse(await readFile(join(up.mountpoint, '.herds/catalog/ports.json'), 'utf8'))
+  t.match(listed, [{ node: 'studio', sandbox: 'web', port: ports.http, public: false, url }])
+  t.equal(await errnoOf(mkdir(join(boxPorts, String(ports.http)))), 'EEXIST')
+  t.equal(await errnoOf(mkdir(join(boxPorts, 'http'))), 'EINVAL')
+})
+
+t.test('who may: no token 401, a read token 403, a run token 200; the token never reaches the server', async (t) => {
+  t.equal((await fetchRaw(url)).status, 401)
+  t.match((await fetchRaw(url)).body.toString(), /needs a run token/)
+  t.equal((await fetchRaw(url, { headers: { authorization: `Bearer ${read}` } })).status, 403)
+  t.equal((await fetchRaw(url, { headers: { authorization: 'Bearer herds_nonsense' } })).status, 401)
+  const ok = await fetchRaw(`${url}a/b?c=d`, { headers: { ...auth, cookie: 'app=1' } })
+  t.equal(ok.status, 200)
+  const seen = JSON.parse(ok.body.toString())
+  t.equal(seen.url, '/a/b?c=d', 'the server sees its own path')
+  t.notOk(seen.headers.authorization, 'no Authorization reaches it')
+  t.equal(seen.headers.cookie, 'app=1', 'its own cookies do')
+  t.equal(seen.headers['x-forwarded-prefix'], `/nodes/studio/sandboxes/web/ports/${ports.http}`)
+  const bare = await fetchRaw(url.replace(/\/$/, ''), { headers: auth })
+  t.equal(bare.status, 308, 'without the slash: sent to it, so relative links work')
+})
+
+t.test('the login page sets a cookie that works in place of the header, and is not passed on', async (t) => {
+  const form = new URLSearchParams({ token: run, next: new URL(url).pathname }).toString()
+  const logged = await fetchRaw(`${httpBase}/.herds/login`, { method: 'POST', body: Buffer.from(form), headers: { 'content-type': 'application/x-www-form-urlencoded' } })
+  t.equal(logged.status, 303)
+  t.equal(logged.headers.location, new URL(url).pathname)
+  const cookie = String(logged.headers['set-cookie']).split(';')[0]
+  t.match(cookie, /^herds_session=/)
+  const withCookie = await fetchRaw(url, { headers: { cookie } })
+  t.equal(withCookie.status, 200)
+  t.notOk(JSON.parse(withCookie.body.toString()).headers.cookie, 'the login cookie stays with the host')
+  const bad = await fetchRaw(`${httpBase}/.herds/login`, { method: 'POST', body: Buffer.from(`token=${read}`), headers: { 'content-type': 'application/x-www-form-urlencoded' } })
+  t.equal(bad.status, 403, 'a read token cannot log in for ports')
+  const elsewhere = await fetchRaw(`${httpBase}/.herds/login`, { method: 'POST', body: Buffer.from(new URLSearchParams({ token: run, next: 'https://evil.example/' }).toString()), headers: { 'content-type': 'application/x-www-form-urlencoded' } })
+  t.equal(elsewhere.headers.location, '/.herds/login', 'next goes nowhere off this host')
+})
+
+t.test('a 100 MB download streams whole, 100 requests at once succeed, status.json counts them', async (t) => {
+  const made = await box.run('head -c 100000000 /dev/urandom > big.bin && sha256sum big.bin')
+  const { match } = await startServer(t, box, 'exec python3 -u -m http.server 0 --bind 127.0.0.1', /port (\d+)/)
+  await mkdir(join(boxPorts, match[1]))
+  const pyUrl = (await readFile(join(boxPorts, match[1], 'url'), 'utf8')).trim()
+  t.same(await sha256Of(`${pyUrl}big.bin`, auth), { status: 200, sha: made.stdout.split(' ')[0], bytes: 100_000_000 })
+  const all = await Promise.all(Array.from({ length: 100 }, (_, i) => fetchRaw(`${url}r${i}`, { headers: auth })))
+  t.same(all.map((r) => r.status), Array(100).fill(200))
+  const status = JSON.parse(await readFile(join(boxPorts, String(ports.http), 'status.json'), 'utf8'))
+  t.ok(status.requests >= 100, `${status.requests} requests counted`)
+  t.ok(status.bytesIn > 0 && status.bytesOut > 0)
+})
+
+t.test('WebSocket and SSE pass through the exposed URL', async (t) => {
+  const ws = new WebSocket(url.replace(/^http/, 'ws'), { headers: auth })
+  t.teardown(() => ws.terminate())
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject))
+  const big = randomBytes(256 * 1024)
+  const echoed = await new Promise<Buffer>((resolve) => { ws.once('message', (m: Buffer) => resolve(m)); ws.send(big) })
+  t.ok(echoed.equals(big), 'a binary message came back the same')
+  const refused = new WebSocket(url.replace(/^http/, 'ws'))
+  const why = await new Promise<string>((resolve) => refused.once('unexpected-response', (_req, res) => resolve(String(res.statusCode))).once('error', (err) => resolve(err.message)))
+  t.equal(why, '401', 'a WebSocket without a token is refused')
+  const events = await new Promise<number>((resolve, reject) => {
+    const { port } = new URL(url)
+    const req = connect({ host: '127.0.0.1', port: Number(port) }, () => req.write(`GET ${new URL(url).pathname}sse HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${run}\r\n\r\n`))
+    let seen = ''
+    req.on('data', (d) => { seen += d.toString(); const n = (seen.match(/data: tick \d/g) ?? []).length; if (n === 3) { req.destroy(); resolve(n) } }).on('error', reject)
+  })
+  t.equal(events, 3)
+})
+
+t.test('rmdir closes the port and the connections open through it', async (t) => {
+  const { match } = await startServer(t, box, 'exec python3 -u -m http.server 0 --bind 127.0.0.1', /port (\d+)/)
+  const dir = join(boxPorts, match[1])
+  await mkdir(dir)
+  const slowUrl = (await readFile(join(dir, 'url'), 'utf8')).trim()
+  const { port } = new URL(slowUrl)
+  const socket = connect({ host: '127.0.0.1', port: Number(port) })
+  socket.on('error', () => {})
+  await new Promise((resolve) => socket.once('connect', resolve))
+  socket.write(`GET ${new URL(slowUrl).pathname}big.bin HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${run}\r\n\r\n`)
+  await new Promise((resolve) => socket.once('data', resolve))
+  socket.pause()
+  await rmdir(dir)
+  await new Promise((resolve) => socket.once('close', resolve).resume())
+  t.pass('the open download was closed')
+  t.equal((await fetchRaw(slowUrl, { headers: auth })).status, 404, 'and the port is no longer served')
+})
+
+t.test('nothing listening: 502 at once and a line in errors.log', async (t) => {
+  await mkdir(join(up.nodeDir, 'ports', '1'))
+  const res = await fetchRaw(`${httpBase}/nodes/studio/ports/1/`, { headers: auth })
+  t.equal(res.status, 502)
+  t.match(res.body.toString(), /nothing listens on port 1/)
+  t.match(await readFile(join(up.mountpoint, '.herds/control/errors.log'), 'utf8'), /\/nodes\/studio\/ports\/1 ECONNREFUSED/)
+  await rmdir(join(up.nodeDir, 'ports', '1'))
+})
+
+t.test('public ports: only an admin makes one, through control; it needs no token and says so', async (t) => {
+  const control = join(up.mountpoint, '.herds/control/ports/create')
+  await writeFile(control, JSON.stringify({ node: 'studio', sandbox: 'web', port: ports.echo, public: true }))
+  const status = JSON.parse(await readFile(join(boxPorts, String(ports.echo), 'status.json'), 'utf8'))
+  t.match(status, { public: true })
+  t.match(await readFile(join(up.home, 'host', 'audit.jsonl'), 'utf8'), /"path":"\/\.herds\/control\/ports\/create"/)
+  await rmdir(join(boxPorts, String(ports.echo)))
+  t.equal(await errnoOf(writeFile(control, JSON.stringify({ node: 'studio', port: 'eighty' }))), 'EINVAL')
+  // A run token cannot write control at all, so cannot make a public port.
+  const runHerds = await Herds.connect({ url: up.url, token: run })
+  t.teardown(() => runHerds.close())
+  await t.rejects(runHerds.files.write('/.herds/control/ports/create', JSON.stringify({ node: 'studio', port: 9, public: true })), { code: 'EACCES' })
+  const { match } = await startServer(t, box, 'exec python3 -u -m http.server 0 --bind 127.0.0.1', /port (\d+)/)
+  await writeFile(control, JSON.stringify({ node: 'studio', sandbox: 'web', port: Number(match[1]), public: true }))
+  const open = await fetchRaw(`${httpBase}/nodes/studio/sandboxes/web/ports/${match[1]}/`)
+  t.equal(open.status, 200, 'served without a token')
+})
+
+t.test('a sandbox without network cannot be exposed, and says why', async (t) => {
+  const closed = await herds.node('studio').sandbox('closed', { network: false })
+  const fenced = (await closed.status()).fence !== 'none'
+  const dir = join(up.nodeDir, 'sandboxes', 'closed', 'ports', '8080')
+  if (!fenced) return t.pass('no fence here: "network": false is not enforced')
+  t.equal(await errnoOf(mkdir(dir)), 'EACCES')
+  t.match(await readFile(join(up.mountpoint, '.herds/control/errors.log'), 'utf8'), /network": false: nothing can connect to its ports/)
+})
+
+t.test('a read token can look but not expose', async (t) => {
+  const readHerds = await Herds.connect({ url: up.url, token: read })
+  t.teardown(() => readHerds.close())
+  await t.rejects(readHerds.files.mkdir(`/nodes/studio/ports/8081`), { code: 'EACCES' })
+  await t.rejects(readHerds.files.read(`/nodes/studio/sandboxes/web/ports/tcp/${ports.http}/new`), { code: 'EACCES' }, 'nor connect')
+  t.ok((await readHerds.files.list('/nodes/studio/sandboxes/web/ports')).includes(String(ports.http)))
+})
+
+t.test('the node going away: open connections close, new requests get 502 quickly', async (t) => {
+  const parts = await startHostAndNode(t, 'far')
+  const farHerds = await Herds.connect({ url: parts.url, token: parts.admin })
+  t.teardown(() => farHerds.close())
+  const farBox = await farHerds.node('far').sandbox('web')
+  const farPorts = await startNodeServer(t, farBox)
+  await farHerds.files.mkdir(`/nodes/far/sandboxes/web/ports/${farPorts.http}`)
+  const farUrl = (await farHerds.files.read(`/nodes/far/sandboxes/web/ports/${farPorts.http}/url`)).toString().trim()
+  const farAuth = { authorization: `Bearer ${parts.admin}` }
+  t.equal((await fetchRaw(farUrl, { headers: farAuth })).status, 200)
+  const socket = connect({ host: '127.0.0.1', port: Number(new URL(farUrl).port) })
+  socket.on('error', () => {})
+  await new Promise((resolve) => socket.once('connect', resolve))
+  socket.write(`GET ${new URL(farUrl).pathname}bytes/500000000 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${parts.admin}\r\n\r\n`)
+  await new Promise((resolve) => socket.once('data', resolve))
+  socket.pause()
+  const started = Date.now()
+  parts.node.signal('SIGKILL')
+  await new Promise((resolve) => socket.once('close', resolve).resume())
+  t.ok(Date.now() - started < 10_000, `the open download closed ${Date.now() - started} ms after the node was killed`)
+  const after = Date.now()
+  const res = await fetchRaw(farUrl, { headers: farAuth })
+  t.equal(res.status, 502)
+  t.ok(Date.now() - after < 5_000, `502 in ${Date.now() - after} ms: ${res.body.toString().trim()}`)
+})
