@@ -54,6 +54,7 @@ files as resources. herds mcp --print-config prints how to start it.
 - health.json      host version, uptime, nodes online, mounts connected, the default node
 - jobs.json        the 500 most recent jobs across nodes, newest first: node, id,
                    state, cmd, exitCode, signal, createdAt, startedAt, endedAt, durationMs
+- ports.json       the ports the host serves: node, sandbox, port, public, url
 - venoms/run.md    the exec/ contract: cmd, stdout, stderr, exit, status, ctl, stdin, jobs/
 - schemas/         JSON Schema of every file that takes JSON, made from the same
                    schemas that check the writes:

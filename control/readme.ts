@@ -37,6 +37,16 @@ The same as mkdir and rmdir under /nodes/<node>/sandboxes/ and volumes/, with th
 config applied in the same step (a config the node refuses removes the new
 sandbox again). The node must be online (else EHOSTDOWN).
 
+## Ports
+
+    echo '{"node":"studio","sandbox":"web","port":3000,"public":true}' > ports/create
+    cat /nodes/studio/sandboxes/web/ports/3000/url    # served by the host, no token needed
+
+The host serves the server on that port over HTTP. mkdir
+/nodes/<node>/ports/<port> does the same for a run token, behind a token;
+only this file makes a public port, and each write goes to audit.jsonl.
+rmdir the port's folder to stop serving it.
+
 ## Nodes
 
     echo yes > nodes/laptop/forget     # drop an offline node from /nodes (EBUSY while online)

@@ -1,7 +1,8 @@
 // npm run bench: figures for the exec round trip, for sequential I/O and for
 // metadata and cache (find, ls -lR, untar, git clone, 10,000 files in a
 // folder, a re-read...) through the mount, beside the local disk and sshfs,
-// printed as tables; then the host under fan-in (./fanin.mjs). Herds runs in
+// printed as tables; forwarded and exposed HTTP beside a direct connection
+// (./ports.mjs); then the host under fan-in (./fanin.mjs). Herds runs in
 // both shapes a user runs it: `herds up` (one process), and host, node and
 // mount as three processes (as when the node is another machine), each in a
 // temporary home. Compare ratios within one run: these machines are shared and noisy.
@@ -12,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { fanIn, printFanIn } from './fanin.mjs'
+import { portsBench, printPorts } from './ports.mjs'
 import { measure, prepare, printMetadata } from './metadata.mjs'
 import { startSshBaseline } from './sshfs.mjs'
 
@@ -79,7 +81,7 @@ async function startHerds (name) {
   }
   const stop = () => stopAll(children.reverse(), mnt)
   running.push(stop)
-  return { name, mnt, volumes: join(home, 'nodes', NODE, 'volumes'), stop }
+  return { name, home, mnt, volumes: join(home, 'nodes', NODE, 'volumes'), stop }
 }
 
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p / 100 * sorted.length))]
@@ -118,6 +120,7 @@ function sequential (file) {
 const execRows = []
 const seqRows = []
 const places = []
+let portRows = []
 for (const shape of ['herds up', 'three processes']) {
   const herd = await startHerds(shape)
   execRows.push([shape, await execTimes(herd.mnt)])
@@ -128,6 +131,7 @@ for (const shape of ['herds up', 'three processes']) {
   await mkdir(meta)
   prepare(join(herd.volumes, 'meta'), meta, root)
   places.push([shape, measure(meta), true])
+  if (shape === 'herds up') portRows = await portsBench({ bin: BIN, home: herd.home, mnt: herd.mnt, node: NODE, running })
   herd.stop()
 }
 
@@ -173,5 +177,6 @@ for (const shape of ['herds up', 'three processes']) {
   }
 }
 printMetadata(places, ssh.missing)
+printPorts(portRows)
 printFanIn(fan)
 process.exit(0) // stops Herds and sshd, unmounts, removes the temporary homes
