@@ -99,7 +99,11 @@ export async function attachTerminal (node: HerdsNode, job: Job, opts: { replay?
       if (++failures >= WATCH_FAILURES) gone.abort(new HerdsError('EHOSTDOWN', `lost the host: ${toHerdsError(err).message}`))
     })
   }, WATCH_MS)
-  const onResize = (): void => { const { rows, cols } = localTty(); job.resize(rows, cols).catch(() => { /* it ended: the stream says so */ }) }
+  // In line with the keystrokes: what is typed after a resize reaches a terminal of the new size.
+  const onResize = (): void => {
+    const { rows, cols } = localTty()
+    sending = sending.then(() => job.resize(rows, cols)).catch(() => { /* it ended: the stream says so */ })
+  }
   try {
     let from = 0
     let replayEnd = 0

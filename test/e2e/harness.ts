@@ -54,7 +54,11 @@ export function spawnHerds (t: Teardown, args: string[], home: string, env: Reco
   const signal = (sig: NodeJS.Signals): void => {
     try { process.kill(-child.pid!, sig) } catch { /* gone */ }
   }
+  // A test file that dies before its teardowns run leaves no herds behind.
+  const onExit = (): void => signal('SIGKILL')
+  process.once('exit', onExit)
   const stop = async (): Promise<number | string> => {
+    process.off('exit', onExit)
     signal('SIGTERM')
     const timer = setTimeout(() => signal('SIGKILL'), 5_000)
     const code = await exited

@@ -5,7 +5,7 @@
  * echo on a second port.
  */
 import { createHash } from 'node:crypto'
-import { request } from 'node:http'
+import { Agent, request } from 'node:http'
 import { createRequire } from 'node:module'
 import { connect } from 'node:net'
 import type { Test } from 'tap'
@@ -74,9 +74,9 @@ export async function startNodeServer (t: Test, box: Sandbox): Promise<{ http: n
 export interface Fetched { status: number, headers: Record<string, string | string[] | undefined>, body: Buffer }
 
 /** One HTTP request on a connection of its own. */
-export function fetchRaw (url: string, opts: { headers?: Record<string, string>, method?: string, body?: Buffer } = {}): Promise<Fetched> {
+export function fetchRaw (url: string, opts: { headers?: Record<string, string>, method?: string, body?: Buffer, agent?: Agent } = {}): Promise<Fetched> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers, agent: false }, (res) => {
+    const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers, agent: opts.agent ?? false }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c)).on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) })).on('error', reject)
     })
