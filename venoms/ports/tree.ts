@@ -41,17 +41,20 @@ export function portsDir (opts: PortsOptions = {}): SynthDir {
   const max = opts.maxConnections ?? MAX_CONNECTIONS
   const unclaimedMs = opts.unclaimedMs ?? UNCLAIMED_MS
   const open = new Map<string, Held>()
+  /** Connections still being dialled: they count against the bound too, or many asked at once would pass it. */
+  let dialling = 0
   let lastId = 0
 
   const connect = async (port: number): Promise<string> => {
     const why = opts.refuse?.()
     if (why) throw new HerdsError('EACCES', why)
-    if (open.size >= max) throw new HerdsError('EAGAIN', `${max} connections are open here already; close one first`)
+    if (open.size + dialling >= max) throw new HerdsError('EAGAIN', `${max} connections are open here already; close one first`)
     const id = String(++lastId)
+    dialling++
     const conn = await PortConnection.open(dial, port, id, () => {
       clearTimeout(open.get(id)?.timer)
       open.delete(id)
-    })
+    }).finally(() => { dialling-- })
     const held: Held = { conn, holders: 0 }
     held.timer = setTimeout(() => { if (held.holders === 0) conn.close() }, unclaimedMs)
     held.timer.unref()

@@ -77,6 +77,15 @@ t.test('refusals: nothing listening, a bad port, a sandbox without network, too 
   await t.rejects(writeCtl(few, `/ports/tcp/${port}/1/ctl`, 'explode\n'), { code: 'EINVAL', message: /takes "eof"/ })
 })
 
+t.test('many asked at once do not pass the bound: one being dialled counts', async (t) => {
+  const { port } = await serve(t, () => {})
+  const tree = portsTree({ maxConnections: 5 })
+  const asked = await Promise.allSettled(Array.from({ length: 40 }, async () => await readAll(tree, `/ports/tcp/${port}/new`)))
+  t.equal(asked.filter((a) => a.status === 'fulfilled').length, 5, 'five connections made')
+  t.ok(asked.filter((a) => a.status === 'rejected').every((a) => (a as PromiseRejectedResult).reason.code === 'EAGAIN'), 'the rest refused with EAGAIN')
+  t.equal((await tree.readdir(`/ports/tcp/${port}`)).length, 1 + 5, 'new and five connections are listed')
+})
+
 t.test('a connection nobody opens is closed; ctl close ends a waiting read', async (t) => {
   let seen = 0
   const { port, sockets } = await serve(t, () => { seen++ })
