@@ -176,7 +176,10 @@ function removeFile (deps: ControlDeps, folder: 'sandboxes' | 'volumes'): SynthF
     schema: RemoveSchema,
     what: `${folder}/remove`,
     maxBytes: 4096,
-    commit: ({ node, name }) => inWords(folder === 'sandboxes' ? 'sandbox' : 'volume', name, node, () => deps.registry.treeOf(node).rmdir(`/${folder}/${name}`)),
+    commit: ({ node, name }) => inWords(folder === 'sandboxes' ? 'sandbox' : 'volume', name, node, async () => {
+      await deps.registry.treeOf(node).rmdir(`/${folder}/${name}`)
+      if (folder === 'sandboxes') await deps.exposures.forgetSandbox(node, name)
+    }),
   })
 }
 

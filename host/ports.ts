@@ -81,6 +81,11 @@ export class Exposures {
     this.onRemove(exposure)
   }
 
+  /** A sandbox was removed: its exposures go with it, so a new sandbox of its name starts with none. */
+  async forgetSandbox (node: string, sandbox: string): Promise<void> {
+    for (const e of this.of(node, sandbox)) await this.remove(node, sandbox, e.port)
+  }
+
   /** The counters of one exposure, made at first use. */
   trafficOf (e: Exposure): Traffic {
     const key = keyOf(e.node, e.sandbox, e.port)

@@ -16,6 +16,8 @@ import { offline, type NodeEntry } from './registry.js'
 
 /** Paths of a node's tree that are a ports/ folder or below one: the node's own, or a sandbox's. */
 const PORTS_AT = /^(?:\/sandboxes\/[^/]+)?\/ports(?:\/|$)/
+/** A sandbox itself: its rmdir takes its exposures with it. */
+const SANDBOX_AT = /^\/sandboxes\/([^/]+)$/
 
 export interface PortsDeps {
   exposures: Exposures
@@ -33,8 +35,10 @@ export function withExposures (entry: NodeEntry, node: Tree, deps: PortsDeps): T
     },
   })
   return treeFromCall((op, args, ctx) => {
-    const path = args[0]
-    return callOp(typeof path === 'string' && PORTS_AT.test(path) ? overlay : node, op, args, ctx)
+    const path = typeof args[0] === 'string' ? args[0] : ''
+    const sandbox = op === 'rmdir' ? path.match(SANDBOX_AT)?.[1] : undefined
+    if (sandbox !== undefined) return callOp(node, op, args, ctx).then(async (done) => { await deps.exposures.forgetSandbox(entry.name, sandbox); return done })
+    return callOp(PORTS_AT.test(path) ? overlay : node, op, args, ctx)
   })
 }
 

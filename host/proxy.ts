@@ -15,9 +15,12 @@ import type { Tree } from '../tree/tree.js'
 import { openTunnel, treeTunnelFiles } from '../tree/tunnel.js'
 import type { Journal } from './journal.js'
 import { exposurePath, type Exposure, type Exposures } from './ports.js'
+import { SafeName } from '../tree/wire.js'
+import { parsePort } from '../venoms/ports/tree.js'
 import { bearer, expired, type TokenRecord, type TokenStore } from './tokens.js'
 
-const ROUTE = /^\/nodes\/([^/?]+)\/(?:sandboxes\/([^/?]+)\/)?ports\/(\d{1,5})(\/[^?]*)?(\?.*)?$/
+/** A ports path; its names and port are checked as written, never decoded (no second spelling of one port). */
+const ROUTE = /^\/nodes\/([^/?]+)\/(?:sandboxes\/([^/?]+)\/)?ports\/([^/?]+)(\/[^?]*)?(\?.*)?$/
 const LOGIN = /^\/\.herds\/login(\?.*)?$/
 const COOKIE = 'herds_session'
 /** Sessions the login page has made, at most; the oldest goes first. */
@@ -26,6 +29,8 @@ export const MAX_SESSIONS = 10_000
 export const SESSION_MS = 12 * 3600_000
 /** The most of a login form read. */
 const MAX_FORM_BYTES = 16 * 1024
+/** setTimeout's longest wait; a later end is checked again then. */
+const MAX_TIMER_MS = 2 ** 31 - 1
 
 export interface ProxyDeps {
   exposures: Exposures
@@ -41,51 +46,79 @@ export interface Proxy {
   /** Serves the request if it is for an exposed port or the login page; false when it is not this proxy's. */
   request (req: IncomingMessage, res: ServerResponse): boolean
   upgrade (req: IncomingMessage, socket: Socket, head: Buffer): boolean
+  /** A token was revoked: what was opened with it is closed, and its logins end. */
+  revoked (name: string): void
 }
 
-interface Target { exposure: Exposure, rest: string }
+/** A ports path taken apart: rest is the server's path and query (none: no slash after the port); exposure is undefined when nothing is exposed there. */
+interface Target { exposure?: Exposure, path: string, rest?: string, query: string }
+/** Who a request is from: a token, until when (its expiry or its login's end), and whether by cookie. */
+interface Caller { record: TokenRecord, until: number, byCookie: boolean }
+interface Session { token: string, hash: string, until: number }
+type Refusal = { status: number, why: string, location?: string }
 
 export function portProxy (deps: ProxyDeps): Proxy {
-  const sessions = new Map<string, { token: string, until: number }>()
+  const sessions = new Map<string, Session>()
   const open = new Map<string, Set<Duplex>>()
+  /** Tunnels by the token that opened them, so a revocation closes them. */
+  const byToken = new Map<string, Set<Duplex>>()
   deps.exposures.onRemove = (e) => {
     for (const tunnel of open.get(exposurePath(e)) ?? []) tunnel.destroy()
     open.delete(exposurePath(e))
   }
 
-  /** The exposure a path names, or why not (an HTTP status and words). */
-  const route = (url: string): Target | { status: number, why: string, location?: string } | undefined => {
+  /** The exposure a ports path names (if any); undefined when the path is not a ports path at all. */
+  const route = (url: string): Target | undefined => {
     const match = url.match(ROUTE)
     if (!match) return undefined
-    const [, node, sandbox, port, rest, query] = match
-    const exposure = deps.exposures.get(decodeURIComponent(node), sandbox === undefined ? null : decodeURIComponent(sandbox), Number(port))
-    if (!exposure) return { status: 404, why: `${url.split('?')[0]} is not an exposed port (mkdir it under the namespace to expose it)` }
-    if (rest === undefined) return { status: 308, why: 'with a slash', location: `${exposurePath(exposure)}/${query ?? ''}` }
-    return { exposure, rest: rest + (query ?? '') }
+    const [, node, sandbox, portName, rest, query = ''] = match
+    const port = parsePort(portName)
+    const named = SafeName.safeParse(node).success && (sandbox === undefined || SafeName.safeParse(sandbox).success) && port !== undefined
+    const exposure = named ? deps.exposures.get(node, sandbox ?? null, port) : undefined
+    return { exposure, path: url.split('?')[0], rest: rest === undefined ? undefined : rest + query, query }
   }
 
-  /** The token of a request: its Authorization header, else its login cookie. */
-  const tokenOf = (req: IncomingMessage): TokenRecord | undefined => {
+  /** Who sent the request: its Authorization header, else its login cookie; undefined when neither is good. */
+  const callerOf = (req: IncomingMessage): Caller | undefined => {
     const secret = bearer(req.headers.authorization)
-    if (secret) return deps.tokens.verify(secret)
+    if (secret) {
+      const record = deps.tokens.verify(secret)
+      return record && { record, until: endOf(record), byCookie: false }
+    }
     const id = cookieOf(req.headers.cookie, COOKIE)
     const session = id === undefined ? undefined : sessions.get(id)
     if (!session || session.until < Date.now()) return undefined
     const record = deps.tokens.get(session.token)
-    return record && !expired(record) ? record : undefined
+    // The same token, not one made since under its name: a revoked token's logins stay ended.
+    if (!record || record.hash !== session.hash || expired(record)) return undefined
+    return { record, until: Math.min(session.until, endOf(record)), byCookie: true }
   }
 
-  /** null when the request may go on; else the status and words to refuse it with. */
-  const refusal = (req: IncomingMessage, exposure: Exposure): { status: number, why: string } | null => {
-    if (exposure.public) return null
-    const token = tokenOf(req)
-    if (!token) return { status: 401, why: `${exposurePath(exposure)} needs a run token: send Authorization: Bearer <token>, or log in at /.herds/login?next=${exposurePath(exposure)}/` }
-    if (token.scope !== 'run' && token.scope !== 'admin') return { status: 403, why: `the token "${token.name}" has scope ${token.scope}; an exposed port needs run (or admin)` }
-    return null
+  /** Why the request may not go on, or who it is from (null for a public port). */
+  const check = (req: IncomingMessage, target: Target, upgrade: boolean): { refusal: Refusal } | { caller: Caller | null, exposure: Exposure } => {
+    const { exposure } = target
+    let caller: Caller | null = null
+    if (!exposure?.public) {
+      // Asked before whether it is exposed, so no one without a token learns which ports are.
+      const found = callerOf(req)
+      if (!found) return { refusal: { status: 401, why: `${target.path} needs a run token: send Authorization: Bearer <token>, or log in at /.herds/login?next=${exposure ? exposurePath(exposure) + '/' : target.path}` } }
+      if (found.record.scope !== 'run' && found.record.scope !== 'admin') return { refusal: { status: 403, why: `the token "${found.record.name}" has scope ${found.record.scope}; an exposed port needs run (or admin)` } }
+      if (found.byCookie && (upgrade || !SAFE_METHODS.has(req.method ?? '')) && !sameOrigin(req)) {
+        return { refusal: { status: 403, why: `a request from ${String(req.headers.origin)} may not use this host's login; send Authorization: Bearer <token>` } }
+      }
+      caller = found
+    }
+    if (!exposure) return { refusal: { status: 404, why: `${target.path} is not an exposed port (mkdir it under the namespace to expose it)` } }
+    if (target.rest === undefined) return { refusal: { status: 308, why: 'with a slash', location: `${exposurePath(exposure)}/${target.query}` } }
+    return { caller, exposure }
   }
 
   const connect = async (exposure: Exposure): Promise<Duplex> => {
     const tunnel = await openTunnel(treeTunnelFiles(deps.namespace), exposure.sandbox ? `/nodes/${exposure.node}/sandboxes/${exposure.sandbox}/ports/tcp/${exposure.port}` : `/nodes/${exposure.node}/ports/tcp/${exposure.port}`)
+    if (!deps.exposures.get(exposure.node, exposure.sandbox, exposure.port)) {
+      tunnel.destroy()
+      throw new HerdsError('ENOENT', `${exposurePath(exposure)} was unexposed meanwhile`)
+    }
     const key = exposurePath(exposure)
     const counts = deps.exposures.trafficOf(exposure)
     const tunnels = open.get(key) ?? new Set<Duplex>()
@@ -97,6 +130,26 @@ export function portProxy (deps: ProxyDeps): Proxy {
     tunnel.write = ((chunk: Buffer, ...rest: never[]) => { counts.bytesOut += chunk.length; return write(chunk, ...rest) }) as typeof tunnel.write
     tunnel.once('close', () => { counts.open--; tunnels.delete(tunnel) })
     return tunnel
+  }
+
+  /** Ties a tunnel to the token it was opened with: it closes when the token is revoked, expires or its login ends. */
+  const tie = (tunnel: Duplex, caller: Caller | null): void => {
+    if (!caller) return
+    const name = caller.record.name
+    const mine = byToken.get(name) ?? new Set<Duplex>()
+    byToken.set(name, mine.add(tunnel))
+    let timer: NodeJS.Timeout | undefined
+    const wait = (): void => {
+      const left = caller.until - Date.now()
+      if (left <= 0) return void tunnel.destroy()
+      if (Number.isFinite(left)) { timer = setTimeout(wait, Math.min(left, MAX_TIMER_MS)); timer.unref() }
+    }
+    wait()
+    tunnel.once('close', () => {
+      clearTimeout(timer)
+      mine.delete(tunnel)
+      if (mine.size === 0 && byToken.get(name) === mine) byToken.delete(name)
+    })
   }
 
   /** A connection that could not be made: 502, and a line in errors.log. */
@@ -116,6 +169,8 @@ export function portProxy (deps: ProxyDeps): Proxy {
       return
     }
     if (req.method !== 'POST') return void res.writeHead(405, { allow: 'GET, POST' }).end()
+    // Another site may not log a browser in (to a token of its choosing).
+    if (!sameOrigin(req)) return void res.writeHead(403, { 'content-type': 'text/plain' }).end(`a login from ${String(req.headers.origin)} is refused: log in on this host's own page\n`)
     let body = ''
     req.setEncoding('utf8')
     req.on('data', (chunk: string) => {
@@ -132,8 +187,10 @@ export function portProxy (deps: ProxyDeps): Proxy {
         res.writeHead(record ? 403 : 401, { 'content-type': 'text/plain' }).end(record ? `the token "${record.name}" has scope ${record.scope}; an exposed port needs run (or admin)\n` : 'the token is not known, revoked or expired\n')
         return
       }
+      // Off the leash only now: a login that never finishes stays bounded as any connection without a token.
+      deps.accepted(req.socket)
       const id = randomBytes(24).toString('base64url')
-      sessions.set(id, { token: record.name, until: Date.now() + SESSION_MS })
+      sessions.set(id, { token: record.name, hash: record.hash, until: Date.now() + SESSION_MS })
       while (sessions.size > MAX_SESSIONS) sessions.delete(sessions.keys().next().value!)
       res.writeHead(303, {
         location: to,
@@ -145,32 +202,38 @@ export function portProxy (deps: ProxyDeps): Proxy {
   return {
     request: (req, res) => {
       const url = req.url ?? '/'
-      if (LOGIN.test(url)) { deps.accepted(req.socket); login(req, res); return true }
+      if (LOGIN.test(url)) { login(req, res); return true }
       const target = route(url)
       if (!target) return false
-      if (!('exposure' in target)) {
-        res.writeHead(target.status, { 'content-type': 'text/plain', ...(target.location ? { location: target.location } : {}) }).end(target.why + '\n')
+      const checked = check(req, target, false)
+      if ('refusal' in checked) {
+        const { status, why, location } = checked.refusal
+        res.writeHead(status, { 'content-type': 'text/plain', ...(location ? { location } : {}), ...(status === 401 ? { 'www-authenticate': 'Bearer' } : {}) }).end(why + '\n')
         return true
       }
-      const no = refusal(req, target.exposure)
-      if (no) { res.writeHead(no.status, { 'content-type': 'text/plain', ...(no.status === 401 ? { 'www-authenticate': 'Bearer' } : {}) }).end(no.why + '\n'); return true }
+      const { exposure, caller } = checked
       deps.accepted(req.socket)
-      connect(target.exposure).then((tunnel) => {
-        const out = request({ method: req.method, path: target.rest, headers: forwardedHeaders(req, target.exposure), createConnection: () => tunnel as Socket }, (answer) => {
-          res.writeHead(answer.statusCode ?? 502, answer.rawHeaders)
+      // The client may leave before the tunnel is there: then the tunnel is closed as soon as it is.
+      let gone = false
+      res.once('close', () => { gone = true })
+      connect(exposure).then((tunnel) => {
+        if (gone) return void tunnel.destroy()
+        tie(tunnel, caller)
+        res.once('close', () => { tunnel.destroy() })
+        const out = request({ method: req.method, path: target.rest, headers: forwardedHeaders(req, exposure), createConnection: () => tunnel as Socket }, (answer) => {
+          res.writeHead(answer.statusCode ?? 502, withoutLoginCookie(answer.rawHeaders))
           answer.pipe(res)
           answer.on('error', () => res.destroy())
         })
         out.on('error', (err) => {
-          const error = failed(target.exposure, err)
+          const error = failed(exposure, err)
           if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end(`the server did not answer: ${error.message}\n`)
           else res.destroy()
         })
-        res.on('close', () => { tunnel.destroy() })
         req.pipe(out)
       }, (err: unknown) => {
-        const error = failed(target.exposure, err)
-        res.writeHead(502, { 'content-type': 'text/plain' }).end(`cannot reach ${exposurePath(target.exposure)}: ${error.message}\n`)
+        const error = failed(exposure, err)
+        if (!gone) res.writeHead(502, { 'content-type': 'text/plain' }).end(`cannot reach ${exposurePath(exposure)}: ${error.message}\n`)
       })
       return true
     },
@@ -179,13 +242,15 @@ export function portProxy (deps: ProxyDeps): Proxy {
       const target = route(req.url ?? '/')
       if (!target) return false
       const refuse = (status: number, why: string): void => { socket.end(`HTTP/1.1 ${status} ${STATUS[status] ?? 'Refused'}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${why}\n`) }
-      if (!('exposure' in target)) { refuse(target.status === 308 ? 404 : target.status, target.why); return true }
-      const no = refusal(req, target.exposure)
-      if (no) { refuse(no.status, no.why); return true }
+      const checked = check(req, target, true)
+      if ('refusal' in checked) { refuse(checked.refusal.status === 308 ? 404 : checked.refusal.status, checked.refusal.why); return true }
+      const { exposure, caller } = checked
       deps.accepted(socket)
-      connect(target.exposure).then((tunnel) => {
+      connect(exposure).then((tunnel) => {
+        if (socket.destroyed) return void tunnel.destroy()
+        tie(tunnel, caller)
         // The request as it came, to its new path, without the token: then bytes both ways.
-        const headers = forwardedHeaders(req, target.exposure)
+        const headers = forwardedHeaders(req, exposure)
         const lines = [`${req.method} ${target.rest} HTTP/1.1`, ...Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v : [v]).map((one) => `${k}: ${String(one)}`))]
         tunnel.write(lines.join('\r\n') + '\r\n\r\n')
         if (head.length > 0) tunnel.write(head)
@@ -196,12 +261,47 @@ export function portProxy (deps: ProxyDeps): Proxy {
         socket.pipe(tunnel)
         tunnel.pipe(socket)
       }, (err: unknown) => {
-        const error = failed(target.exposure, err)
-        refuse(502, `cannot reach ${exposurePath(target.exposure)}: ${error.message}`)
+        const error = failed(exposure, err)
+        refuse(502, `cannot reach ${exposurePath(exposure)}: ${error.message}`)
       })
       return true
     },
+
+    revoked: (name) => {
+      for (const [id, session] of sessions) if (session.token === name) sessions.delete(id)
+      for (const tunnel of byToken.get(name) ?? []) tunnel.destroy()
+      byToken.delete(name)
+    },
   }
+}
+
+/** When a token stops working: its expiry, or never. */
+function endOf (record: TokenRecord): number {
+  return record.expiresAt === undefined ? Infinity : Date.parse(record.expiresAt)
+}
+
+/** Methods a cross-site form or link may send anyway; only they may use the login cookie from another origin. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
+
+/** Is the request from a page of this host (or from no page at all: a program sends no Origin)? */
+function sameOrigin (req: IncomingMessage): boolean {
+  const origin = req.headers.origin
+  if (origin === undefined) return true
+  try {
+    return new URL(origin).host === req.headers.host
+  } catch {
+    return false // "null" (a sandboxed frame, a file) and anything else unparsable
+  }
+}
+
+/** A server's answer without any Set-Cookie of the host's login (a server may not end, fix or replace it). */
+function withoutLoginCookie (raw: string[]): string[] {
+  const kept: string[] = []
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i].toLowerCase() === 'set-cookie' && raw[i + 1].trimStart().startsWith(`${COOKIE}=`)) continue
+    kept.push(raw[i], raw[i + 1])
+  }
+  return kept
 }
 
 const STATUS: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 502: 'Bad Gateway' }
@@ -233,9 +333,9 @@ function cookieOf (header: string | undefined, name: string): string | undefined
   return undefined
 }
 
-/** Where the login page may send you: an exposed port's path on this host, nowhere else. */
+/** Where the login page may send you: a ports path on this host, written in plain URL characters; else back to itself. */
 function safeNext (next: string | null): string {
-  return next && ROUTE.test(next) && !next.startsWith('//') ? next : '/.herds/login'
+  return next && /^[\x21-\x7e]+$/.test(next) && ROUTE.test(next) ? next : '/.herds/login'
 }
 
 const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)

@@ -91,6 +91,7 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
     for (const [peer, token] of sessions) {
       if (token.name === name) peer.bye(new HerdsError('EACCES', `the token "${name}" was revoked`), 4001)
     }
+    ports.revoked(name)
   }
   // Where browsers reach this host: known once it listens.
   let baseUrl = ''
@@ -114,8 +115,15 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
     }),
   })
   const http: Server = (opts.tls ? createHttpsServer(opts.tls) : createHttpServer()).on('request', (req, res) => {
-    if (ports.request(req, res)) return
-    res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' }).end('Herds host: connect with a WebSocket (herds node, herds mount)\n')
+    try {
+      if (ports.request(req, res)) return
+      res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' }).end('Herds host: connect with a WebSocket (herds node, herds mount)\n')
+    } catch (err) {
+      // One request's fault is that request's: the host, its nodes and mounts go on.
+      log(`a request for ${req.url ?? '?'} failed: ${toHerdsError(err).message}`)
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain', connection: 'close' })
+      res.end()
+    }
   })
   // A connection that has shown no token yet is on a short leash (a slowloris must not fill the host).
   const upgrades = limitUpgrades(http)
@@ -129,7 +137,13 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
   // The token is checked before the upgrade: a wrong one gets HTTP 401 and never a WebSocket.
   http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     socket.on('error', () => {})
-    if (ports.upgrade(req, socket, head)) return
+    try {
+      if (ports.upgrade(req, socket, head)) return
+    } catch (err) {
+      log(`an upgrade for ${req.url ?? '?'} failed: ${toHerdsError(err).message}`)
+      socket.destroy()
+      return
+    }
     const token = store.tokens.verify(bearer(req.headers.authorization) ?? '')
     if (!token) {
       const why = req.headers.authorization ? 'the token is not known, revoked or expired' : 'no token (Authorization: Bearer <token>)'

@@ -12,6 +12,7 @@ import { Herds, type Sandbox } from '../../mount/sdk/index.js'
 import { errnoOf } from './files.js'
 import { herdsUp, startHostAndNode } from './harness.js'
 import { fetchRaw, sha256Of, startNodeServer, startServer } from './ports.js'
+import type { Socket } from 'node:net'
 
 const up = await herdsUp(t, 'studio')
 const herds = await Herds.connect({ url: up.url, token: up.adminToken })
@@ -198,4 +199,134 @@ t.test('the node going away: open connections close, new requests get 502 quickl
   const res = await fetchRaw(farUrl, { headers: farAuth })
   t.equal(res.status, 502)
   t.ok(Date.now() - after < 5_000, `502 in ${Date.now() - after} ms: ${res.body.toString().trim()}`)
+})
+
+/** Opens a raw connection to the host and sends `head` (an HTTP request); gives the socket and all it has been answered. */
+async function rawRequest (head: string): Promise<{ socket: Socket, answer: () => string, closed: Promise<void> }> {
+  const socket = connect({ host: '127.0.0.1', port: Number(new URL(httpBase).port) })
+  socket.on('error', () => {})
+  let answer = ''
+  socket.on('data', (d) => { answer += d.toString('latin1') })
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject))
+  socket.write(head)
+  return { socket, answer: () => answer, closed }
+}
+
+/** Waits until `check` holds, or fails the wait after `ms`. */
+async function eventually (check: () => boolean | Promise<boolean>, ms = 5_000): Promise<boolean> {
+  for (const deadline = Date.now() + ms; Date.now() < deadline;) {
+    if (await check()) return true
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  return await check()
+}
+
+/** Logs in with a token's secret through the form and gives the cookie (name=value). */
+async function loginCookie (secret: string): Promise<string> {
+  const logged = await fetchRaw(`${httpBase}/.herds/login`, { method: 'POST', body: Buffer.from(new URLSearchParams({ token: secret, next: new URL(url).pathname }).toString()), headers: { 'content-type': 'application/x-www-form-urlencoded' } })
+  return String(logged.headers['set-cookie']).split(';')[0]
+}
+
+t.test('attacks on the proxy\'s paths: bad escapes, second spellings, no hint to a stranger of what is exposed', async (t) => {
+  const path = new URL(url).pathname
+  for (const bad of ['/nodes/%/ports/1/', '/nodes/studio/sandboxes/%E0%A4%A/ports/1/', `/nodes/stu%64io/sandboxes/web/ports/${ports.http}/`, `/nodes/studio/sandboxes/web/ports/0${ports.http}/`, '/nodes/studio/ports/65536/']) {
+    t.equal((await fetchRaw(`${httpBase}${bad}`)).status, 401, `${bad} without a token: 401, as for any ports path`)
+    t.equal((await fetchRaw(`${httpBase}${bad}`, { headers: auth })).status, 404, `${bad} with a token: not exposed`)
+  }
+  t.equal((await fetchRaw(`${httpBase}/nodes/studio/ports/9/`)).status, 401, 'an unexposed port tells a stranger no more than an exposed one')
+  t.equal((await fetchRaw(url, { headers: auth })).status, 200, 'the host lives on')
+  const evil = await fetchRaw(`${httpBase}/.herds/login`, { method: 'POST', body: Buffer.from(new URLSearchParams({ token: run, next: `${path}\r\nx: y` }).toString()), headers: { 'content-type': 'application/x-www-form-urlencoded' } })
+  t.equal(evil.status, 303)
+  t.equal(evil.headers.location, '/.herds/login', 'a next with a line break goes back to the login page')
+  t.notOk(evil.headers.x, 'and adds no header')
+  t.equal((await fetchRaw(url, { headers: auth })).status, 200, 'the host lives on')
+})
+
+t.test('a revoked token: its logins end even if a token of its name is made again, and what it opened closes', async (t) => {
+  const secret = await tokenOf('rotated', 'run')
+  const cookie = await loginCookie(secret)
+  t.equal((await fetchRaw(url, { headers: { cookie } })).status, 200)
+  await mkdir(join(boxPorts, String(ports.echo))).catch(() => {})
+  t.teardown(() => rmdir(join(boxPorts, String(ports.echo))).catch(() => {}))
+  const open = await rawRequest(`GET /nodes/studio/sandboxes/web/ports/${ports.echo}/ HTTP/1.1\r\nhost: x\r\nupgrade: raw\r\nconnection: upgrade\r\nauthorization: Bearer ${secret}\r\n\r\n`)
+  t.ok(await eventually(() => open.answer().startsWith('GET / HTTP/1.1')), 'an upgraded connection reaches the echo')
+  open.socket.write('ping')
+  t.ok(await eventually(() => open.answer().endsWith('ping')), 'bytes go both ways')
+  await rmdir(join(up.mountpoint, '.herds/control/tokens/rotated'))
+  await Promise.race([open.closed, new Promise((resolve) => setTimeout(resolve, 5_000))])
+  t.ok(open.socket.destroyed, 'revoking the token closed the connection it had opened')
+  t.equal((await fetchRaw(url, { headers: { cookie } })).status, 401, 'its login ended')
+  await tokenOf('rotated', 'run')
+  t.equal((await fetchRaw(url, { headers: { cookie } })).status, 401, 'a new token of the same name does not bring the old login back')
+})
+
+t.test('a token that expires closes what it opened', async (t) => {
+  await writeFile(join(up.mountpoint, '.herds/control/tokens/create'), JSON.stringify({ name: 'brief', scope: 'run', expiresAt: new Date(Date.now() + 1_500).toISOString() }))
+  const secret = (await readFile(join(up.mountpoint, '.herds/control/tokens/brief/secret'), 'utf8')).trim()
+  await mkdir(join(boxPorts, String(ports.echo))).catch(() => {})
+  t.teardown(() => rmdir(join(boxPorts, String(ports.echo))).catch(() => {}))
+  const open = await rawRequest(`GET /nodes/studio/sandboxes/web/ports/${ports.echo}/ HTTP/1.1\r\nhost: x\r\nupgrade: raw\r\nconnection: upgrade\r\nauthorization: Bearer ${secret}\r\n\r\n`)
+  t.ok(await eventually(() => open.answer().startsWith('GET / HTTP/1.1')), 'open while the token is good')
+  await Promise.race([open.closed, new Promise((resolve) => setTimeout(resolve, 6_000))])
+  t.ok(open.socket.destroyed, 'closed when it expired')
+})
+
+t.test('clients that leave at once leave no connection open on the node', async (t) => {
+  const status = join(boxPorts, String(ports.http), 'status.json')
+  const before = JSON.parse(await readFile(status, 'utf8')).open as number
+  const leaving = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+    const one = await rawRequest(`GET ${new URL(url).pathname}hang HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${run}\r\n\r\n`)
+    await new Promise((resolve) => setTimeout(resolve, i % 4))
+    one.socket.destroy()
+    return one
+  }))
+  t.equal(leaving.length, 20)
+  t.ok(await eventually(async () => JSON.parse(await readFile(status, 'utf8')).open === before), 'every tunnel they asked for is closed again')
+  t.same((await readdir(join(boxPorts, 'tcp', String(ports.http)))).filter((n) => n !== 'new'), [], 'and none is left on the node')
+})
+
+t.test('another site may not use the login: no cross-site login, no cookie WebSocket from another origin, no server setting the cookie', async (t) => {
+  const cookie = await loginCookie(run)
+  const host = new URL(httpBase).host
+  const crossLogin = await fetchRaw(`${httpBase}/.herds/login`, { method: 'POST', body: Buffer.from(new URLSearchParams({ token: run, next: new URL(url).pathname }).toString()), headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'http://evil.example' } })
+  t.equal(crossLogin.status, 403, 'a login posted from another site is refused')
+  t.notOk(crossLogin.headers['set-cookie'])
+  const ws = (origin: string): Promise<string> => new Promise((resolve) => {
+    const socket = new WebSocket(url.replace(/^http/, 'ws'), { headers: { cookie }, origin })
+    socket.once('open', () => { socket.terminate(); resolve('open') })
+    socket.once('unexpected-response', (_req, res) => resolve(String(res.statusCode)))
+    socket.once('error', (err) => resolve(err.message))
+  })
+  t.equal(await ws('http://evil.example'), '403', 'a WebSocket from another origin with the cookie is refused')
+  t.equal(await ws('http://127.0.0.1:1'), '403', 'so is one from another port of the same machine')
+  t.equal(await ws(`http://${host}`), 'open', 'from the host\'s own origin it opens')
+  const post = await fetchRaw(url, { method: 'POST', body: Buffer.from('x=1'), headers: { cookie, origin: 'http://evil.example' } })
+  t.equal(post.status, 403, 'a cross-site POST with the cookie is refused')
+  t.equal((await fetchRaw(url, { method: 'POST', body: Buffer.from('x=1'), headers: { authorization: `Bearer ${run}`, origin: 'http://evil.example' } })).status, 200, 'with the token in a header, origin does not matter')
+  const set = await fetchRaw(`${url}set-cookie`, { headers: auth })
+  t.same(set.headers['set-cookie'], ['app=2'], 'the server\'s own cookie passes; one named as the host\'s login does not')
+})
+
+t.test('a login that never finishes stays on the leash of connections without a token', async (t) => {
+  const stalled = await Promise.all(Array.from({ length: 40 }, async () => await rawRequest(`POST /.herds/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 10000\r\n\r\nt`)))
+  t.teardown(() => { for (const s of stalled) s.socket.destroy() })
+  t.ok(await eventually(() => stalled.filter((s) => s.socket.destroyed).length >= 8, 3_000), `past 32 from one address the oldest are closed (${stalled.filter((s) => s.socket.destroyed).length} of 40)`)
+})
+
+t.test('a sandbox removed takes its exposures with it: a new one of its name starts with none', async (t) => {
+  const studio = herds.node('studio')
+  for (const how of ['rmdir', 'control'] as const) {
+    await studio.sandbox('brief')
+    const dir = join(up.nodeDir, 'sandboxes', 'brief', 'ports', '8090')
+    await mkdir(dir)
+    t.ok((await readdir(join(up.nodeDir, 'sandboxes', 'brief', 'ports'))).includes('8090'), `exposed (${how})`)
+    if (how === 'rmdir') await rmdir(join(up.nodeDir, 'sandboxes', 'brief'))
+    else await writeFile(join(up.mountpoint, '.herds/control/sandboxes/remove'), JSON.stringify({ node: 'studio', name: 'brief' }))
+    await studio.sandbox('brief')
+    t.notOk((await readdir(join(up.nodeDir, 'sandboxes', 'brief', 'ports'))).includes('8090'), `the new sandbox has no exposure (${how})`)
+    const listed = JSON.parse(await readFile(join(up.mountpoint, '.herds/catalog/ports.json'), 'utf8')) as Array<{ sandbox: string | null }>
+    t.notOk(listed.some((e) => e.sandbox === 'brief'), 'nor does the catalog list one')
+    await rmdir(join(up.nodeDir, 'sandboxes', 'brief'))
+  }
 })

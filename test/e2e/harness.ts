@@ -4,7 +4,7 @@
  * FUSE mount and the temporary directory.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -32,8 +32,29 @@ export interface HerdsProcess {
 /** A fresh temporary directory, removed at teardown. */
 export function tempDir (t: Teardown, prefix = 'herds-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix))
-  t.teardown(() => { try { rmSync(dir, { recursive: true, force: true }) } catch { /* a leaked mount; reported by its own test */ } })
+  t.teardown(() => {
+    killProcessesIn(dir)
+    try { rmSync(dir, { recursive: true, force: true }) } catch { /* a leaked mount; reported by its own test */ }
+  })
   return dir
+}
+
+/**
+ * Kills what still runs from `dir` or names it: a job whose node was killed
+ * (jobs outlive their node by design) would otherwise outlive the test. Runs
+ * last (teardowns run newest first), after the herds processes have stopped.
+ */
+function killProcessesIn (dir: string): void {
+  let pids: string[]
+  try { pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name) && Number(name) !== process.pid) } catch { return } // no /proc: macOS
+  for (const pid of pids) {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      let cwd = ''
+      try { cwd = readlinkSync(`/proc/${pid}/cwd`) } catch { /* gone, or not ours to read */ }
+      if (cmdline.includes(dir + '/') || cmdline.includes(dir + '\0') || cwd === dir || cwd.startsWith(dir + '/')) process.kill(Number(pid), 'SIGKILL')
+    } catch { /* gone meanwhile */ }
+  }
 }
 
 /** Starts `herds <args>` with HERDS_HOME=home (and `env` added to the environment). */

@@ -1,8 +1,9 @@
 /**
  * Servers for the ports tests, run as jobs in a sandbox on a real node: a
  * Python http.server, and a small Node server with an HTTP echo of the
- * request, a WebSocket echo, an SSE stream, bytes on demand, and a raw TCP
- * echo on a second port.
+ * request, a WebSocket echo, an SSE stream, bytes on demand, a request never
+ * answered (/hang), a Set-Cookie of the host's login (/set-cookie), and a raw
+ * TCP echo on a second port.
  */
 import { createHash } from 'node:crypto'
 import { Agent, request } from 'node:http'
@@ -23,6 +24,8 @@ const server = http.createServer((req, res) => {
     const timer = setInterval(() => { res.write('data: tick ' + (++n) + '\n\n'); if (n === 3) { clearInterval(timer); res.end() } }, 100)
     return
   }
+  if (req.url === '/hang') return // never answers
+  if (req.url === '/set-cookie') return res.writeHead(200, { 'set-cookie': ['herds_session=fixed; Path=/nodes/', 'app=2'] }).end('set\n')
   const bytes = req.url.match(/^\/bytes\/(\d+)$/)
   if (bytes) {
     let left = Number(bytes[1])
