@@ -141,7 +141,11 @@ export function controlDir (deps: ControlDeps): SynthDir {
         lookup: (name) => deps.registry.get(name) && {
           kind: 'dir',
           entries: {
-            forget: actionFile({ maxBytes: 64, commit: () => deps.registry.forget(name) }),
+            forget: actionFile({
+              maxBytes: 64,
+              // Its exposures go too: a new node of its name starts with none.
+              commit: async () => { deps.registry.forget(name); await deps.exposures.forgetNode(name) },
+            }),
           },
         },
       },

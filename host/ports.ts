@@ -86,6 +86,11 @@ export class Exposures {
     for (const e of this.of(node, sandbox)) await this.remove(node, sandbox, e.port)
   }
 
+  /** A node was forgotten: its exposures, and its sandboxes', go with it. */
+  async forgetNode (node: string): Promise<void> {
+    for (const e of this.all().filter((one) => one.node === node)) await this.remove(node, e.sandbox, e.port)
+  }
+
   /** The counters of one exposure, made at first use. */
   trafficOf (e: Exposure): Traffic {
     const key = keyOf(e.node, e.sandbox, e.port)

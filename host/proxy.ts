@@ -17,14 +17,18 @@ import type { Journal } from './journal.js'
 import { exposurePath, type Exposure, type Exposures } from './ports.js'
 import { SafeName } from '../tree/wire.js'
 import { parsePort } from '../venoms/ports/tree.js'
+import { answerHeaders, answerWithoutLogin, COOKIE, cookieOf, forwardedHeaders, sameOrigin } from './headers.js'
 import { bearer, expired, type TokenRecord, type TokenStore } from './tokens.js'
 
 /** A ports path; its names and port are checked as written, never decoded (no second spelling of one port). */
 const ROUTE = /^\/nodes\/([^/?]+)\/(?:sandboxes\/([^/?]+)\/)?ports\/([^/?]+)(\/[^?]*)?(\?.*)?$/
 const LOGIN = /^\/\.herds\/login(\?.*)?$/
-const COOKIE = 'herds_session'
+/** A "." or ".." segment, as written or escaped: a proxy in front would read the path otherwise than the host. */
+const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?:\/|$)/i
 /** Sessions the login page has made, at most; the oldest goes first. */
 export const MAX_SESSIONS = 10_000
+/** Sessions of one token, at most: its oldest goes first, so one token cannot push everyone else's out. */
+export const MAX_SESSIONS_PER_TOKEN = 100
 /** How long a login lasts. */
 export const SESSION_MS = 12 * 3600_000
 /** The most of a login form read. */
@@ -52,16 +56,21 @@ export interface Proxy {
 
 /** A ports path taken apart: rest is the server's path and query (none: no slash after the port); exposure is undefined when nothing is exposed there. */
 interface Target { exposure?: Exposure, path: string, rest?: string, query: string }
-/** Who a request is from: a token, until when (its expiry or its login's end), and whether by cookie. */
-interface Caller { record: TokenRecord, until: number, byCookie: boolean }
+/** Who a request is from: a token, until when (its expiry or its login's end), and the login (by cookie) if any. */
+interface Caller { record: TokenRecord, until: number, session?: string }
 interface Session { token: string, hash: string, until: number }
 type Refusal = { status: number, why: string, location?: string }
 
 export function portProxy (deps: ProxyDeps): Proxy {
   const sessions = new Map<string, Session>()
   const open = new Map<string, Set<Duplex>>()
-  /** Tunnels by the token that opened them, so a revocation closes them. */
-  const byToken = new Map<string, Set<Duplex>>()
+  /** Tunnels by the token ("token:<name>") and the login ("session:<id>") that opened them, so either ending closes them. */
+  const held = new Map<string, Set<Duplex>>()
+  const closeHeld = (key: string): void => {
+    for (const tunnel of held.get(key) ?? []) tunnel.destroy()
+    held.delete(key)
+  }
+  const endSession = (id: string): void => { sessions.delete(id); closeHeld(`session:${id}`) }
   deps.exposures.onRemove = (e) => {
     for (const tunnel of open.get(exposurePath(e)) ?? []) tunnel.destroy()
     open.delete(exposurePath(e))
@@ -73,7 +82,7 @@ export function portProxy (deps: ProxyDeps): Proxy {
     if (!match) return undefined
     const [, node, sandbox, portName, rest, query = ''] = match
     const port = parsePort(portName)
-    const named = SafeName.safeParse(node).success && (sandbox === undefined || SafeName.safeParse(sandbox).success) && port !== undefined
+    const named = SafeName.safeParse(node).success && (sandbox === undefined || SafeName.safeParse(sandbox).success) && port !== undefined && !DOT_SEGMENT.test(rest ?? '')
     const exposure = named ? deps.exposures.get(node, sandbox ?? null, port) : undefined
     return { exposure, path: url.split('?')[0], rest: rest === undefined ? undefined : rest + query, query }
   }
@@ -83,7 +92,7 @@ export function portProxy (deps: ProxyDeps): Proxy {
     const secret = bearer(req.headers.authorization)
     if (secret) {
       const record = deps.tokens.verify(secret)
-      return record && { record, until: endOf(record), byCookie: false }
+      return record && { record, until: endOf(record) }
     }
     const id = cookieOf(req.headers.cookie, COOKIE)
     const session = id === undefined ? undefined : sessions.get(id)
@@ -91,7 +100,7 @@ export function portProxy (deps: ProxyDeps): Proxy {
     const record = deps.tokens.get(session.token)
     // The same token, not one made since under its name: a revoked token's logins stay ended.
     if (!record || record.hash !== session.hash || expired(record)) return undefined
-    return { record, until: Math.min(session.until, endOf(record)), byCookie: true }
+    return { record, until: Math.min(session.until, endOf(record)), session: id }
   }
 
   /** Why the request may not go on, or who it is from (null for a public port). */
@@ -101,9 +110,9 @@ export function portProxy (deps: ProxyDeps): Proxy {
     if (!exposure?.public) {
       // Asked before whether it is exposed, so no one without a token learns which ports are.
       const found = callerOf(req)
-      if (!found) return { refusal: { status: 401, why: `${target.path} needs a run token: send Authorization: Bearer <token>, or log in at /.herds/login?next=${exposure ? exposurePath(exposure) + '/' : target.path}` } }
+      if (!found) return { refusal: { status: 401, why: `${target.path} needs a run token: send Authorization: Bearer <token>, or log in at /.herds/login?next=${target.path}` } }
       if (found.record.scope !== 'run' && found.record.scope !== 'admin') return { refusal: { status: 403, why: `the token "${found.record.name}" has scope ${found.record.scope}; an exposed port needs run (or admin)` } }
-      if (found.byCookie && (upgrade || !SAFE_METHODS.has(req.method ?? '')) && !sameOrigin(req)) {
+      if (found.session !== undefined && (upgrade || !SAFE_METHODS.has(req.method ?? '')) && !sameOrigin(req)) {
         return { refusal: { status: 403, why: `a request from ${String(req.headers.origin)} may not use this host's login; send Authorization: Bearer <token>` } }
       }
       caller = found
@@ -132,12 +141,11 @@ export function portProxy (deps: ProxyDeps): Proxy {
     return tunnel
   }
 
-  /** Ties a tunnel to the token it was opened with: it closes when the token is revoked, expires or its login ends. */
+  /** Ties a tunnel to the token it was opened with: it closes when the token is revoked or expires, or its login ends. */
   const tie = (tunnel: Duplex, caller: Caller | null): void => {
     if (!caller) return
-    const name = caller.record.name
-    const mine = byToken.get(name) ?? new Set<Duplex>()
-    byToken.set(name, mine.add(tunnel))
+    const keys = [`token:${caller.record.name}`, ...(caller.session === undefined ? [] : [`session:${caller.session}`])]
+    for (const key of keys) held.set(key, (held.get(key) ?? new Set<Duplex>()).add(tunnel))
     let timer: NodeJS.Timeout | undefined
     const wait = (): void => {
       const left = caller.until - Date.now()
@@ -147,9 +155,22 @@ export function portProxy (deps: ProxyDeps): Proxy {
     wait()
     tunnel.once('close', () => {
       clearTimeout(timer)
-      mine.delete(tunnel)
-      if (mine.size === 0 && byToken.get(name) === mine) byToken.delete(name)
+      for (const key of keys) {
+        const set = held.get(key)
+        set?.delete(tunnel)
+        if (set?.size === 0) held.delete(key)
+      }
     })
+  }
+
+  /** Makes a login for a token; past the bounds, its own oldest login ends first, then anyone's oldest. */
+  const startSession = (record: TokenRecord): string => {
+    const mine = [...sessions].filter(([, s]) => s.token === record.name)
+    if (mine.length >= MAX_SESSIONS_PER_TOKEN) endSession(mine[0][0])
+    while (sessions.size >= MAX_SESSIONS) endSession(sessions.keys().next().value!)
+    const id = randomBytes(24).toString('base64url')
+    sessions.set(id, { token: record.name, hash: record.hash, until: Date.now() + SESSION_MS })
+    return id
   }
 
   /** A connection that could not be made: 502, and a line in errors.log. */
@@ -189,14 +210,76 @@ export function portProxy (deps: ProxyDeps): Proxy {
       }
       // Off the leash only now: a login that never finishes stays bounded as any connection without a token.
       deps.accepted(req.socket)
-      const id = randomBytes(24).toString('base64url')
-      sessions.set(id, { token: record.name, hash: record.hash, until: Date.now() + SESSION_MS })
-      while (sessions.size > MAX_SESSIONS) sessions.delete(sessions.keys().next().value!)
+      const id = startSession(record)
       res.writeHead(303, {
         location: to,
         'set-cookie': `${COOKIE}=${id}; Path=/nodes/; HttpOnly; SameSite=Lax; Max-Age=${SESSION_MS / 1000}${req.socket && 'encrypted' in req.socket ? '; Secure' : ''}`,
       }).end()
     })
+  }
+
+  /**
+   * One client connection's requests, taken one after another as HTTP/1.1
+   * answers them: a pipeline of a thousand requests holds one tunnel, not a
+   * thousand. When the connection closes, every request still in line is gone.
+   */
+  const lines = new WeakMap<Socket, { tail: Promise<void>, waiting: Set<() => void> }>()
+  const lineOf = (socket: Socket): { tail: Promise<void>, waiting: Set<() => void> } => {
+    let line = lines.get(socket)
+    if (!line) {
+      const made = line = { tail: Promise.resolve(), waiting: new Set<() => void>() }
+      lines.set(socket, made)
+      socket.once('close', () => { for (const leave of [...made.waiting]) leave() })
+    }
+    return line
+  }
+
+  /** Carries one request to the server and its answer back, in its turn on its connection. */
+  const pass = (req: IncomingMessage, res: ServerResponse, exposure: Exposure, rest: string, caller: Caller | null): void => {
+    const line = lineOf(req.socket)
+    let tunnel: Duplex | undefined
+    let gone = false
+    let next!: () => void
+    const previous = line.tail
+    line.tail = new Promise<void>((resolve) => { next = resolve })
+    const leave = (): void => {
+      if (gone) return
+      gone = true
+      line.waiting.delete(leave)
+      tunnel?.destroy()
+      next()
+    }
+    line.waiting.add(leave)
+    res.once('close', leave)
+    previous.then(async () => {
+      if (gone) return
+      let made: Duplex
+      try {
+        made = await connect(exposure)
+      } catch (err) {
+        const error = failed(exposure, err)
+        if (!gone) res.writeHead(502, { 'content-type': 'text/plain' }).end(`cannot reach ${exposurePath(exposure)}: ${error.message}\n`)
+        return
+      }
+      if (gone) return void made.destroy()
+      tunnel = made
+      tie(made, caller)
+      const out = request({ method: req.method, path: rest, headers: forwardedHeaders(req, exposurePath(exposure)), createConnection: () => made as Socket }, (answer) => {
+        try {
+          res.writeHead(answer.statusCode ?? 502, answerHeaders(answer.rawHeaders))
+        } catch {
+          return void res.destroy() // an answer Node would not send on
+        }
+        answer.pipe(res)
+        answer.on('error', () => res.destroy())
+      })
+      out.on('error', (err) => {
+        const error = failed(exposure, err)
+        if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end(`the server did not answer: ${error.message}\n`)
+        else res.destroy()
+      })
+      req.pipe(out)
+    }).catch(() => res.destroy())
   }
 
   return {
@@ -211,30 +294,8 @@ export function portProxy (deps: ProxyDeps): Proxy {
         res.writeHead(status, { 'content-type': 'text/plain', ...(location ? { location } : {}), ...(status === 401 ? { 'www-authenticate': 'Bearer' } : {}) }).end(why + '\n')
         return true
       }
-      const { exposure, caller } = checked
       deps.accepted(req.socket)
-      // The client may leave before the tunnel is there: then the tunnel is closed as soon as it is.
-      let gone = false
-      res.once('close', () => { gone = true })
-      connect(exposure).then((tunnel) => {
-        if (gone) return void tunnel.destroy()
-        tie(tunnel, caller)
-        res.once('close', () => { tunnel.destroy() })
-        const out = request({ method: req.method, path: target.rest, headers: forwardedHeaders(req, exposure), createConnection: () => tunnel as Socket }, (answer) => {
-          res.writeHead(answer.statusCode ?? 502, withoutLoginCookie(answer.rawHeaders))
-          answer.pipe(res)
-          answer.on('error', () => res.destroy())
-        })
-        out.on('error', (err) => {
-          const error = failed(exposure, err)
-          if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end(`the server did not answer: ${error.message}\n`)
-          else res.destroy()
-        })
-        req.pipe(out)
-      }, (err: unknown) => {
-        const error = failed(exposure, err)
-        if (!gone) res.writeHead(502, { 'content-type': 'text/plain' }).end(`cannot reach ${exposurePath(exposure)}: ${error.message}\n`)
-      })
+      pass(req, res, checked.exposure, target.rest!, checked.caller)
       return true
     },
 
@@ -250,16 +311,17 @@ export function portProxy (deps: ProxyDeps): Proxy {
         if (socket.destroyed) return void tunnel.destroy()
         tie(tunnel, caller)
         // The request as it came, to its new path, without the token: then bytes both ways.
-        const headers = forwardedHeaders(req, exposure)
+        const headers = forwardedHeaders(req, exposurePath(exposure), true)
         const lines = [`${req.method} ${target.rest} HTTP/1.1`, ...Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v : [v]).map((one) => `${k}: ${String(one)}`))]
         tunnel.write(lines.join('\r\n') + '\r\n\r\n')
         if (head.length > 0) tunnel.write(head)
-        tunnel.on('error', () => socket.destroy())
+        const answer = answerWithoutLogin()
+        for (const end of [tunnel, answer]) end.on('error', () => socket.destroy())
         socket.on('error', () => tunnel.destroy())
         socket.once('close', () => tunnel.destroy())
         tunnel.once('close', () => socket.destroy())
         socket.pipe(tunnel)
-        tunnel.pipe(socket)
+        tunnel.pipe(answer).pipe(socket)
       }, (err: unknown) => {
         const error = failed(exposure, err)
         refuse(502, `cannot reach ${exposurePath(exposure)}: ${error.message}`)
@@ -268,9 +330,8 @@ export function portProxy (deps: ProxyDeps): Proxy {
     },
 
     revoked: (name) => {
-      for (const [id, session] of sessions) if (session.token === name) sessions.delete(id)
-      for (const tunnel of byToken.get(name) ?? []) tunnel.destroy()
-      byToken.delete(name)
+      for (const [id, session] of sessions) if (session.token === name) endSession(id)
+      closeHeld(`token:${name}`)
     },
   }
 }
@@ -280,58 +341,10 @@ function endOf (record: TokenRecord): number {
   return record.expiresAt === undefined ? Infinity : Date.parse(record.expiresAt)
 }
 
-/** Methods a cross-site form or link may send anyway; only they may use the login cookie from another origin. */
-const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
-
-/** Is the request from a page of this host (or from no page at all: a program sends no Origin)? */
-function sameOrigin (req: IncomingMessage): boolean {
-  const origin = req.headers.origin
-  if (origin === undefined) return true
-  try {
-    return new URL(origin).host === req.headers.host
-  } catch {
-    return false // "null" (a sandboxed frame, a file) and anything else unparsable
-  }
-}
-
-/** A server's answer without any Set-Cookie of the host's login (a server may not end, fix or replace it). */
-function withoutLoginCookie (raw: string[]): string[] {
-  const kept: string[] = []
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    if (raw[i].toLowerCase() === 'set-cookie' && raw[i + 1].trimStart().startsWith(`${COOKIE}=`)) continue
-    kept.push(raw[i], raw[i + 1])
-  }
-  return kept
-}
-
 const STATUS: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 502: 'Bad Gateway' }
 
-/** The request's headers for the server: its token and login cookie taken out, where it came from added. */
-function forwardedHeaders (req: IncomingMessage, exposure: Exposure): Record<string, string | string[]> {
-  const headers: Record<string, string | string[]> = {}
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value === undefined || name === 'authorization') continue
-    if (name === 'cookie') {
-      const kept = String(value).split(/;\s*/).filter((pair) => pair && !pair.startsWith(`${COOKIE}=`)).join('; ')
-      if (kept) headers.cookie = kept
-      continue
-    }
-    headers[name] = value
-  }
-  headers['x-forwarded-for'] = req.socket.remoteAddress ?? ''
-  headers['x-forwarded-proto'] = 'encrypted' in req.socket ? 'https' : 'http'
-  if (req.headers.host) headers['x-forwarded-host'] = req.headers.host
-  headers['x-forwarded-prefix'] = exposurePath(exposure)
-  return headers
-}
-
-/** One cookie's value from a Cookie header. */
-function cookieOf (header: string | undefined, name: string): string | undefined {
-  for (const pair of (header ?? '').split(/;\s*/)) {
-    if (pair.startsWith(`${name}=`)) return pair.slice(name.length + 1)
-  }
-  return undefined
-}
+/** Methods a cross-site form or link may send anyway; only they may use the login cookie from another origin. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 
 /** Where the login page may send you: a ports path on this host, written in plain URL characters; else back to itself. */
 function safeNext (next: string | null): string {

@@ -305,7 +305,57 @@ t.test('another site may not use the login: no cross-site login, no cookie WebSo
   t.equal(post.status, 403, 'a cross-site POST with the cookie is refused')
   t.equal((await fetchRaw(url, { method: 'POST', body: Buffer.from('x=1'), headers: { authorization: `Bearer ${run}`, origin: 'http://evil.example' } })).status, 200, 'with the token in a header, origin does not matter')
   const set = await fetchRaw(`${url}set-cookie`, { headers: auth })
-  t.same(set.headers['set-cookie'], ['app=2'], 'the server\'s own cookie passes; one named as the host\'s login does not')
+  t.same(set.headers['set-cookie'], ['app=2'], 'the server\'s own cookie passes; one named as the host\'s login does not, spaced or not')
+  t.notOk(set.headers['clear-site-data'], 'nor may the server clear the browser\'s cookies')
+  const handshake = await new Promise<string[]>((resolve, reject) => {
+    const socket = new WebSocket(url.replace(/^http/, 'ws'), { headers: auth })
+    socket.once('upgrade', (res) => { resolve(([] as string[]).concat(res.headers['set-cookie'] ?? [])); socket.terminate() })
+    socket.once('error', reject)
+  })
+  t.same(handshake.map((c) => c.split(';')[0]), ['app=ws'], 'a WebSocket\'s handshake sets no login either')
+  t.equal(await ws(`https://${host}`), '403', 'the same host name by another scheme is another origin')
+  const asProxied = await new Promise<string>((resolve) => {
+    const socket = new WebSocket(url.replace(/^http/, 'ws'), { headers: { cookie, 'x-forwarded-host': 'herds.example', 'x-forwarded-proto': 'https' }, origin: 'https://herds.example' })
+    socket.once('open', () => { socket.terminate(); resolve('open') })
+    socket.once('unexpected-response', (_req, res) => resolve(String(res.statusCode)))
+  })
+  t.equal(asProxied, 'open', 'behind a proxy, the origin it says it serves is the host\'s own')
+  const nullOrigin = (site?: string): Promise<number> => fetchRaw(url, { method: 'POST', body: Buffer.from('x=1'), headers: { cookie, origin: 'null', ...(site ? { 'sec-fetch-site': site } : {}) } }).then((r) => r.status)
+  t.equal(await nullOrigin('same-origin'), 200, 'Origin: null from the host\'s own page (no referrer sent) is let through')
+  t.equal(await nullOrigin('cross-site'), 403, 'from another site it is not')
+  t.equal(await nullOrigin(), 403, 'nor when the browser does not say')
+})
+
+t.test('a pipeline of requests on one connection holds one tunnel at a time, and leaves none when the client goes', async (t) => {
+  const status = join(boxPorts, String(ports.http), 'status.json')
+  const openNow = async (): Promise<number> => JSON.parse(await readFile(status, 'utf8')).open as number
+  const before = await openNow()
+  const path = new URL(url).pathname
+  const three = await rawRequest(['a', 'b', 'c'].map((p) => `GET ${path}${p} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${run}\r\n\r\n`).join(''))
+  t.ok(await eventually(() => (three.answer().match(/HTTP\/1\.1 200/g) ?? []).length === 3), 'three pipelined requests, three answers')
+  t.match(three.answer(), /"url":"\/a"[\s\S]*"url":"\/b"[\s\S]*"url":"\/c"/, 'in the order asked')
+  three.socket.destroy()
+  const hung = await rawRequest(Array.from({ length: 50 }, () => `GET ${path}hang HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${run}\r\n\r\n`).join(''))
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.ok(await openNow() <= before + 1, `50 pipelined requests to a server that never answers hold ${await openNow() - before} tunnel(s)`)
+  hung.socket.destroy()
+  t.ok(await eventually(async () => await openNow() === before), 'and none once the client has gone')
+})
+
+t.test('sessions are bounded per token, and dot segments name no exposed port', async (t) => {
+  const first = await loginCookie(run)
+  for (let i = 0; i < 100; i++) await loginCookie(run)
+  t.equal((await fetchRaw(url, { headers: { cookie: first } })).status, 401, 'past 100 logins of one token, its oldest ends (not anyone else\'s)')
+  const path = new URL(url).pathname
+  for (const dots of ['../', '%2e%2e/', './', '%2E/']) {
+    // Sent as written: a URL parser would take the dots out before they left.
+    const sent = await rawRequest(`GET ${path}${dots}x HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${run}\r\nconnection: close\r\n\r\n`)
+    await sent.closed
+    t.match(sent.answer(), /^HTTP\/1\.1 404/, `${dots} in the path: 404`)
+  }
+  const exposedBare = (await fetchRaw(`${httpBase}${path.replace(/\/$/, '')}`)).body.toString()
+  const unexposedBare = (await fetchRaw(`${httpBase}/nodes/studio/ports/9`)).body.toString()
+  t.equal(exposedBare.replaceAll(path.replace(/\/$/, ''), 'P'), unexposedBare.replaceAll('/nodes/studio/ports/9', 'P'), 'a stranger is told the same of an exposed port as of one that is not')
 })
 
 t.test('a login that never finishes stays on the leash of connections without a token', async (t) => {

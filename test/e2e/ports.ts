@@ -2,7 +2,8 @@
  * Servers for the ports tests, run as jobs in a sandbox on a real node: a
  * Python http.server, and a small Node server with an HTTP echo of the
  * request, a WebSocket echo, an SSE stream, bytes on demand, a request never
- * answered (/hang), a Set-Cookie of the host's login (/set-cookie), and a raw
+ * answered (/hang), Set-Cookies of the host's login (/set-cookie, and the
+ * WebSocket's handshake), and a raw
  * TCP echo on a second port.
  */
 import { createHash } from 'node:crypto'
@@ -25,7 +26,7 @@ const server = http.createServer((req, res) => {
     return
   }
   if (req.url === '/hang') return // never answers
-  if (req.url === '/set-cookie') return res.writeHead(200, { 'set-cookie': ['herds_session=fixed; Path=/nodes/', 'app=2'] }).end('set\n')
+  if (req.url === '/set-cookie') return res.writeHead(200, { 'set-cookie': ['herds_session=fixed; Path=/nodes/', ' herds_session =spaced; Path=/nodes/', 'app=2'], 'clear-site-data': '"cookies"' }).end('set\n')
   const bytes = req.url.match(/^\/bytes\/(\d+)$/)
   if (bytes) {
     let left = Number(bytes[1])
@@ -38,7 +39,9 @@ const server = http.createServer((req, res) => {
   req.on('data', (d) => { body += d.length })
   req.on('end', () => res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, body })))
 })
-new WebSocketServer({ server }).on('connection', (ws) => ws.on('message', (m, binary) => ws.send(m, { binary })))
+new WebSocketServer({ server })
+  .on('headers', (headers) => headers.push('Set-Cookie: herds_session=from-ws; Path=/nodes/', 'Set-Cookie: app=ws'))
+  .on('connection', (ws) => ws.on('message', (m, binary) => ws.send(m, { binary })))
 server.listen(0, '127.0.0.1', () => {
   const echo = net.createServer((s) => s.pipe(s)).listen(0, '127.0.0.1', () => {
     console.log('ports ' + server.address().port + ' ' + echo.address().port)
