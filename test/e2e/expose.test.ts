@@ -11,7 +11,7 @@ import WebSocket from 'ws'
 import { Herds, type Sandbox } from '../../mount/sdk/index.js'
 import { errnoOf } from './files.js'
 import { herdsUp, startHostAndNode } from './harness.js'
-import { fetchRaw, sha256Of, startNodeServer, startServer } from './ports.js'
+import { curlSha256, fetchRaw, startNodeServer, startServer } from './ports.js'
 import type { Socket } from 'node:net'
 
 const up = await herdsUp(t, 'studio')
@@ -82,7 +82,8 @@ t.test('a 100 MB download streams whole, 100 requests at once succeed, status.js
   const { match } = await startServer(t, box, 'exec python3 -u -m http.server 0 --bind 127.0.0.1', /port (\d+)/)
   await mkdir(join(boxPorts, match[1]))
   const pyUrl = (await readFile(join(boxPorts, match[1], 'url'), 'utf8')).trim()
-  t.same(await sha256Of(`${pyUrl}big.bin`, auth), { status: 200, sha: made.stdout.split(' ')[0], bytes: 100_000_000 })
+  t.same(await curlSha256(`${pyUrl}big.bin`, auth), { status: 200, sha: made.stdout.split(' ')[0], bytes: 100_000_000 }, 'curl downloads 100 MB whole')
+  t.equal((await curlSha256(`${pyUrl}big.bin`)).status, 401, 'and without the token, 401')
   // As browsers and HTTP clients do, over a pool of kept connections: a burst of more than 32 new
   // connections at once from one address meets the host's guard against half-sent requests.
   const agent = new Agent({ keepAlive: true, maxSockets: 16 })

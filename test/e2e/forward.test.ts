@@ -7,7 +7,7 @@ import t from 'tap'
 import WebSocket from 'ws'
 import { Herds, type Sandbox } from '../../mount/sdk/index.js'
 import { spawnHerds, startHostAndNode, tempDir, type HerdsProcess } from './harness.js'
-import { echoThrough, fetchRaw, sha256Of, startNodeServer, startServer } from './ports.js'
+import { curlSha256, echoThrough, fetchRaw, sha256Of, startNodeServer, startServer } from './ports.js'
 
 const { url, admin, node } = await startHostAndNode(t, 'studio')
 const herds = await Herds.connect({ url, token: admin })
@@ -31,12 +31,12 @@ t.test('HTTP through the forward: the request arrives as sent, the answer whole'
   t.match(JSON.parse(res.body.toString()), { method: 'POST', url: '/hello?x=1', headers: { 'x-test': 'yes' }, body: 300_000 })
 })
 
-t.test('a 100 MB download from python3 -m http.server arrives with the right checksum', async (t) => {
+t.test('a 100 MB download from python3 -m http.server, by curl, arrives with the right checksum', async (t) => {
   const made = await box.run('head -c 100000000 /dev/urandom > big.bin && sha256sum big.bin')
   const want = made.stdout.split(' ')[0]
   const { match } = await startServer(t, box, 'exec python3 -u -m http.server 0 --bind 127.0.0.1', /port (\d+)/)
   const py = await forward(['--sandbox', 'web', `0:${match[1]}`])
-  const got = await sha256Of(`http://127.0.0.1:${py.port}/big.bin`)
+  const got = await curlSha256(`http://127.0.0.1:${py.port}/big.bin`)
   t.same(got, { status: 200, sha: want, bytes: 100_000_000 })
 })
 

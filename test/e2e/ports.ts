@@ -6,6 +6,7 @@
  * WebSocket's handshake), and a raw
  * TCP echo on a second port.
  */
+import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { Agent, request } from 'node:http'
 import { createRequire } from 'node:module'
@@ -99,6 +100,20 @@ export function sha256Of (url: string, headers: Record<string, string> = {}): Pr
       let bytes = 0
       res.on('data', (c: Buffer) => { hash.update(c); bytes += c.length }).on('end', () => resolve({ status: res.statusCode!, sha: hash.digest('hex'), bytes })).on('error', reject)
     }).on('error', reject).end()
+  })
+}
+
+/** curl's download of `url`, as a person runs it: the status and the SHA-256 of the body (streamed, never held whole). */
+export function curlSha256 (url: string, headers: Record<string, string> = {}): Promise<{ status: number, sha: string, bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const curl = spawn('curl', ['-sS', '--write-out', '%{stderr}%{http_code}', ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), url], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const hash = createHash('sha256')
+    let bytes = 0
+    let status = ''
+    curl.stdout.on('data', (c: Buffer) => { hash.update(c); bytes += c.length })
+    curl.stderr.on('data', (c: Buffer) => { status += c.toString() })
+    curl.on('error', reject)
+    curl.on('close', (code) => code === 0 ? resolve({ status: Number(status.trim()), sha: hash.digest('hex'), bytes }) : reject(new Error(`curl exited ${code}: ${status}`)))
   })
 }
 
