@@ -28,6 +28,7 @@ function tmuxPane (t: Test, env: Record<string, string>): Pane {
   const socket = `herds-test-${process.pid}-${Math.random().toString(36).slice(2)}`
   const tmux = (...args: string[]): string => execFileSync('tmux', ['-L', socket, '-f', '/dev/null', ...args], {
     encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'], // a failure is thrown with its words, not printed into the test's output
     env: { ...process.env, ...env, HERDS: `${process.execPath} ${HERDS_BIN}` },
   })
   const rc = join(tempDir(t), 'bashrc')
