@@ -9,8 +9,10 @@
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { Agent, request } from 'node:http'
+import { readdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { connect } from 'node:net'
+import { dirname, join } from 'node:path'
 import type { Test } from 'tap'
 import type { Job, Sandbox } from '../../mount/sdk/index.js'
 import { FENCE_RACE } from './harness.js'
@@ -50,8 +52,18 @@ server.listen(0, '127.0.0.1', () => {
 })
 `
 
-/** Where the ws package is, for the server job (the fence leaves the checkout readable). */
-export const WS_MODULE = createRequire(import.meta.url).resolve('ws')
+/** The ws package's folder here: copied into the sandbox, since the fence hides a checkout under /tmp. */
+const WS_DIR = dirname(createRequire(import.meta.url).resolve('ws/package.json'))
+
+/** Copies the ws package (its .js files and package.json) into the sandbox's workspace, at ws/. */
+async function copyWs (box: Sandbox): Promise<void> {
+  for (const folder of ['', 'lib']) {
+    await box.mkdir(join('ws', folder)).catch((err: { code?: string }) => { if (err.code !== 'EEXIST') throw err })
+    for (const name of readdirSync(join(WS_DIR, folder))) {
+      if (name === 'package.json' || name.endsWith('.js') || name.endsWith('.mjs')) await box.writeFile(join('ws', folder, name), readFileSync(join(WS_DIR, folder, name)))
+    }
+  }
+}
 
 /** Starts `cmd` in the sandbox and waits for its stdout to match `ready`; run again past the fence's race; killed at the end. */
 export async function startServer (t: Test, box: Sandbox, cmd: string, ready: RegExp, env: Record<string, string> = {}): Promise<{ job: Job, match: RegExpMatchArray }> {
@@ -74,7 +86,9 @@ export async function startServer (t: Test, box: Sandbox, cmd: string, ready: Re
 /** The Node server above, written into the sandbox's workspace and started; its HTTP and TCP echo ports. */
 export async function startNodeServer (t: Test, box: Sandbox): Promise<{ http: number, echo: number }> {
   await box.writeFile('server.cjs', SERVER)
-  const { match } = await startServer(t, box, `exec ${process.execPath} server.cjs`, /ports (\d+) (\d+)\n/, { WS_MODULE })
+  await copyWs(box)
+  // NODE_OPTIONS=: tap's spawn hook hands every child its preload, which a sandbox cannot see when the checkout is under /tmp.
+  const { match } = await startServer(t, box, `NODE_OPTIONS= exec ${process.execPath} server.cjs`, /ports (\d+) (\d+)\n/, { WS_MODULE: './ws' })
   return { http: Number(match[1]), echo: Number(match[2]) }
 }
 
