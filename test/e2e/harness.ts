@@ -32,11 +32,27 @@ export interface HerdsProcess {
 /** A fresh temporary directory, removed at teardown. */
 export function tempDir (t: Teardown, prefix = 'herds-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix))
-  t.teardown(() => {
+  const clean = (): void => {
     killProcessesIn(dir)
     try { rmSync(dir, { recursive: true, force: true }) } catch { /* a leaked mount; reported by its own test */ }
-  })
+  }
+  const forget = atExit(clean)
+  t.teardown(() => { forget(); clean() })
   return dir
+}
+
+/** What must happen even when a test file dies before its teardowns run (its setup threw); newest first, as teardowns. */
+const exitWork: Array<() => void> = []
+process.once('exit', () => {
+  for (const work of exitWork.splice(0).reverse()) {
+    try { work() } catch { /* the rest still runs */ }
+  }
+})
+
+/** Runs `work` at exit unless the returned function is called first. */
+function atExit (work: () => void): () => void {
+  exitWork.push(work)
+  return () => { const at = exitWork.indexOf(work); if (at >= 0) exitWork.splice(at, 1) }
 }
 
 /**
@@ -76,10 +92,9 @@ export function spawnHerds (t: Teardown, args: string[], home: string, env: Reco
     try { process.kill(-child.pid!, sig) } catch { /* gone */ }
   }
   // A test file that dies before its teardowns run leaves no herds behind.
-  const onExit = (): void => signal('SIGKILL')
-  process.once('exit', onExit)
+  const forget = atExit(() => signal('SIGKILL'))
   const stop = async (): Promise<number | string> => {
-    process.off('exit', onExit)
+    forget()
     signal('SIGTERM')
     const timer = setTimeout(() => signal('SIGKILL'), 5_000)
     const code = await exited
@@ -124,11 +139,20 @@ export function tmpfsAt (t: Teardown, dir: string, options: string): void {
 
 /** Unmounts at teardown, in case the process under test could not. */
 export function unmountAtTeardown (t: Teardown, dir: string): void {
+  // Also when the test file dies before its teardowns run (its setup threw): no mount outlives it.
+  const forget = atExit(() => unmountNow(dir))
   t.teardown(() => {
-    if (isMounted(dir)) {
-      try { execFileSync('fusermount', ['-uz', dir]) } catch { /* already gone */ }
-    }
+    forget()
+    unmountNow(dir)
   })
+}
+
+/** Detaches a mount that is still there, with whichever tool this machine has. */
+function unmountNow (dir: string): void {
+  if (!isMounted(dir)) return
+  for (const [tool, args] of [['fusermount3', ['-uz', dir]], ['fusermount', ['-uz', dir]], ['umount', ['-l', dir]]] as const) {
+    try { execFileSync(tool, args, { stdio: 'ignore' }); return } catch { /* not here, or already gone: the next */ }
+  }
 }
 
 export interface Up {
