@@ -1,4 +1,5 @@
 /** `herds forward [LOCAL:]PORT`: a port on a node reached from this machine, as ssh -L gives one. */
+import { hostname } from 'node:os'
 import type { Command } from 'commander'
 import { z } from 'zod'
 import { Herds } from '../mount/sdk/index.js'
@@ -35,6 +36,7 @@ export function registerForwardCommand (program: Command): void {
         try {
           const node = opts.node === undefined ? await herds.defaultNode() : herds.node(parseFlag(SafeName, opts.node, '--node'))
           await checkReachable(herds, node.path, sandbox)
+          await checkNotItself(herds, node.path, local, remote)
           const forwarding = await node.forward(remote, {
             sandbox,
             localPort: local,
@@ -65,4 +67,13 @@ async function checkReachable (herds: Herds, nodePath: string, sandbox: string |
   if (sandbox === undefined) return
   const box = JSON.parse((await herds.files.read(`${nodePath}/sandboxes/${sandbox}/status.json`)).toString()) as { network?: boolean, fence?: string }
   if (box.network === false && box.fence !== 'none') throw new HerdsError('EACCES', `sandbox ${sandbox} has "network": false: nothing can connect to its ports`)
+}
+
+/** On the node's own machine, PORT to the same PORT would carry each connection back into this listener, for ever. */
+async function checkNotItself (herds: Herds, nodePath: string, local: number, remote: number): Promise<void> {
+  if (local !== remote) return
+  const info = JSON.parse((await herds.files.read(`${nodePath}/info.json`)).toString()) as { hostname?: string }
+  if (info.hostname === hostname()) {
+    throw new HerdsError('ELOOP', `${nodePath.slice(7)} is this machine (${hostname()}): port ${remote} forwarded to itself would loop; give another local port (herds forward ${remote === 65535 ? 0 : remote + 1}:${remote}), or use 127.0.0.1:${remote} as it is`)
+  }
 }

@@ -97,6 +97,8 @@ t.test('bad input is one line and exit 255; a sandbox without network is refused
     [['forward', '--host', url, 'eighty'], /^herds: forward: LOCAL_PORT:PORT or PORT/],
     [['forward', '--host', url, '1:70000'], /ports go up to 65535/],
     [['forward', '--host', url, '--node', 'nowhere', '8080'], /^herds: .*nowhere/],
+    // The node runs on this machine: 18080 to its own 18080 would come back to herds forward for ever.
+    [['forward', '--host', url, '--node', 'studio', '18080'], /^herds: studio is this machine .*would loop; give another local port \(herds forward 18081:18080\)/],
   ] as Array<[string[], RegExp]>) {
     const proc = spawnHerds(t, args, tempDir(t), { HERDS_TOKEN: admin })
     t.equal(await proc.exited, 255, args.join(' '))
