@@ -18,7 +18,7 @@ import { exposurePath, type Exposure, type Exposures } from './ports.js'
 import { SafeName } from '../tree/wire.js'
 import { parsePort } from '../venoms/ports/tree.js'
 import { answerHeaders, answerWithoutLogin, COOKIE, cookieOf, forwardedHeaders, sameOrigin } from './headers.js'
-import { bearer, expired, type TokenRecord, type TokenStore } from './tokens.js'
+import { atTime, bearer, endOf, expired, type TokenRecord, type TokenStore } from './tokens.js'
 
 /** A ports path; its names and port are checked as written, never decoded (no second spelling of one port). */
 const ROUTE = /^\/nodes\/([^/?]+)\/(?:sandboxes\/([^/?]+)\/)?ports\/([^/?]+)(\/[^?]*)?(\?.*)?$/
@@ -33,8 +33,6 @@ export const MAX_SESSIONS_PER_TOKEN = 100
 export const SESSION_MS = 12 * 3600_000
 /** The most of a login form read. */
 const MAX_FORM_BYTES = 16 * 1024
-/** setTimeout's longest wait; a later end is checked again then. */
-const MAX_TIMER_MS = 2 ** 31 - 1
 
 export interface ProxyDeps {
   exposures: Exposures
@@ -146,15 +144,9 @@ export function portProxy (deps: ProxyDeps): Proxy {
     if (!caller) return
     const keys = [`token:${caller.record.name}`, ...(caller.session === undefined ? [] : [`session:${caller.session}`])]
     for (const key of keys) held.set(key, (held.get(key) ?? new Set<Duplex>()).add(tunnel))
-    let timer: NodeJS.Timeout | undefined
-    const wait = (): void => {
-      const left = caller.until - Date.now()
-      if (left <= 0) return void tunnel.destroy()
-      if (Number.isFinite(left)) { timer = setTimeout(wait, Math.min(left, MAX_TIMER_MS)); timer.unref() }
-    }
-    wait()
+    const cancel = atTime(caller.until, () => tunnel.destroy())
     tunnel.once('close', () => {
-      clearTimeout(timer)
+      cancel()
       for (const key of keys) {
         const set = held.get(key)
         set?.delete(tunnel)
@@ -334,11 +326,6 @@ export function portProxy (deps: ProxyDeps): Proxy {
       closeHeld(`token:${name}`)
     },
   }
-}
-
-/** When a token stops working: its expiry, or never. */
-function endOf (record: TokenRecord): number {
-  return record.expiresAt === undefined ? Infinity : Date.parse(record.expiresAt)
 }
 
 const STATUS: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 502: 'Bad Gateway' }

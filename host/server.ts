@@ -26,7 +26,7 @@ import { namespaceTree } from './namespace.js'
 import { Registry } from './registry.js'
 import { scoped } from './scope.js'
 import { openHostStore } from './store.js'
-import { bearer, type TokenRecord, type TokenStore } from './tokens.js'
+import { atTime, bearer, endOf, type TokenRecord, type TokenStore } from './tokens.js'
 import { limitUpgrades } from './upgrades.js'
 import { portProxy } from './proxy.js'
 
@@ -61,8 +61,6 @@ export interface RunningHost {
 
 /** A peer that has not said hello by then is dropped. */
 const HELLO_TIMEOUT_MS = 10_000
-/** setTimeout's longest wait; a token expiring later is checked again then. */
-const MAX_TIMER_MS = 2 ** 31 - 1
 /**
  * The largest message from a read or run token: a write of 16 MiB and its
  * path. Node and admin tokens may send up to 64 MiB (a node's report of its
@@ -167,8 +165,9 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
     sessions.set(peer, token)
     socket.on('pong', () => registry.seen(peer))
     const helloTimer = setTimeout(() => peer.bye(new HerdsError('ETIMEDOUT', 'no hello in time')), HELLO_TIMEOUT_MS)
-    const expiry = expiryTimer(peer, token)
-    peer.on('close', () => { clearTimeout(helloTimer); clearTimeout(expiry.timer); sessions.delete(peer) })
+    // Closed when its token expires.
+    const cancelExpiry = atTime(endOf(token), () => peer.bye(new HerdsError('EACCES', `the token "${token.name}" has expired`), 4001))
+    peer.on('close', () => { clearTimeout(helloTimer); cancelExpiry(); sessions.delete(peer) })
     peer.once('frame', (frame: Frame) => {
       clearTimeout(helloTimer)
       try {
@@ -180,20 +179,6 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
         peer.bye(error, 4000)
       }
     })
-  }
-
-  /** Closes the connection when its token expires. */
-  function expiryTimer (peer: Peer, token: TokenRecord): { timer?: NodeJS.Timeout } {
-    const holder: { timer?: NodeJS.Timeout } = {}
-    if (!token.expiresAt) return holder
-    const check = (): void => {
-      const left = Date.parse(token.expiresAt!) - Date.now()
-      if (left <= 0) return peer.bye(new HerdsError('EACCES', `the token "${token.name}" has expired`), 4001)
-      holder.timer = setTimeout(check, Math.min(left, MAX_TIMER_MS))
-      holder.timer.unref()
-    }
-    check()
-    return holder
   }
 
   /** Tells every mount what changed on a node, so none serves what it cached before. */

@@ -48,6 +48,26 @@ export function tokenInfo (record: TokenRecord): TokenInfo {
   return info
 }
 
+/** When a token stops working (ms since the epoch): its expiry, or never (Infinity). */
+export function endOf (record: TokenRecord): number {
+  return record.expiresAt === undefined ? Infinity : Date.parse(record.expiresAt)
+}
+
+/** setTimeout's longest wait; a later time is waited for in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** Calls `act` once `at` (ms since the epoch) has come; never for Infinity. Gives what cancels it. */
+export function atTime (at: number, act: () => void): () => void {
+  let timer: NodeJS.Timeout | undefined
+  const wait = (): void => {
+    const left = at - Date.now()
+    if (left <= 0) return act()
+    if (Number.isFinite(left)) { timer = setTimeout(wait, Math.min(left, MAX_TIMER_MS)); timer.unref() }
+  }
+  wait()
+  return () => clearTimeout(timer)
+}
+
 /** Has this token's time run out? */
 export function expired (record: TokenRecord, now = Date.now()): boolean {
   return record.expiresAt !== undefined && Date.parse(record.expiresAt) <= now
