@@ -3,8 +3,7 @@
  * Python http.server, and a small Node server with an HTTP echo of the
  * request, a WebSocket echo, an SSE stream, bytes on demand, a request never
  * answered (/hang), Set-Cookies of the host's login (/set-cookie, and the
- * WebSocket's handshake), and a raw
- * TCP echo on a second port.
+ * WebSocket's handshake), and a raw TCP echo on a second port.
  */
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -20,7 +19,7 @@ import { FENCE_RACE } from './harness.js'
 const SERVER = String.raw`
 const http = require('node:http')
 const net = require('node:net')
-const { WebSocketServer } = require(process.env.WS_MODULE)
+const { WebSocketServer } = require('./ws') // copied in by copyWs
 const server = http.createServer((req, res) => {
   if (req.url === '/sse') {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
@@ -88,7 +87,7 @@ export async function startNodeServer (t: Test, box: Sandbox): Promise<{ http: n
   await box.writeFile('server.cjs', SERVER)
   await copyWs(box)
   // NODE_OPTIONS=: tap's spawn hook hands every child its preload, which a sandbox cannot see when the checkout is under /tmp.
-  const { match } = await startServer(t, box, `NODE_OPTIONS= exec ${process.execPath} server.cjs`, /ports (\d+) (\d+)\n/, { WS_MODULE: './ws' })
+  const { match } = await startServer(t, box, `NODE_OPTIONS= exec ${process.execPath} server.cjs`, /ports (\d+) (\d+)\n/)
   return { http: Number(match[1]), echo: Number(match[2]) }
 }
 
