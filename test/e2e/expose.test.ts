@@ -23,8 +23,8 @@ const boxPorts = join(up.nodeDir, 'sandboxes', 'web', 'ports')
 const httpBase = up.url.replace(/^ws/, 'http')
 
 /** Makes a token of `scope` through the mount and gives its secret. */
-async function tokenOf (name: string, scope: string): Promise<string> {
-  await writeFile(join(up.mountpoint, '.herds/control/tokens/create'), JSON.stringify({ name, scope }))
+async function tokenOf (name: string, scope: string, expiresAt?: string): Promise<string> {
+  await writeFile(join(up.mountpoint, '.herds/control/tokens/create'), JSON.stringify({ name, scope, expiresAt }))
   return (await readFile(join(up.mountpoint, `.herds/control/tokens/${name}/secret`), 'utf8')).trim()
 }
 const run = await tokenOf('runner', 'run')
@@ -214,6 +214,12 @@ async function rawRequest (head: string): Promise<{ socket: Socket, answer: () =
   return { socket, answer: () => answer, closed }
 }
 
+/** Exposes the raw TCP echo (once) and opens an upgraded connection to it with the token `secret`. */
+async function upgradeToEcho (secret: string): ReturnType<typeof rawRequest> {
+  await mkdir(join(boxPorts, String(ports.echo))).catch((err: { code?: string }) => { if (err.code !== 'EEXIST') throw err })
+  return await rawRequest(`GET /nodes/studio/sandboxes/web/ports/${ports.echo}/ HTTP/1.1\r\nhost: x\r\nupgrade: raw\r\nconnection: upgrade\r\nauthorization: Bearer ${secret}\r\n\r\n`)
+}
+
 /** Waits until `check` holds, or fails the wait after `ms`. */
 async function eventually (check: () => boolean | Promise<boolean>, ms = 5_000): Promise<boolean> {
   for (const deadline = Date.now() + ms; Date.now() < deadline;) {
@@ -248,9 +254,8 @@ t.test('a revoked token: its logins end even if a token of its name is made agai
   const secret = await tokenOf('rotated', 'run')
   const cookie = await loginCookie(secret)
   t.equal((await fetchRaw(url, { headers: { cookie } })).status, 200)
-  await mkdir(join(boxPorts, String(ports.echo))).catch(() => {})
   t.teardown(() => rmdir(join(boxPorts, String(ports.echo))).catch(() => {}))
-  const open = await rawRequest(`GET /nodes/studio/sandboxes/web/ports/${ports.echo}/ HTTP/1.1\r\nhost: x\r\nupgrade: raw\r\nconnection: upgrade\r\nauthorization: Bearer ${secret}\r\n\r\n`)
+  const open = await upgradeToEcho(secret)
   t.ok(await eventually(() => open.answer().startsWith('GET / HTTP/1.1')), 'an upgraded connection reaches the echo')
   open.socket.write('ping')
   t.ok(await eventually(() => open.answer().endsWith('ping')), 'bytes go both ways')
@@ -263,11 +268,9 @@ t.test('a revoked token: its logins end even if a token of its name is made agai
 })
 
 t.test('a token that expires closes what it opened', async (t) => {
-  await writeFile(join(up.mountpoint, '.herds/control/tokens/create'), JSON.stringify({ name: 'brief', scope: 'run', expiresAt: new Date(Date.now() + 1_500).toISOString() }))
-  const secret = (await readFile(join(up.mountpoint, '.herds/control/tokens/brief/secret'), 'utf8')).trim()
-  await mkdir(join(boxPorts, String(ports.echo))).catch(() => {})
+  const secret = await tokenOf('brief', 'run', new Date(Date.now() + 1_500).toISOString())
   t.teardown(() => rmdir(join(boxPorts, String(ports.echo))).catch(() => {}))
-  const open = await rawRequest(`GET /nodes/studio/sandboxes/web/ports/${ports.echo}/ HTTP/1.1\r\nhost: x\r\nupgrade: raw\r\nconnection: upgrade\r\nauthorization: Bearer ${secret}\r\n\r\n`)
+  const open = await upgradeToEcho(secret)
   t.ok(await eventually(() => open.answer().startsWith('GET / HTTP/1.1')), 'open while the token is good')
   await Promise.race([open.closed, new Promise((resolve) => setTimeout(resolve, 6_000))])
   t.ok(open.socket.destroyed, 'closed when it expired')
