@@ -200,6 +200,9 @@ t.test('the node going away: open connections close, new requests get 502 quickl
   const res = await fetchRaw(farUrl, { headers: farAuth })
   t.equal(res.status, 502)
   t.ok(Date.now() - after < 5_000, `502 in ${Date.now() - after} ms: ${res.body.toString().trim()}`)
+  await farHerds.files.write('/.herds/control/nodes/far/forget', '1')
+  const listed = JSON.parse((await farHerds.files.read('/.herds/catalog/ports.json')).toString()) as Array<{ node: string }>
+  t.notOk(listed.some((e) => e.node === 'far'), 'forgetting the node removed its exposures')
 })
 
 /** Opens a raw connection to the host and sends `head` (an HTTP request); gives the socket and all it has been answered. */
@@ -350,9 +353,17 @@ t.test('a pipeline of requests on one connection holds one tunnel at a time, and
 })
 
 t.test('sessions are bounded per token, and dot segments name no exposed port', async (t) => {
+  const someoneElse = await loginCookie(await tokenOf('someone', 'run'))
   const first = await loginCookie(run)
+  const ws = new WebSocket(url.replace(/^http/, 'ws'), { headers: { cookie: first }, origin: `http://${new URL(httpBase).host}` })
+  t.teardown(() => ws.terminate())
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject))
+  const wsClosed = new Promise((resolve) => ws.once('close', resolve))
   for (let i = 0; i < 100; i++) await loginCookie(run)
-  t.equal((await fetchRaw(url, { headers: { cookie: first } })).status, 401, 'past 100 logins of one token, its oldest ends (not anyone else\'s)')
+  t.equal((await fetchRaw(url, { headers: { cookie: first } })).status, 401, 'past 100 logins of one token, its oldest ends')
+  t.equal((await fetchRaw(url, { headers: { cookie: someoneElse } })).status, 200, 'not anyone else\'s')
+  await Promise.race([wsClosed, new Promise((resolve) => setTimeout(resolve, 5_000))])
+  t.equal(ws.readyState, WebSocket.CLOSED, 'and the WebSocket opened with the ended login is closed')
   const path = new URL(url).pathname
   for (const dots of ['../', '%2e%2e/', './', '%2E/']) {
     // Sent as written: a URL parser would take the dots out before they left.
