@@ -141,6 +141,8 @@ export function execContract (t: Test, files: Files, node: string, scratch: stri
     await files.write(`${job}/stdin`, 'sleep 100\n')
     await readUntil(files, `${job}/stdout`, /sleep 100\r\n/)
     await files.write(`${job}/stdin`, '\x03')
+    // Ctrl-C also throws away input not yet read: type only once the shell is back at its prompt.
+    await readUntil(files, `${job}/stdout`, /\^C[\s\S]*ready> $/)
     await files.write(`${job}/stdin`, 'echo "still $((6*7))"\n')
     await readUntil(files, `${job}/stdout`, /still 42\r\n/)
     t.pass('Ctrl-C ended sleep, not the shell')
