@@ -7,7 +7,7 @@
 import { createHash, type Hash } from 'node:crypto'
 import { toHerdsError, type HerdsError } from '../tree/errno.js'
 import { callOp, treeFromCall } from '../tree/peer.js'
-import { wantsWrite, type Op, type Tree } from '../tree/tree.js'
+import { handleOf, wantsWrite, type Created, type Op, type Tree } from '../tree/tree.js'
 import { FIELD_MAX_BYTES, type Journal } from './journal.js'
 
 const CONTROL = /^\/\.herds\/control\//
@@ -60,9 +60,9 @@ export function audited (inner: Tree, token: string, journal: Journal): Tree {
     if ((op === 'create' || (op === 'open' && wantsWrite(args[1] as number))) && (CONTROL.test(path) || CMD.test(path))) {
       const watched: Watched = { path, kind: CMD.test(path) ? 'job' : 'control', written: [], keptBytes: 0, totalBytes: 0, hash: createHash('sha256'), wrote: false, refused: false }
       try {
-        const fh = await callOp(inner, op, args, ctx) as number
-        open.set(fh, watched)
-        return fh
+        const opened = await callOp(inner, op, args, ctx) as number | Created
+        open.set(handleOf(opened), watched)
+        return opened
       } catch (err) {
         refused(watched, toHerdsError(err))
         throw err

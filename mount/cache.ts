@@ -9,7 +9,7 @@
  */
 import { HerdsError, toHerdsError } from '../tree/errno.js'
 import { callOp, treeFromCall } from '../tree/peer.js'
-import { O_APPEND, O_RDWR, RENAME_EXCHANGE, wantsWrite, type CallContext, type DirEntry, type Op, type Stat, type Tree } from '../tree/tree.js'
+import { handleOf, O_APPEND, O_RDWR, RENAME_EXCHANGE, wantsWrite, type CallContext, type Created, type DirEntry, type Op, type Stat, type Tree } from '../tree/tree.js'
 import { childOf, folderOf } from '../tree/paths.js'
 import type { Changed } from '../tree/changed.js'
 import { Changes } from './changes.js'
@@ -145,10 +145,11 @@ export class CachedTree {
         if (op === 'create') this.changes.mark(path)
         else this.attrs.delete(path)
         await this.sendAll(path)
-        const fh = await callOp(this.inner, op, args, ctx) as number
+        const result = await callOp(this.inner, op, args, ctx) as number | Created
+        const fh = handleOf(result)
         const eof = before && !(before instanceof HerdsError) ? before.size : Infinity
         this.files.set(fh, { path, flags: op === 'open' ? args[1] as number : O_RDWR, queue: Promise.resolve(), sent: new Set(), ahead: [], eof })
-        return fh
+        return result
       }
       case 'read': {
         const file = this.files.get(args[1] as number)

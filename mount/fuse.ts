@@ -230,7 +230,7 @@ export function fuseOps (tree: Tree, opts: { allowOther?: boolean } = {}): Recor
     fgetattr: (path: string, _fh: number, cb) => { tree.getattr(path).then((s) => cb(0, toFuseStat(s, path)), fail(cb)) },
     readdir: (path: string, cb) => { tree.readdir(path).then((names) => cb(0, names), fail(cb)) },
     open: (path: string, flags: number, cb) => { tree.open(path, toTreeFlags(flags)).then((fh) => cb(0, fh), fail(cb)) },
-    create: (path: string, mode: number, cb) => { tree.create(path, mode).then((fh) => cb(0, fh), fail(cb)) },
+    create: (path: string, mode: number, cb) => { tree.create(path, mode).then(({ fh }) => cb(0, fh), fail(cb)) },
     read: (path: string, fh: number, buf: Buffer, len: number, pos: number, cb) => {
       tree.read(path, fh, pos, len).then((data) => {
         buf.set(data.subarray(0, len))

@@ -72,7 +72,7 @@ const SYNTHETIC_DIR_ENTRY_TTL_S = 1
 /** The most bytes one request moves (max_read, max_write; the kernel's limit is 256 pages). */
 export const MAX_IO = 1024 * 1024
 
-/** Attributes given to the kernel this long ago, with no change heard of since, answer a chown that changes nothing. */
+/** Attributes had from the node this long ago, with no change heard of since, answer the kernel's getattr (and a chown that changes nothing). */
 const FRESH_STAT_MS = 100
 /** Names checked at once after changes; past it, names are forgotten without asking. */
 const MAX_CHECKS = 4096
@@ -250,12 +250,16 @@ class Adapter {
     return ttl === 0 && (stat.mode & S_IFMT) === S_IFDIR ? SYNTHETIC_DIR_ENTRY_TTL_S : ttl
   }
 
-  /** Looks up `name` in `parent` on the tree and answers with its entry, counting the kernel's lookup. */
-  private async replyEntry (req: Request, parent: number, name: string, open?: { fh: number, flags: number }): Promise<boolean> {
+  /**
+   * Looks up `name` in `parent` on the tree (unless `known`: the attributes a create just
+   * answered with) and answers with its entry, counting the kernel's lookup.
+   */
+  private async replyEntry (req: Request, parent: number, name: string, open?: { fh: number, flags: number }, known?: Stat | null): Promise<boolean> {
     const path = this.inodes.childPath(parent, name)
-    const stat = await this.tree.getattr(path, req.ctx)
+    const stat = known ?? await this.tree.getattr(path, req.ctx)
     const node = this.inodes.remember(parent, name)
     node.stat = stat
+    node.statAt = Date.now()
     const ttl = this.ttl(path)
     const entry = Float64Array.of(node.id, ttl, this.entryTtl(path, stat, ttl))
     const sent = open
@@ -276,10 +280,20 @@ class Adapter {
       if (node.opens && node.stat && toHerdsError(err).code === 'ENOENT') return node.stat
       throw err
     })
-    const stat = known || (gone ? { ...node.stat!, nlink: 0 } : await ask())
+    const stat = known || (gone ? { ...node.stat!, nlink: 0 } : this.freshStat(node, path) ?? await ask())
     node.stat = stat
     node.statAt = gone ? undefined : Date.now()
     this.native.replyAttr(this.session, req.id, this.attr(path, stat, nodeid), this.ttl(path))
+  }
+
+  /**
+   * A real file's attributes as the node gave them under FRESH_STAT_MS ago, with no change heard
+   * of since and no write through this mount: the kernel asks again right after a change it
+   * was answered with a time-to-live of 0 (tar's fchown after utimensat, fstat after open).
+   */
+  private freshStat (node: Inode, path: string): Stat | undefined {
+    if (node.stat === undefined || node.statAt === undefined || !isRealFile(path)) return undefined
+    return Date.now() - node.statAt < FRESH_STAT_MS ? node.stat : undefined
   }
 
   /** getxattr and listxattr: the size when asked for it (0), ERANGE when it does not fit, else the bytes. */
@@ -315,6 +329,14 @@ class Adapter {
     return node
   }
 
+  /** A name came or went in these folders through this mount: their times changed, so what was had of them is not fresh. */
+  private namesChanged (...folders: number[]): void {
+    for (const id of folders) {
+      const folder = this.inodes.get(id)
+      if (folder) folder.statAt = undefined
+    }
+  }
+
   /** The path of an inode that still has its name: changes by path must not reach whatever took a removed name. */
   private named (nodeid: number): string {
     const node = this.known(nodeid)
@@ -345,8 +367,7 @@ class Adapter {
         if (((toSet & SET.UID) && uid !== this.uid) || ((toSet & SET.GID) && gid !== this.gid)) throw new HerdsError('EPERM', 'files on the mount belong to the mount user')
         // The kernel asks for the attributes just before a chown (to clear set-user-ID bits): if
         // nothing changed since, they are the answer (tar chowns every file it makes).
-        const node = this.known(nodeid)
-        if (after === undefined && node.statAt !== undefined && Date.now() - node.statAt < FRESH_STAT_MS) after = node.stat
+        if (after === undefined) after = this.freshStat(this.known(nodeid), path)
       }
       if (toSet & SET.SIZE) after = await this.tree.truncate(path, size, req.ctx)
       if (toSet & (SET.ATIME | SET.MTIME | SET.ATIME_NOW | SET.MTIME_NOW)) {
@@ -367,12 +388,14 @@ class Adapter {
       const path = this.inodes.childPath(parent, req.name!)
       const kind = mode & S_IFMT
       if (kind === S_IFIFO || kind === S_IFSOCK) await this.tree.mknod(path, kind | (mode & 0o7777), req.ctx)
-      else if (kind === S_IFREG || kind === 0) await this.tree.release(path, await this.tree.create(path, mode & 0o7777, req.ctx), req.ctx)
+      else if (kind === S_IFREG || kind === 0) await this.tree.release(path, (await this.tree.create(path, mode & 0o7777, req.ctx)).fh, req.ctx)
       else throw new HerdsError('EPERM', 'devices cannot be made on the mount')
+      this.namesChanged(parent)
       await this.replyEntry(req, parent, req.name!)
     },
     [OP.MKDIR]: async (req) => {
       await this.tree.mkdir(this.inodes.childPath(req.n[0], req.name!), req.n[1] & 0o7777, req.ctx)
+      this.namesChanged(req.n[0])
       await this.replyEntry(req, req.n[0], req.name!)
     },
     [OP.UNLINK]: async (req) => {
@@ -382,16 +405,19 @@ class Adapter {
       const open = this.inodes.child(req.n[0], req.name!)
       if (open?.opens) open.stat = await this.tree.getattr(path, req.ctx).catch(() => open.stat)
       await this.tree.unlink(path, req.ctx)
+      this.namesChanged(req.n[0])
       this.inodes.removed(req.n[0], req.name!)
       this.ok(req)
     },
     [OP.RMDIR]: async (req) => {
       await this.tree.rmdir(this.inodes.childPath(req.n[0], req.name!), req.ctx)
+      this.namesChanged(req.n[0])
       this.inodes.removed(req.n[0], req.name!)
       this.ok(req)
     },
     [OP.SYMLINK]: async (req) => {
       await this.tree.symlink(req.name2!, this.inodes.childPath(req.n[0], req.name!), req.ctx)
+      this.namesChanged(req.n[0])
       await this.replyEntry(req, req.n[0], req.name!)
     },
     [OP.RENAME]: async (req) => {
@@ -399,6 +425,7 @@ class Adapter {
       const flags = RENAME_FLAGS[asked]
       if (flags === undefined) throw new HerdsError('EINVAL', `rename flags ${asked} are not known to the mount`)
       await this.tree.rename(this.inodes.childPath(parent, req.name!), this.inodes.childPath(newParent, req.name2!), flags, req.ctx)
+      this.namesChanged(parent, newParent)
       if (flags === RENAME_EXCHANGE) this.inodes.exchanged(parent, req.name!, newParent, req.name2!)
       else this.inodes.moved(parent, req.name!, newParent, req.name2!)
       this.ok(req)
@@ -406,6 +433,7 @@ class Adapter {
     [OP.LINK]: async (req) => {
       const [nodeid, newParent] = req.n
       await this.tree.link(this.named(nodeid), this.inodes.childPath(newParent, req.name!), req.ctx)
+      this.namesChanged(newParent, nodeid) // the file's link count changed too
       await this.replyEntry(req, newParent, req.name!)
     },
     [OP.OPEN]: async (req) => {
@@ -429,15 +457,16 @@ class Adapter {
     [OP.CREATE]: async (req) => {
       const [parent, mode, flags] = req.n
       const path = this.inodes.childPath(parent, req.name!)
-      let fh = await this.tree.create(path, mode & 0o7777, req.ctx)
+      const made = await this.tree.create(path, mode & 0o7777, req.ctx)
+      this.namesChanged(parent)
+      let fh = made.fh
       try {
         // The Tree's create takes no flags: a new file opened to append is opened again so, or its writes would not append on the node.
         if (flags & fsConstants.O_APPEND) {
-          const made = fh
           fh = await this.tree.open(path, toTreeFlags(flags), req.ctx)
-          await this.tree.release(path, made).catch(() => {})
+          await this.tree.release(path, made.fh).catch(() => {})
         }
-        if (!await this.replyEntry(req, parent, req.name!, { fh, flags: isRealFile(path) && !(flags & fsConstants.O_APPEND) ? 0 : DIRECT_IO })) throw new HerdsError('EINTR', 'interrupted')
+        if (!await this.replyEntry(req, parent, req.name!, { fh, flags: isRealFile(path) && !(flags & fsConstants.O_APPEND) ? 0 : DIRECT_IO }, made.stat)) throw new HerdsError('EINTR', 'interrupted')
         const node = this.inodes.child(parent, req.name!)
         if (node) node.opens = (node.opens ?? 0) + 1
       } catch (err) {
@@ -556,6 +585,9 @@ class Adapter {
     if (!isRealFile(path)) return DIRECT_IO
     const node = this.known(nodeid)
     const stat = await this.tree.getattr(path, req.ctx)
+    // The freshest there is: an fstat right after the open is answered with it.
+    node.stat = stat
+    node.statAt = Date.now()
     const version = `${stat.mtimeMs}:${stat.size}`
     const keep = node.pages === version && this.ttl(path) > 0
     node.pages = version

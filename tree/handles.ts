@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto'
 import { HerdsError } from './errno.js'
 import { callOp, treeFromCall } from './peer.js'
-import { HANDLE_OPS, O_ACCMODE, O_RDWR, O_WRONLY, wantsWrite, type Tree } from './tree.js'
+import { handleOf, HANDLE_OPS, O_ACCMODE, O_RDWR, O_WRONLY, wantsWrite, type Created, type Tree } from './tree.js'
 
 export interface TrackedTree {
   tree: Tree
@@ -80,16 +80,17 @@ export function trackHandles (inner: Tree, maxOpen = MAX_OPEN_FOR_HOST, opts: Tr
       throw new HerdsError('EMFILE', `this connection has ${maxOpen} files open, the most it may: close some before opening more`)
     }
     opening++
-    let fh: number
+    let result: number | Created
     try {
-      fh = await callOp(inner, op, args, ctx) as number
+      result = await callOp(inner, op, args, ctx) as number | Created
     } finally {
       opening--
     }
+    const fh = handleOf(result)
     // An open that finished after its connection closed is released at once.
     if (closed) await inner.release(args[0] as string, fh).catch(() => {})
     else open.set(fh, { path: args[0] as string, flags: op === 'create' ? O_RDWR : args[1] as number })
-    return fh
+    return result
   })
   return {
     tree,

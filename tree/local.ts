@@ -13,7 +13,7 @@ import { HandleTable } from './handles.js'
 import { splitPath } from './paths.js'
 import { getXattrAt, hasFileCalls, listXattrAt, mknodAt, removeXattrAt, renameAt, setXattrAt, utimensAt } from './native.js'
 import { flockHandle, released, setLock, testLock } from './locks.js'
-import { MAX_DIRPLUS, O_ACCMODE, O_APPEND, S_IFIFO, S_IFMT, S_IFSOCK, msOf, timeOf, type CallContext, type DirEntry, type FileLock, type FlockOp, type LockType, type Stat, type Statfs, type TimeSpec, type Tree } from './tree.js'
+import { MAX_DIRPLUS, O_ACCMODE, O_APPEND, S_IFIFO, S_IFMT, S_IFSOCK, msOf, timeOf, type CallContext, type Created, type DirEntry, type FileLock, type FlockOp, type LockType, type Stat, type Statfs, type TimeSpec, type Tree } from './tree.js'
 import { XATTR_NAME_MAX, XATTR_SIZE_MAX } from './wire.js'
 
 /** Turns Node's fs errors into HerdsErrors that name the tree path, not the node's disk path. */
@@ -219,16 +219,35 @@ export class LocalTree implements Tree {
    * two mounts appending to a new log at once must both succeed. (O_EXCL is not
    * on the wire: fuse-native hands create no flags.)
    */
-  create (path: string, mode: number): Promise<number> {
+  create (path: string, mode: number): Promise<Created> {
     return guard(path, async () => {
-      const made = await this.openFile(path, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR, mode & 0o7777).catch((err: unknown) => {
+      const made = await this.makeFile(path, mode & 0o7777).catch((err: unknown) => {
         if (toHerdsError(err).code === 'EEXIST') return undefined
         throw err
       })
-      if (!made) return this.openAt(path, constants.O_RDWR)
-      // The mode as given: the mount's kernel applied the caller's umask already, and the node's must not apply again.
-      await made.chmod(mode & 0o7777).catch(() => {})
-      return this.files.add(made)
+      if (!made) return { fh: await this.openAt(path, constants.O_RDWR), stat: null }
+      try {
+        // The mode as given: the mount's kernel applied the caller's umask already, and the node's must not apply again.
+        if ((mode & 0o7777 & currentUmask()) !== 0) await made.chmod(mode & 0o7777).catch(() => {})
+        // The attributes of what was made, so the mount need not ask for them (fstat: no path resolved again).
+        const stat = toStat(await made.stat({ bigint: true }))
+        return { fh: this.files.add(made), stat }
+      } catch (err) {
+        await made.close()
+        throw err
+      }
+    })
+  }
+
+  /**
+   * Makes a new regular file inside the root and opens it. O_EXCL with
+   * O_NOFOLLOW refuses whatever is there already (a link, a folder, a fifo:
+   * EEXIST), so what opens is the file just made and needs no check.
+   */
+  private makeFile (path: string, mode: number): Promise<FileHandle> {
+    return this.entry(path, async ({ at, root }) => {
+      if (root) throw new HerdsError('EISDIR', `not a regular file: ${path}`)
+      return open(at, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode)
     })
   }
 

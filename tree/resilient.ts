@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events'
 import { HerdsError } from './errno.js'
 import { HandleTable } from './handles.js'
 import { treeFromCall, type Peer } from './peer.js'
-import { O_RDWR, wantsWrite, type CallContext, type Op, type Tree } from './tree.js'
+import { handleOf, O_RDWR, wantsWrite, type CallContext, type Created, type Op, type Tree } from './tree.js'
 
 /** How long a read on an open file waits for a lost link to come back. */
 export const RESUME_GRACE_MS = 60_000
@@ -69,9 +69,11 @@ export class ResilientRemote {
       case 'open':
       case 'create': {
         const peer = this.live()
-        const fh = await peer.call(op, args, ctx) as number
+        const result = await peer.call(op, args, ctx) as number | Created
+        const fh = handleOf(result)
         const handle = { path: args[0] as string, flags: op === 'open' ? args[1] as number : O_RDWR, fh, peer }
-        return this.handles.add(handle)
+        const mine = this.handles.add(handle)
+        return typeof result === 'number' ? mine : { ...result, fh: mine }
       }
       case 'read': return this.read(args, ctx)
       case 'write':

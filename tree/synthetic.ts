@@ -6,7 +6,7 @@
 import { HerdsError, toHerdsError } from './errno.js'
 import { HandleTable } from './handles.js'
 import { childOf, joinPath, splitPath } from './paths.js'
-import { MAX_DIRPLUS, O_ACCMODE, O_WRONLY, S_IFDIR, S_IFREG, makeStat, wantsWrite, type CallContext, type DirEntry, type FileLock, type FlockOp, type LockType, type Stat, type TimeSpec, type Statfs, type Tree } from './tree.js'
+import { MAX_DIRPLUS, O_ACCMODE, O_WRONLY, S_IFDIR, S_IFREG, makeStat, wantsWrite, type CallContext, type Created, type DirEntry, type FileLock, type FlockOp, type LockType, type Stat, type TimeSpec, type Statfs, type Tree } from './tree.js'
 
 /** One open file's behaviour. Missing methods mean the operation is refused. */
 export interface FileHandle {
@@ -182,11 +182,14 @@ export class SyntheticTree implements Tree {
     await r.node.truncate?.(size)
   }
 
-  async create (path: string, mode: number, ctx?: CallContext): Promise<number> {
+  async create (path: string, mode: number, ctx?: CallContext): Promise<Created> {
     const { target, rest } = await this.parentOf(path)
-    if ('tree' in target) return this.remember({ tree: target.tree, path: rest, fh: await target.tree.create(rest, mode, ctx) })
+    if ('tree' in target) {
+      const { fh, stat } = await target.tree.create(rest, mode, ctx)
+      return { fh: this.remember({ tree: target.tree, path: rest, fh }), stat }
+    }
     const existing = await this.resolve(path).catch(() => undefined)
-    if (existing) return this.open(path, 1, ctx)
+    if (existing) return { fh: await this.open(path, 1, ctx), stat: null }
     throw new HerdsError('EACCES', `files cannot be created here: ${path}`)
   }
 

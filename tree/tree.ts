@@ -93,6 +93,14 @@ export interface Statfs {
   namemax: number
 }
 
+/** What create answers: the new file's handle, and its attributes (null: not known, ask getattr). */
+export interface Created { fh: number, stat: Stat | null }
+
+/** The handle an open (a number) or a create (a Created) answered with: for wrappers that handle both alike. */
+export function handleOf (opened: number | Created): number {
+  return typeof opened === 'number' ? opened : opened.fh
+}
+
 /** A name in a folder, with its attributes (null: not known, ask getattr). */
 export type DirEntry = [name: string, stat: Stat | null]
 
@@ -136,8 +144,8 @@ export interface Tree {
   flush (path: string, fh: number, ctx?: CallContext): Promise<void>
   /** Called once when the last descriptor of a handle is gone. */
   release (path: string, fh: number, ctx?: CallContext): Promise<void>
-  /** Creates and opens a regular file. */
-  create (path: string, mode: number, ctx?: CallContext): Promise<number>
+  /** Creates and opens a regular file; answers with its handle and, where the tree knows them, its attributes (so no getattr need follow). */
+  create (path: string, mode: number, ctx?: CallContext): Promise<Created>
   mkdir (path: string, mode: number, ctx?: CallContext): Promise<void>
   unlink (path: string, ctx?: CallContext): Promise<void>
   rmdir (path: string, ctx?: CallContext): Promise<void>

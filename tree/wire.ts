@@ -17,7 +17,7 @@ export const MAX_PATH = 4096 + 1024
 const NAME_TOO_LONG = `a name in the path is longer than ${NAME_MAX} bytes`
 
 /** The protocol version; a peer speaking any other version is refused. */
-export const PROTOCOL_VERSION = 5
+export const PROTOCOL_VERSION = 6
 
 /**
  * A path inside a tree, normalised. ".." is refused rather than resolved, so no
@@ -125,7 +125,8 @@ export const OP_RESULTS = {
   truncate: StatSchema.nullable().optional(),
   flush: z.null().optional(),
   release: z.null().optional(),
-  create: Fh,
+  // The new file's attributes come with its handle (protocol 6), as a change's do (protocol 4).
+  create: z.object({ fh: Fh, stat: StatSchema.nullable() }),
   mkdir: z.null().optional(),
   unlink: z.null().optional(),
   rmdir: z.null().optional(),

@@ -100,7 +100,7 @@ async function readRange (tree: Tree, path: string, offset: number, length: numb
 /** Appends through an O_APPEND handle, so the node puts each piece at the end. */
 async function appendTo (tree: Tree, path: string, data: Uint8Array): Promise<void> {
   const exists = await tree.getattr(path).then(() => true, () => false)
-  if (!exists) await tree.release(path, await tree.create(path, 0o644))
+  if (!exists) await tree.release(path, (await tree.create(path, 0o644)).fh)
   const fh = await tree.open(path, O_WRONLY | O_APPEND)
   try {
     for (let done = 0; done < data.length;) done += await tree.write(path, fh, 0, data.subarray(done, done + 1024 * 1024))
@@ -118,7 +118,7 @@ export function treeTransport (tree: Tree, close: () => void = () => {}): Transp
     write: (path, data) => mapped((async () => {
       // As open(O_CREAT|O_TRUNC) does: create a missing file, empty an existing one.
       const exists = await tree.getattr(path).then(() => true, () => false)
-      if (!exists) await tree.release(path, await tree.create(path, 0o644))
+      if (!exists) await tree.release(path, (await tree.create(path, 0o644)).fh)
       else await tree.truncate(path, 0)
       await writeWhole(tree, path, bytesOf(data))
     })()),

@@ -25,7 +25,7 @@ async function until (read: () => number, check: (n: number) => boolean, ms: num
 
 const setup = await connectHost(url, { token: admin })
 await setup.tree.mkdir('/nodes/studio/volumes/v', 0o755)
-const made = await setup.tree.create('/nodes/studio/volumes/v/f', 0o644)
+const { fh: made } = await setup.tree.create('/nodes/studio/volumes/v/f', 0o644)
 await setup.tree.write('/nodes/studio/volumes/v/f', made, 0, Buffer.from('data'))
 await setup.tree.release('/nodes/studio/volumes/v/f', made)
 await writeWhole(setup.tree, '/.herds/control/tokens/create', Buffer.from(JSON.stringify({ name: 'reader', scope: 'read' })))

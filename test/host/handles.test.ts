@@ -22,7 +22,9 @@ const openFds = (): number => readdirSync('/proc/self/fd').filter((fd) => {
 t.test('handles of a mount that disconnects are released on the node', async (t) => {
   const setup = await connectHost(host.url, { token: host.adminToken })
   await setup.tree.mkdir('/nodes/studio/volumes/v', 0o755)
-  await setup.tree.release('/nodes/studio/volumes/v/f', await setup.tree.create('/nodes/studio/volumes/v/f', 0o644))
+  const made = await setup.tree.create('/nodes/studio/volumes/v/f', 0o644)
+  t.match(made.stat, { mode: 0o100644, size: 0, nlink: 1 }, 'create answers across the host with the new file\'s attributes')
+  await setup.tree.release('/nodes/studio/volumes/v/f', made.fh)
   setup.close()
   const before = openFds()
   const mount = await connectHost(host.url, { token: host.adminToken })
@@ -55,7 +57,7 @@ t.test('a connection cannot use a file another connection opened', async (t) => 
   t.teardown(() => other.close())
   await owner.tree.mkdir('/nodes/studio/volumes/private', 0o755).catch(() => {})
   const path = '/nodes/studio/volumes/private/secret'
-  const fh = await owner.tree.create(path, 0o600)
+  const { fh } = await owner.tree.create(path, 0o600)
   await owner.tree.write(path, fh, 0, Buffer.from('mine'))
   await t.rejects(other.tree.read(path, fh, 0, 100), { code: 'EBADF' }, 'no reading through it')
   await t.rejects(other.tree.write(path, fh, 0, Buffer.from('theirs')), { code: 'EBADF' }, 'no writing through it')
@@ -72,9 +74,9 @@ t.test('a lock and an fsync act on the file their handle names, however each sid
   await first.tree.mkdir('/nodes/studio/volumes/numbers', 0o755).catch(() => {})
   const dir = '/nodes/studio/volumes/numbers'
   // The first connection takes the host's low numbers, so the second's own numbers and the host's differ.
-  const decoys = await Promise.all(['a', 'b', 'c'].map((name) => first.tree.create(`${dir}/${name}`, 0o644)))
+  const decoys = await Promise.all(['a', 'b', 'c'].map(async (name) => (await first.tree.create(`${dir}/${name}`, 0o644)).fh))
   t.teardown(() => Promise.all(decoys.map((fh, i) => first.tree.release(`${dir}/${'abc'[i]}`, fh))))
-  const fh = await second.tree.create(`${dir}/target`, 0o644)
+  const { fh } = await second.tree.create(`${dir}/target`, 0o644)
   t.teardown(() => second.tree.release(`${dir}/target`, fh))
   await second.tree.setlk(`${dir}/target`, fh, 'me.1.1', 'write', 0, 0, false)
   await second.tree.fsync(`${dir}/target`, fh, false)

@@ -73,7 +73,7 @@ t.test('a well-framed request with bad arguments gets an error reply and the con
 t.test('attacker: another connection\'s handles cannot be fsynced, locked, unlocked or tested', async (t) => {
   await mount.tree.mkdir('/nodes/studio/volumes/locked', 0o755).catch(() => {})
   const path = '/nodes/studio/volumes/locked/db'
-  const fhs = await Promise.all(Array.from({ length: 4 }, () => mount.tree.create(path, 0o644)))
+  const fhs = await Promise.all(Array.from({ length: 4 }, async () => (await mount.tree.create(path, 0o644)).fh))
   t.teardown(() => Promise.all(fhs.map((fh) => mount.tree.release(path, fh))))
   await mount.tree.setlk(path, fhs[0], 'victim.1.1', 'write', 0, 0, false)
   const { socket, frames } = await raw()
@@ -100,7 +100,7 @@ t.test(`attacker: one connection waits for at most ${MAX_WAITING_LOCKS} locks at
   const holder = await connectHost(host.url, { token: host.adminToken })
   t.teardown(() => holder.close())
   await holder.tree.mkdir('/nodes/studio/volumes/locked', 0o755).catch(() => {})
-  const held = await holder.tree.create(path, 0o644)
+  const { fh: held } = await holder.tree.create(path, 0o644)
   await holder.tree.setlk(path, held, 'holder.1.1', 'write', 0, 0, false)
   const waiter = await connectHost(host.url, { token: host.adminToken })
   const fh = await waiter.tree.open(path, 2)

@@ -45,7 +45,7 @@ t.test('a read token cannot write through a handle it opened for reading', async
 t.test('a read token may take read locks in a volume, but never a write lock that holds writers off', async (t) => {
   await admin.tree.mkdir('/nodes/studio/volumes/shared', 0o755)
   const file = '/nodes/studio/volumes/shared/db'
-  await admin.tree.release(file, await admin.tree.create(file, 0o644))
+  await admin.tree.release(file, (await admin.tree.create(file, 0o644)).fh)
   const reader = await mountAs('read', 'r-locks')
   const fh = await reader.tree.open(file, O_RDONLY)
   t.teardown(() => reader.tree.release(file, fh).catch(() => {}))
@@ -67,7 +67,7 @@ t.test('create on an existing cmd is a write: refused for read, audited for run'
   t.equal(fh, 0, 'jobs/<name> must be made first')
   await runner.tree.mkdir('/nodes/studio/exec/jobs/by-create', 0o755)
   const path = '/nodes/studio/exec/jobs/by-create/cmd'
-  const h = await runner.tree.create(path, 0o644)
+  const { fh: h } = await runner.tree.create(path, 0o644)
   await runner.tree.write(path, h, 0, Buffer.from('echo via create\n'))
   await runner.tree.flush(path, h)
   await runner.tree.release(path, h)

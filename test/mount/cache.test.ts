@@ -37,7 +37,7 @@ t.test('writes in 128 KiB pieces go out as 1 MiB ones, and the node has every by
   const { tree, calls } = counted(connection.remote)
   const cache = new CachedTree(tree).tree
   const path = `${dir}/big.bin`
-  const fh = await cache.create(path, 0o644)
+  const { fh } = await cache.create(path, 0o644)
   for (let offset = 0; offset < pattern.length; offset += 128 * 1024) await cache.write(path, fh, offset, pattern.subarray(offset, offset + 128 * 1024))
   t.equal((await cache.getattr(path)).size, pattern.length, 'a stat counts what was gathered')
   await cache.flush(path, fh)
@@ -79,7 +79,7 @@ t.test('attributes and listings are kept; synthetic files never are', async (t) 
 t.test('a listing with attributes is one round trip, and its attributes and names are kept; its sizes count what this mount wrote', async (t) => {
   const folder = `${dir}/plus`
   await connection.remote.mkdir(folder, 0o755)
-  for (const name of ['a', 'b', 'c']) await connection.remote.release(`${folder}/${name}`, await connection.remote.create(`${folder}/${name}`, 0o644))
+  for (const name of ['a', 'b', 'c']) await connection.remote.release(`${folder}/${name}`, (await connection.remote.create(`${folder}/${name}`, 0o644)).fh)
   await new Promise((resolve) => setTimeout(resolve, 1100)) // settled, so kept
   const { tree, calls } = counted(connection.remote)
   const cache = new CachedTree(tree).tree
@@ -97,7 +97,7 @@ t.test('a listing with attributes is one round trip, and its attributes and name
 t.test('a handle open for reading and writing reads what it wrote; a change drops what was kept', async (t) => {
   const cache = new CachedTree(connection.remote)
   const path = `${dir}/rw.txt`
-  const fh = await cache.tree.create(path, 0o644)
+  const { fh } = await cache.tree.create(path, 0o644)
   await cache.tree.write(path, fh, 0, Buffer.from('hello'))
   t.equal(Buffer.from(await cache.tree.read(path, fh, 0, 100)).toString(), 'hello', 'read after write')
   await cache.tree.release(path, fh)
@@ -116,7 +116,7 @@ t.test('a handle open for reading and writing reads what it wrote; a change drop
 t.test('two handles on one file: writes land in the order they were made', async (t) => {
   const cache = new CachedTree(connection.remote)
   const path = `${dir}/two.txt`
-  const a = await cache.tree.create(path, 0o644)
+  const { fh: a } = await cache.tree.create(path, 0o644)
   const b = await cache.tree.open(path, O_RDWR)
   await cache.tree.write(path, a, 0, Buffer.from('AAAA'))
   await cache.tree.write(path, b, 0, Buffer.from('BBBB'))
@@ -128,7 +128,7 @@ t.test('two handles on one file: writes land in the order they were made', async
 t.test('two writes at once on one handle both land', async (t) => {
   const cache = new CachedTree(connection.remote)
   const path = `${dir}/parallel.bin`
-  const fh = await cache.tree.create(path, 0o644)
+  const { fh } = await cache.tree.create(path, 0o644)
   const piece = 640 * 1024
   await Promise.all([
     cache.tree.write(path, fh, 0, pattern.subarray(0, piece)),
@@ -142,7 +142,7 @@ t.test('two writes at once on one handle both land', async (t) => {
 t.test('gathered writes reach the node soon even if the file stays open', async (t) => {
   const cache = new CachedTree(connection.remote)
   const path = `${dir}/log.txt`
-  const fh = await cache.tree.create(path, 0o644)
+  const { fh } = await cache.tree.create(path, 0o644)
   await cache.tree.write(path, fh, 0, Buffer.from('line 1\n'))
   await new Promise((resolve) => setTimeout(resolve, 600))
   t.equal(readFileSync(join(nodeHome, 'volumes', 'cached', 'log.txt'), 'utf8'), 'line 1\n', 'on the node\'s disk while still open')
@@ -153,7 +153,7 @@ t.test('an open file renamed with writes still gathered: they follow it to its n
   const cache = new CachedTree(connection.remote)
   const from = `${dir}/draft.txt`
   const to = `${dir}/final.txt`
-  const fh = await cache.tree.create(from, 0o644)
+  const { fh } = await cache.tree.create(from, 0o644)
   await cache.tree.write(from, fh, 0, Buffer.from('kept'))
   await cache.tree.rename(from, to)
   t.equal((await cache.tree.getattr(to)).size, 4)
@@ -169,7 +169,7 @@ t.test('a folder\'s attributes are asked anew once a name in it came or went thr
   await cache.utimens(folder, { sec: 981173106, nsec: 0 }, { sec: 981173106, nsec: 0 })
   await new Promise((resolve) => setTimeout(resolve, 1200)) // past the settling second: now it is kept
   t.equal((await cache.getattr(folder)).mtimeMs, 981173106000, 'the time as set')
-  await cache.release(`${folder}/.tmp`, await cache.create(`${folder}/.tmp`, 0o644))
+  await cache.release(`${folder}/.tmp`, (await cache.create(`${folder}/.tmp`, 0o644)).fh)
   await cache.rename(`${folder}/.tmp`, `${folder}/file`)
   const onNode = (await connection.remote.getattr(folder)).mtimeMs
   t.not(onNode, 981173106000, 'the rename changed the folder\'s time on the node')
@@ -205,7 +205,7 @@ t.test('large writes are answered once on their way, at most writeAheadBytes at 
   const link = gated(connection.remote)
   const cache = new CachedTree(link.tree, { writeAheadBytes: 2 * MiB }).tree
   const path = `${dir}/ahead.bin`
-  const fh = await cache.create(path, 0o644)
+  const { fh } = await cache.create(path, 0o644)
   await cache.write(path, fh, 0, pattern.subarray(0, MiB))
   await cache.write(path, fh, MiB, pattern.subarray(MiB, 2 * MiB))
   t.equal(link.inFlight(), 2 * MiB, 'two 1 MiB writes answered while the node has taken neither')
@@ -229,7 +229,7 @@ t.test('a write that fails on its way is told to the next write, then flush has 
   link.fail(MiB)
   const cache = new CachedTree(link.tree).tree
   const path = `${dir}/full.bin`
-  const fh = await cache.create(path, 0o644)
+  const { fh } = await cache.create(path, 0o644)
   await cache.write(path, fh, 0, pattern.subarray(0, MiB))
   await cache.write(path, fh, MiB, pattern.subarray(MiB, 2 * MiB))
   await new Promise((resolve) => setTimeout(resolve, 100))
@@ -244,7 +244,7 @@ t.test('a write that fails on its way and is not followed by another is told at 
   link.fail(0)
   const cache = new CachedTree(link.tree).tree
   const path = `${dir}/full2.bin`
-  const fh = await cache.create(path, 0o644)
+  const { fh } = await cache.create(path, 0o644)
   await cache.write(path, fh, 0, pattern.subarray(0, MiB))
   await t.rejects(cache.flush(path, fh), { code: 'ENOSPC' })
   await cache.release(path, fh)
@@ -254,7 +254,7 @@ t.test('a write over one still on its way waits for it, so the later one wins', 
   const link = gated(connection.remote)
   const cache = new CachedTree(link.tree).tree
   const path = `${dir}/over.bin`
-  const fh = await cache.create(path, 0o644)
+  const { fh } = await cache.create(path, 0o644)
   await cache.write(path, fh, 0, Buffer.alloc(MiB, 'a'))
   const second = cache.write(path, fh, 512 * 1024, Buffer.alloc(MiB, 'b'))
   await new Promise((resolve) => setTimeout(resolve, 50))
@@ -288,7 +288,7 @@ t.test('a close of a real file asks the node nothing once its writes have landed
   const { tree, calls } = counted(connection.remote)
   const cache = new CachedTree(tree).tree
   const path = `${dir}/closed.txt`
-  const fh = await cache.create(path, 0o644)
+  const { fh } = await cache.create(path, 0o644)
   await cache.write(path, fh, 0, Buffer.from('closed\n'))
   await cache.flush(path, fh)
   t.equal(calls.write, 1, 'the write went out at the close')

@@ -62,13 +62,13 @@ t.test('times are set and read to the nanosecond; a time left out stays as it wa
 t.test('create and mkdir keep the mode as given, whatever the node\'s umask', async (t) => {
   const before = process.umask(0o077)
   t.teardown(() => { process.umask(before) })
-  await tree.release('/open', await tree.create('/open', 0o777))
+  await tree.release('/open', (await tree.create('/open', 0o777)).fh)
   t.equal(statSync(join(root, 'open')).mode & 0o7777, 0o777)
   await tree.mkdir('/dir', 0o775)
   t.equal(statSync(join(root, 'dir')).mode & 0o7777, 0o775)
   // A file another client made a moment before is opened, and keeps its own mode.
   writeFileSync(join(root, 'theirs'), 'x', { mode: 0o600 })
-  await tree.release('/theirs', await tree.create('/theirs', 0o777))
+  await tree.release('/theirs', (await tree.create('/theirs', 0o777)).fh)
   t.equal(statSync(join(root, 'theirs')).mode & 0o7777, 0o600)
 })
 

@@ -26,7 +26,7 @@ function snapshot (dir: string): string {
 async function attackRound (tree: Tree, i: number, seen: { outside: string[], ok: number }): Promise<void> {
   const victim = `victim-${i % VICTIMS}`
   const attempts: Array<() => Promise<unknown>> = [
-    async () => tree.release(`/work/new-${i}`, await tree.create(`/work/new-${i}`, 0o644)),
+    async () => tree.release(`/work/new-${i}`, (await tree.create(`/work/new-${i}`, 0o644)).fh),
     () => tree.mkdir(`/work/dir-${i}`, 0o755),
     () => tree.unlink(`/work/${victim}`),
     () => tree.rename(`/work/${victim}`, `/archive/${victim}-${i}`),

@@ -15,7 +15,7 @@ writeFileSync(join(outside, 'secret'), 'do not read')
 const tree = new LocalTree(root)
 
 t.test('files are created, written at offsets, read, renamed and removed', async (t) => {
-  const fh = await tree.create('/a.txt', 0o644)
+  const { fh } = await tree.create('/a.txt', 0o644)
   t.equal(await tree.write('/a.txt', fh, 0, Buffer.from('hello world')), 11)
   t.equal(await tree.write('/a.txt', fh, 6, Buffer.from('there')), 5)
   await tree.release('/a.txt', fh)
@@ -30,6 +30,19 @@ t.test('files are created, written at offsets, read, renamed and removed', async
   await tree.rmdir('/d')
   t.same(await tree.readdir('/'), [])
   await t.rejects(tree.getattr('/d'), { code: 'ENOENT', message: 'ENOENT: /d' }, 'errors name the tree path, not the disk path')
+})
+
+t.test('create answers with the new file\'s attributes, as getattr gives them', async (t) => {
+  const made = await tree.create('/made.txt', 0o640)
+  t.teardown(() => tree.release('/made.txt', made.fh))
+  const { mtimeMs, atimeMs, ctimeMs, ...seen } = await tree.getattr('/made.txt')
+  t.match(made.stat, { ...seen, mode: 0o100640, size: 0 }, 'mode as given, empty, the same inode')
+  t.equal(made.stat?.ino, statSync(join(root, 'made.txt')).ino, 'the node\'s own inode number')
+  // Another client made it a moment before: opened, and its attributes left to getattr.
+  const again = await tree.create('/made.txt', 0o600)
+  t.equal(again.stat, null, 'a file that was there already comes without attributes')
+  await tree.release('/made.txt', again.fh)
+  t.equal(statSync(join(root, 'made.txt')).mode & 0o777, 0o640, 'and its mode is left as it was')
 })
 
 t.test('links are kept as written; the node never follows one out of the root', async (t) => {
