@@ -70,7 +70,7 @@ t.test('four run-token connections writing 64 MiB each to a node that stalls: th
   const paths = conns.map((_, c) => `/nodes/studio/volumes/v/big${c}`)
   const handles = await Promise.all(conns.map(async (conn, c) => {
     conn.socket.send(encodeFrame({ t: 'req', id: 1, op: 'create', args: [paths[c], 0o644] }))
-    return (await answer(conn, 1) as { value: number }).value
+    return (await answer(conn, 1) as { value: { fh: number } }).value.fh
   }))
   // The node stops (as a full disk or a slow link would stall it) while 64 writes of 1 MiB
   // per connection are sent at once, as a sender that never waits would.
@@ -116,7 +116,7 @@ t.test('frames are capped by kind: a run token\'s 20 MiB message closes its conn
   const writer = await raw(admin)
   t.teardown(() => writer.socket.terminate())
   writer.socket.send(encodeFrame({ t: 'req', id: 1, op: 'create', args: ['/nodes/studio/volumes/v/huge', 0o644] }))
-  const fh = (await answer(writer, 1) as { value: number }).value
+  const fh = (await answer(writer, 1) as { value: { fh: number } }).value.fh
   writer.socket.send(encodeFrame({ t: 'req', id: 2, op: 'write', args: ['/nodes/studio/volumes/v/huge', fh, 0, Buffer.alloc(17 * MiB)] }))
   const res = await answer(writer, 2)
   t.match(res, { ok: false, error: { code: 'EINVAL', message: /at most 16777216 bytes/ } }, 'a write of more than 16 MiB is refused, and the connection stays')
