@@ -1,6 +1,7 @@
 /** How a command reaches a host: its URL, the token, and TLS trust; validated like every flag. */
 import { readHostUrl } from './hostfile.js'
 import { readAdminToken, readFlagFile, parseFlag, TokenSecret, HostUrl, DEFAULT_PORT } from './options.js'
+import type { WireSocket } from '../tree/link.js'
 
 export const TOKEN_OPTION = ['--token <secret>', 'the token to connect with (default: $HERDS_TOKEN, else this machine\'s admin token)'] as const
 export const TOKEN_FILE_OPTION = ['--token-file <file>', 'read the token from this file (so it is not in a config file or the process list)'] as const
@@ -8,7 +9,8 @@ export const CA_OPTION = ['--ca <file>', 'trust this certificate (PEM) for a wss
 export const HOST_OPTION = ['--host <url>', 'the host (default: $HERDS_URL, else the host running with this HERDS_HOME, else ws://127.0.0.1:' + DEFAULT_PORT + ')'] as const
 
 export interface AccessFlags { token?: string, tokenFile?: string, ca?: string }
-export interface Access { token: string, ca?: Buffer, pinned?: boolean }
+/** How to reach the host; `open` connects in this process (herds up's own node and mount). */
+export interface Access { token: string, ca?: Buffer, pinned?: boolean, open?: () => WireSocket }
 
 /** The token and TLS trust to connect with: --token (or --token-file), else $HERDS_TOKEN, else the local admin token. */
 export async function accessFrom (opts: AccessFlags): Promise<Access> {

@@ -2,7 +2,6 @@
 /** The herds command: run the host, a node, a mount, or all three (`herds up`). */
 import { resolve, join } from 'node:path'
 import { Command } from 'commander'
-import { readFileSync } from 'node:fs'
 import { startHost, type HostOptions, type RunningHost } from '../host/server.js'
 import { connectHost, type HostConnection } from '../mount/client.js'
 import { checkFuseDevice, loadFuseLayer, mountTree, prepareMountpoint, type Mounted } from '../mount/fuse.js'
@@ -174,10 +173,10 @@ withHostOptions(program.command('up')
     // The local node and mount get tokens of their own, made anew each start.
     const nodeToken = (await host.tokens.put({ name: `up-node-${name}`, scope: 'node', node: name })).secret
     const mountToken = (await host.tokens.put({ name: 'up-mount', scope: 'admin' })).secret
-    const ca = opts.tlsCert ? readFileSync(opts.tlsCert) : undefined
     const url = loopbackUrl(host.url)
-    await runNode(url, name, exports, { token: nodeToken, ca, pinned: true }, opts.jobExpiry)
-    await runMount(url, dir, { token: mountToken, ca, pinned: true }, opts.allowOther)
+    // Both connect inside this process: no loopback connection, no WebSocket framing (tree/link.ts).
+    await runNode(url, name, exports, { token: nodeToken, open: () => host.link(nodeToken) }, opts.jobExpiry)
+    await runMount(url, dir, { token: mountToken, open: () => host.link(mountToken) }, opts.allowOther)
     say(`ready: try   echo 'uname -a' > ${dir}/nodes/${name}/exec/cmd && cat ${dir}/nodes/${name}/exec/stdout`)
     say('Ctrl-C to stop')
   })

@@ -9,11 +9,12 @@ import { createServer as createHttpsServer } from 'node:https'
 import { isIP, type AddressInfo, type Socket } from 'node:net'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
-import { WebSocketServer, type WebSocket } from 'ws'
+import { WebSocketServer } from 'ws'
 import { moveChanges, type Changed } from '../tree/changed.js'
 import { HerdsError, toHerdsError } from '../tree/errno.js'
 import { HEARTBEAT_MS } from '../tree/dial.js'
 import { MAX_OPEN_PER_CONNECTION, trackHandles } from '../tree/handles.js'
+import { LinkEnd, type WireSocket } from '../tree/link.js'
 import { Peer } from '../tree/peer.js'
 import type { Tree } from '../tree/tree.js'
 import { VERSION } from '../tree/version.js'
@@ -54,6 +55,12 @@ export interface RunningHost {
   tokens: TokenStore
   /** The admin token's secret (also in HERDS_HOME/host/admin.token). */
   adminToken: string
+  /**
+   * A connection to this host inside its own process, for `herds up`'s node and mount: the
+   * token is checked as at an upgrade, and what follows (hello, scope, expiry) is as for a
+   * WebSocket. Throws EACCES for a token that is not known, revoked or expired.
+   */
+  link (secret: string): WireSocket
   /** Connected mounts, for health. */
   mounts (): number
   stop (): Promise<void>
@@ -157,10 +164,10 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
     })
   })
 
-  function connected (socket: WebSocket, token: TokenRecord, raw: Socket): void {
+  function connected (socket: WireSocket, token: TokenRecord, raw?: Socket): void {
     const peer = new Peer(socket)
     // Every byte that arrives is a sign of life, so a pong stuck behind a big write does not count as silence.
-    peer.listenTo(raw)
+    if (raw) peer.listenTo(raw)
     peer.requireHello()
     sessions.set(peer, token)
     socket.on('pong', () => registry.seen(peer))
@@ -266,6 +273,13 @@ export async function startHost (opts: HostOptions): Promise<RunningHost> {
     namespace,
     tokens: store.tokens,
     adminToken,
+    link: (secret) => {
+      const token = store.tokens.verify(secret)
+      if (!token) throw new HerdsError('EACCES', 'the host refused the token: it is not known, revoked or expired')
+      const [ours, theirs] = LinkEnd.pair()
+      connected(ours, token)
+      return theirs
+    },
     mounts: () => mounts.size,
     stop: async () => {
       clearInterval(heartbeat)

@@ -4,6 +4,7 @@
  * hangs on the mount; reads of files already open resume when it is back.
  */
 import { Dialer } from '../tree/dial.js'
+import type { WireSocket } from '../tree/link.js'
 import { HerdsError } from '../tree/errno.js'
 import { ResilientRemote } from '../tree/resilient.js'
 import type { Tree } from '../tree/tree.js'
@@ -27,6 +28,8 @@ export interface ConnectOptions {
   ca?: Buffer
   /** See DialOptions.pinned. */
   pinned?: boolean
+  /** See DialOptions.open. */
+  open?: () => WireSocket
 }
 
 /** Connects to the host as a mount; rejects with the host's refusal or the network error. */
@@ -38,6 +41,7 @@ export async function connectHost (url: string, opts: ConnectOptions = {}): Prom
     token: opts.token,
     ca: opts.ca,
     pinned: opts.pinned,
+    open: opts.open,
     hello: { t: 'hello', role: 'mount', protocol: PROTOCOL_VERSION },
     onConnect: (peer) => {
       // Changes made while we were away were not heard of: start afresh.

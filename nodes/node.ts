@@ -7,6 +7,7 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { changedPaths, Gathered, moveChanges, type Changed } from '../tree/changed.js'
 import { Dialer } from '../tree/dial.js'
+import type { WireSocket } from '../tree/link.js'
 import { watchRoots } from './watch.js'
 import { trackHandles } from '../tree/handles.js'
 import { LocalTree } from '../tree/local.js'
@@ -37,6 +38,8 @@ export interface NodeOptions {
   ca?: Buffer
   /** See DialOptions.pinned. */
   pinned?: boolean
+  /** See DialOptions.open. */
+  open?: () => WireSocket
   name: string
   /** Where this node keeps its state (HERDS_HOME/nodes/<name>). */
   home: string
@@ -172,6 +175,7 @@ export async function startNode (opts: NodeOptions): Promise<RunningNode> {
     token: opts.token,
     ca: opts.ca,
     pinned: opts.pinned,
+    open: opts.open,
     hello: { t: 'hello', role: 'node', protocol: PROTOCOL_VERSION, name: opts.name, info: nodeInfo(opts.name) },
     onConnect: (peer) => {
       // What the host opened through a connection it lost, it can no longer close.

@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events'
 import WebSocket from 'ws'
 import { HerdsError } from './errno.js'
+import type { WireSocket } from './link.js'
 import { Peer } from './peer.js'
 import type { Frame } from './wire.js'
 
@@ -27,6 +28,11 @@ export interface DialOptions {
    * and mount, which dial their own host on loopback with its certificate.
    */
   pinned?: boolean
+  /**
+   * Connects in this process instead of over `url` (`herds up`'s node and mount to its own
+   * host: RunningHost.link); throws as the host would refuse the upgrade.
+   */
+  open?: () => WireSocket
   /** Called for each new connection after the host welcomed it. */
   onConnect?: (peer: Peer) => void
   backoff?: { minMs: number, maxMs: number }
@@ -61,36 +67,34 @@ export class Dialer extends EventEmitter {
 
   private connect (): Promise<void> {
     return new Promise((resolve, reject) => {
-      const socket = new WebSocket(this.opts.url, {
-        perMessageDeflate: false,
-        maxPayload: 64 * 1024 * 1024,
-        // A zero mask: RFC 6455 allows any key, and ws then neither copies nor XORs the payload on
-        // either side. Masking guards proxies against scripts in browsers; this client is no browser.
-        generateMask: zeroMask,
-        headers: this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {},
-        ca: this.opts.ca,
-        ...(this.opts.pinned && this.opts.ca ? { checkServerIdentity: () => undefined } : {}),
-      })
+      let socket: WireSocket
+      try {
+        socket = this.opts.open ? this.opts.open() : this.dial()
+      } catch (err) {
+        return reject(err)
+      }
       const peer = new Peer(socket)
       let welcomed = false
       let refusal: HerdsError | undefined
       // Any byte from the host counts, not only its pings, which may be queued behind
       // the data it sends; while we hold the peer (not reading it), the silence is ours.
       let watchdog: NodeJS.Timeout | undefined
-      socket.on('upgrade', (res) => peer.listenTo(res.socket))
       socket.on('open', () => {
         watchdog = setInterval(() => { if (Date.now() - peer.lastHeard > DEAD_AFTER_MS) socket.terminate() }, WATCHDOG_MS)
         peer.send(this.opts.hello)
       })
       socket.on('error', (err) => { refusal ??= new HerdsError('ECONNREFUSED', `cannot reach the host at ${this.opts.url}: ${err.message}`) })
-      // A refused token is answered before the upgrade, with HTTP 401.
-      socket.on('unexpected-response', (_req, res) => {
-        refusal = res.statusCode === 401
-          ? new HerdsError('EACCES', `the host at ${this.opts.url} refused the token (HTTP 401): ${this.opts.token ? 'it is not known, revoked or expired' : 'none was given (--token or HERDS_TOKEN)'}`)
-          : new HerdsError('EPROTO', `the host at ${this.opts.url} answered HTTP ${res.statusCode ?? '?'}: is it a Herds host?`)
-        res.resume()
-        socket.terminate()
-      })
+      if (socket instanceof WebSocket) {
+        socket.on('upgrade', (res) => peer.listenTo(res.socket))
+        // A refused token is answered before the upgrade, with HTTP 401.
+        socket.on('unexpected-response', (_req, res) => {
+          refusal = res.statusCode === 401
+            ? new HerdsError('EACCES', `the host at ${this.opts.url} refused the token (HTTP 401): ${this.opts.token ? 'it is not known, revoked or expired' : 'none was given (--token or HERDS_TOKEN)'}`)
+            : new HerdsError('EPROTO', `the host at ${this.opts.url} answered HTTP ${res.statusCode ?? '?'}: is it a Herds host?`)
+          res.resume()
+          socket.terminate()
+        })
+      }
       peer.on('frame', (frame: Frame) => {
         if (frame.t === 'welcome') {
           welcomed = true
@@ -118,6 +122,20 @@ export class Dialer extends EventEmitter {
         }
         if (welcomed) this.scheduleReconnect()
       })
+    })
+  }
+
+  /** A WebSocket to the host at `url`. */
+  private dial (): WebSocket {
+    return new WebSocket(this.opts.url, {
+      perMessageDeflate: false,
+      maxPayload: 64 * 1024 * 1024,
+      // A zero mask: RFC 6455 allows any key, and ws then neither copies nor XORs the payload on
+      // either side. Masking guards proxies against scripts in browsers; this client is no browser.
+      generateMask: zeroMask,
+      headers: this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {},
+      ca: this.opts.ca,
+      ...(this.opts.pinned && this.opts.ca ? { checkServerIdentity: () => undefined } : {}),
     })
   }
 

@@ -7,9 +7,9 @@
  * folds into their folders), so a reader that falls behind costs a bounded set
  * of paths, not a queue of frames.
  */
-import type WebSocket from 'ws'
 import { HerdsError } from './errno.js'
 import { Gathered, type Changed } from './changed.js'
+import type { WireSocket } from './link.js'
 import { MAX_CHANGED, type Frame } from './wire.js'
 
 /** Past this many bytes in the socket's buffer, requests wait in the outbox. */
@@ -24,7 +24,7 @@ const PUMP_MS = 5
 interface Waiting { frame: Frame, bytes: number }
 
 export class Outbox {
-  private readonly socket: WebSocket
+  private readonly socket: WireSocket
   private readonly write: (frame: Frame) => void
   /** Requests not sent yet, by id, oldest first. */
   private readonly requests = new Map<number, Waiting>()
@@ -33,7 +33,7 @@ export class Outbox {
   private timer: NodeJS.Timeout | undefined
 
   /** `write` puts a frame on the socket at once. */
-  constructor (socket: WebSocket, write: (frame: Frame) => void) {
+  constructor (socket: WireSocket, write: (frame: Frame) => void) {
     this.socket = socket
     this.write = write
   }

@@ -5,8 +5,8 @@
  * closes fails every pending call at once (EHOSTDOWN), so nothing hangs.
  */
 import { EventEmitter } from 'node:events'
-import type WebSocket from 'ws'
 import { HerdsError, toHerdsError } from './errno.js'
+import type { WireSocket } from './link.js'
 import { Outbox } from './outbox.js'
 import type { CallContext, Op, Tree } from './tree.js'
 import { MAX_MESSAGE, OP_ARGS, OP_TIMEOUT_MS, OPS, decodeFrame, encodeFrame, parseArgs, parseResult, type Frame } from './wire.js'
@@ -45,7 +45,7 @@ export const MAX_REQUEST_BYTES = 8 * 1024 * 1024
 const BYE_GRACE_MS = 1000
 
 export class Peer extends EventEmitter {
-  readonly socket: WebSocket
+  readonly socket: WireSocket
   private nextId = 1
   private readonly pending = new Map<number, Pending>()
   private readonly inFlight = new Map<number, AbortController>()
@@ -64,7 +64,7 @@ export class Peer extends EventEmitter {
   /** Set by bye(): frames that still arrive are ignored. */
   private stopServing = false
 
-  constructor (socket: WebSocket) {
+  constructor (socket: WireSocket) {
     super()
     this.socket = socket
     socket.binaryType = 'nodebuffer'
@@ -73,7 +73,7 @@ export class Peer extends EventEmitter {
     const heard = (): void => { this.heardAt = Date.now() }
     socket.on('ping', heard)
     socket.on('pong', heard)
-    socket.on('message', (data, isBinary) => { heard(); this.onMessage(data as Buffer, isBinary) })
+    socket.on('message', (data, isBinary) => { heard(); this.onMessage(data, isBinary) })
     socket.on('close', (code, reason) => this.onClose(code, reason.toString()))
     socket.on('error', () => { /* 'close' follows and does the cleanup */ })
   }
