@@ -5,11 +5,8 @@
  */
 import { HerdsError } from '../tree/errno.js'
 import { callOp, treeFromCall } from '../tree/peer.js'
-import { mapEntryStats, O_ACCMODE, O_WRONLY, S_IFDIR, S_IFMT, wantsWrite, type Created, type DirEntry, type Op, type Stat, type Tree } from '../tree/tree.js'
+import { mapEntryStats, O_ACCMODE, O_WRONLY, S_IFDIR, S_IFMT, wantsWrite, type DirEntry, type Op, type Stat, type Tree } from '../tree/tree.js'
 import type { Scope } from './tokens.js'
-
-/** The changes that answer with the attributes after them. */
-const STAT_RESULTS: ReadonlySet<Op> = new Set(['truncate', 'utimens', 'chmod'])
 
 /** Scopes a mount may have, weakest first. */
 const RANK: Record<Exclude<Scope, 'node'>, number> = { read: 1, run: 2, admin: 3 }
@@ -91,9 +88,8 @@ export function scoped (inner: Tree, opts: ScopedOptions): Tree {
     }
     const result = await callOp(inner, op, args, ctx)
     if (op === 'getattr') return truthfulMode(result as Stat, path, opts.scope)
-    // The attributes a change answers with are shown as getattr would show them.
-    if (STAT_RESULTS.has(op) && result) return truthfulMode(result as Stat, path, opts.scope)
-    if (op === 'create' && (result as Created).stat) return { ...(result as Created), stat: truthfulMode((result as Created).stat!, path, opts.scope) }
+    // The attributes a change answers with (create, truncate, utimens, chmod) need no truthfulMode:
+    // whoever may change a path may read it, since every rule's write scope is at least its read scope.
     // As getattr of each would: a name hidden from this scope comes without its attributes (getattr then refuses it).
     if (op === 'readdirplus') {
       return mapEntryStats(path, result as DirEntry[], (stat, child) =>

@@ -6,6 +6,7 @@ import { once } from 'node:events'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
+import { allows, scopeNeeded } from '../../host/scope.js'
 import { startHost } from '../../host/server.js'
 import { connectHost } from '../../mount/client.js'
 import { startNode } from '../../nodes/node.js'
@@ -123,4 +124,16 @@ t.test('after a revocation nothing more is served, even to a peer that ignores t
   const closed = await Promise.race([once(client.socket, 'close').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
   t.ok(closed, 'the host cut the connection within the grace')
   t.notOk((await admin.tree.readdir('/nodes/studio/volumes')).includes('after-revoke'), 'nothing was done after the revocation')
+})
+
+t.test('whoever may change a path may read it, so the attributes a change answers with need no hiding', async (t) => {
+  const paths = ['/', '/README.md', '/.herds/control', '/.herds/control/README.md', '/.herds/control/tokens/x', '/.herds/venoms/run/new',
+    '/.herds/venoms/run/jobs/j/env', '/nodes/studio/exec/new', '/nodes/studio/exec/env', '/nodes/studio/exec/jobs/j/cmd',
+    '/nodes/studio/sandboxes/s/config.json', '/nodes/studio/sandboxes/s/workspace/f', '/nodes/studio/ports/3000', '/nodes/studio/ports/tcp/22/new',
+    '/nodes/studio/volumes/v/f', '/nodes/studio/fs/home/f', '/nodes/studio/info.json']
+  for (const path of paths) {
+    for (const scope of ['read', 'run', 'admin'] as const) {
+      if (allows(scope, scopeNeeded(path, true))) t.ok(allows(scope, scopeNeeded(path, false)), `${scope} may write ${path}, and read it`)
+    }
+  }
 })
